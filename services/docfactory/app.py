@@ -1,0 +1,255 @@
+"""Composition root: builds adapters from settings, registers servicers on one grpc.aio server.
+
+``docfactory serve`` registers every service and points every inter-service address at itself;
+``python -m docfactory.<service>`` registers one and reaches the others by address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from docfactory.core.auth import KeyStore, ensure_local_keys
+from docfactory.core.clients import Channels
+from docfactory.core.config import Settings
+from docfactory.core.errors import ConfigError
+from docfactory.core.interceptors import ServiceInterceptor
+from docfactory.core.metrics import start_metrics_server
+from docfactory.core.vectorstore import QdrantStore, VectorStore
+
+log = logging.getLogger("docfactory")
+
+SERVICES = ("ingestion", "chunking", "embedding", "answering")
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    address: str
+    service_names: list[str]
+    metrics_port: int | None
+    health: Any
+    closers: list[Any] = field(default_factory=list)
+    _stopped: bool = False
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                res = close()
+                if asyncio.iscoroutine(res):
+                    await res
+
+
+def make_store(settings: Settings) -> tuple[VectorStore, bool]:
+    """The vector store for this process, and whether this process owns an embedded one."""
+    vs = settings.vector_store
+    backend = vs.backend
+    if backend == "local" and settings.addresses.index:
+        backend = "index"
+    if backend == "local":
+        return QdrantStore(collection=vs.collection, path=settings.resolved_qdrant_path), True
+    if backend == "edge":
+        from docfactory.core.vectorstore_edge import EdgeStore
+
+        return EdgeStore(
+            path=settings.resolved_qdrant_path.with_name("qdrant-edge"), collection=vs.collection
+        ), True
+    if backend == "remote":
+        if not vs.url:
+            raise ConfigError("vector backend 'remote' needs DOCFACTORY_QDRANT_URL")
+        return (
+            QdrantStore(
+                collection=vs.collection,
+                url=vs.url,
+                api_key=vs.api_key,
+                prefer_grpc=vs.prefer_grpc,
+                timeout=vs.timeout_seconds,
+            ),
+            False,
+        )
+    if backend == "index":
+        if not settings.addresses.index:
+            raise ConfigError("vector backend 'index' needs DOCFACTORY_INDEX_ADDRESS")
+        from docfactory.core.vectorstore_grpc import GrpcIndexStore
+
+        return GrpcIndexStore(settings.addresses.index, settings.server.max_message_bytes), False
+    raise ConfigError(f"unknown vector backend {vs.backend!r}")
+
+
+def _keys(settings: Settings) -> KeyStore:
+    path = settings.resolved_keys_file
+    if not settings.keys_file:
+        ensure_local_keys(path, settings.data_dir / "api-key")
+    return KeyStore(path)
+
+
+async def start_server(
+    settings: Settings, services: Sequence[str] = SERVICES, *, port: int | None = None
+) -> RunningServer:
+    unknown = set(services) - set(SERVICES)
+    if unknown:
+        raise ConfigError(f"unknown services: {', '.join(sorted(unknown))}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    srv_cfg = settings.server
+    options = [
+        ("grpc.max_send_message_length", srv_cfg.max_message_bytes),
+        ("grpc.max_receive_message_length", srv_cfg.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(_keys(settings))],
+        options=options,
+        maximum_concurrent_rpcs=srv_cfg.max_concurrent_rpcs,
+    )
+    channels = Channels(srv_cfg.max_message_bytes)
+    closers: list[Any] = [channels.close]
+    names: list[str] = []
+    addr = settings.addresses
+
+    store: VectorStore | None = None
+    owns_store = False
+    if "ingestion" in services or "answering" in services:
+        store, owns_store = make_store(settings)
+        closers.append(store.close)
+        if owns_store:
+            from docfactory.index import servicer as index_servicer
+
+            names.append(index_servicer.register(server, store))
+
+    if "embedding" in services or "chunking" in services:
+        from docfactory.embedding.adapters.models import load_model
+
+        model = load_model(settings.embedding)
+        if "embedding" in services:
+            from docfactory.embedding import servicer as emb_servicer
+            from docfactory.embedding.service import EmbeddingService
+
+            emb_service = EmbeddingService(model, settings.embedding)
+            closers.append(emb_service.close)
+            names.append(emb_servicer.register(server, emb_service))
+        if "chunking" in services:
+            from docfactory.chunking import servicer as chunk_servicer
+            from docfactory.chunking.service import Chunker
+
+            names.append(
+                chunk_servicer.register(server, Chunker(model.tokenizer(), settings.chunking))
+            )
+
+    if "ingestion" in services:
+        from docfactory.chunking.v1 import chunking_service_pb2_grpc as chunk_grpc
+        from docfactory.core.db import make_engine
+        from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc
+        from docfactory.ingestion import servicer as ing_servicer
+        from docfactory.ingestion.adapters.documents import SqlDocumentRepository
+        from docfactory.ingestion.adapters.parser import UnstructuredParser
+        from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
+        from docfactory.ingestion.service import IngestionService
+
+        engine = make_engine(settings.resolved_database_url)
+        closers.append(engine.dispose)
+        assert store is not None
+        ing = IngestionService(
+            settings=settings,
+            repo=SqlDocumentRepository(engine),
+            parser=UnstructuredParser(
+                pdf_strategy=settings.parsing.pdf_strategy,
+                ocr_fallback=settings.parsing.ocr_fallback,
+                ocr_languages=settings.parsing.ocr_languages,
+            ),
+            chunker=GrpcChunker(channels.stub(addr.chunking, chunk_grpc.ChunkingServiceStub)),
+            embedder=GrpcEmbedder(channels.stub(addr.embedding, emb_grpc.EmbeddingServiceStub)),
+            store=store,
+        )
+        names.append(ing_servicer.register(server, ing, settings.parsing.max_file_bytes))
+
+    if "answering" in services:
+        from docfactory.answering import servicer as ans_servicer
+        from docfactory.answering.adapters.generators import make_generator
+        from docfactory.answering.adapters.remote import GrpcQueryEmbedder
+        from docfactory.answering.service import AnsweringService
+        from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc2
+
+        generator = make_generator(settings.generation)
+        closers.append(generator.close)
+        assert store is not None
+        ans = AnsweringService(
+            settings=settings,
+            embedder=GrpcQueryEmbedder(
+                channels.stub(addr.embedding, emb_grpc2.EmbeddingServiceStub)
+            ),
+            store=store,
+            generator=generator,
+        )
+        names.append(ans_servicer.register(server, ans))
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    bind_port = srv_cfg.port if port is None else port
+    bound = server.add_insecure_port(f"{srv_cfg.host}:{bind_port}")
+    if bound == 0:
+        raise ConfigError(f"cannot bind {srv_cfg.host}:{bind_port}")
+    local_host = "127.0.0.1" if srv_cfg.host in ("0.0.0.0", "::", "[::]") else srv_cfg.host
+    channels.set_self_address(f"{local_host}:{bound}")
+    metrics_port = None
+    if srv_cfg.metrics_port is not None:
+        metrics_port = start_metrics_server(srv_cfg.metrics_port)
+    await server.start()
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("docfactory serving %s on %s:%d", ", ".join(names), srv_cfg.host, bound)
+    return RunningServer(
+        server=server,
+        port=bound,
+        address=f"{local_host}:{bound}",
+        service_names=names,
+        metrics_port=metrics_port,
+        health=health_servicer,
+        closers=closers,
+    )
+
+
+async def serve_forever(settings: Settings, services: Sequence[str] = SERVICES) -> None:
+    running = await start_server(settings, services)
+    print(
+        f"docfactory: {', '.join(running.service_names)} on {running.address}"
+        + (f", metrics on :{running.metrics_port}/metrics" if running.metrics_port else ""),
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.ensure_future(running.server.wait_for_termination())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    await running.stop(settings.server.grace_seconds)
+    waiter.cancel()
+    stopper.cancel()
+
+
+def main_service(service: str) -> None:
+    """Entry point of ``python -m docfactory.<service>``."""
+    from docfactory.core.config import load_settings
+    from docfactory.core.logging import setup_logging
+
+    setup_logging()
+    asyncio.run(serve_forever(load_settings(), [service]))

@@ -1,0 +1,452 @@
+"""``docfactory`` command line: serve, ingest, search, ask, documents.
+
+The CLI talks to a running server when ``--address``/``DOCFACTORY_ADDRESS`` is set; otherwise it
+starts the embedded default in-process (same gRPC code path, on a private port) and persists
+under the data directory, so ``ingest`` then ``ask`` work as two separate commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from docfactory.core.auth import API_KEY_HEADER
+from docfactory.core.config import Settings, load_settings
+from docfactory.core.errors import DocfactoryError
+
+CHUNK_BYTES = 1024 * 1024
+_CLASS = {"public": 1, "internal": 2, "confidential": 3, "restricted": 4}
+_MODES = {"dense": 1, "sparse": 2, "hybrid": 3}
+
+
+class Session:
+    """A channel to a server (remote, or an embedded one started here) plus the API key."""
+
+    def __init__(self, settings: Settings, address: str | None, api_key: str | None) -> None:
+        self.settings = settings
+        self.address = address
+        self.api_key = api_key
+        self._running: Any = None
+        self.channel: grpc.aio.Channel | None = None
+
+    async def __aenter__(self) -> Session:
+        if not self.address:
+            from docfactory.app import start_server
+
+            self._running = await start_server(self.settings, port=0)
+            self.address = self._running.address
+            if not self.api_key:
+                key_file = self.settings.data_dir / "api-key"
+                self.api_key = (await asyncio.to_thread(key_file.read_text)).strip()
+        if not self.api_key:
+            raise SystemExit(
+                "docfactory: set DOCFACTORY_API_KEY (or --api-key) for a remote server"
+            )
+        mb = self.settings.server.max_message_bytes
+        self.channel = grpc.aio.insecure_channel(
+            self.address,
+            options=[("grpc.max_receive_message_length", mb), ("grpc.max_send_message_length", mb)],
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+        if self._running is not None:
+            await self._running.stop(2.0)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((API_KEY_HEADER, self.api_key or ""),)
+
+
+def _err(exc: grpc.aio.AioRpcError) -> str:
+    from docfactory.core.interceptors import error_from_rpc
+
+    e = error_from_rpc(exc)
+    return f"{exc.code().name} [{e.reason}]: {exc.details()}"
+
+
+async def _upload(session: Session, path: Path, collection: str, classification: int) -> Any:
+    from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
+    from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.IngestionServiceStub(session.channel)
+
+    async def requests() -> AsyncIterator[pb.UploadDocumentRequest]:
+        yield pb.UploadDocumentRequest(
+            metadata=pb.UploadMetadata(
+                filename=path.name,
+                collection=collection,
+                classification=classification,  # type: ignore[arg-type]
+                source_uri=path.resolve().as_uri(),
+            )
+        )
+        with path.open("rb") as f:
+            while block := f.read(CHUNK_BYTES):
+                yield pb.UploadDocumentRequest(data=block)
+
+    return await stub.UploadDocument(requests(), metadata=session.metadata, timeout=1800)
+
+
+def _files(paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            out.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            )
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SystemExit(f"docfactory: no such file or folder: {raw}")
+    return out
+
+
+async def cmd_ingest(ns: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    files = _files(ns.paths)
+    failed = 0
+    async with Session(settings, ns.address, ns.api_key) as session:
+        bar = tqdm(total=len(files), unit="file", disable=ns.json or not sys.stderr.isatty())
+        sem = asyncio.Semaphore(max(1, ns.concurrency))
+
+        async def one(path: Path) -> dict[str, Any]:
+            async with sem:
+                try:
+                    resp = await _upload(session, path, ns.collection, _CLASS[ns.classification])
+                    d = resp.document
+                    row = {
+                        "path": str(path),
+                        "status": "unchanged" if resp.unchanged else "indexed",
+                        "document": d.name,
+                        "chunks": d.chunk_count,
+                        "pages": d.page_count,
+                        "version": d.version,
+                    }
+                except grpc.aio.AioRpcError as exc:
+                    row = {"path": str(path), "status": "failed", "error": _err(exc)}
+                bar.update(1)
+                return row
+
+        results = []
+        for coro in asyncio.as_completed([one(f) for f in files]):
+            row = await coro
+            results.append(row)
+            if ns.json:
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+            else:
+                detail = (
+                    f"{row['chunks']} chunks, {row['pages']} pages"
+                    if row["status"] != "failed"
+                    else row["error"]
+                )
+                tqdm.write(f"{row['status']:>9}  {row['path']}  ({detail})")
+        bar.close()
+    failed = sum(1 for r in results if r["status"] == "failed")
+    if not ns.json:
+        done = sum(1 for r in results if r["status"] == "indexed")
+        same = sum(1 for r in results if r["status"] == "unchanged")
+        print(f"ingested {done}, unchanged {same}, failed {failed} of {len(files)} files")
+    return 1 if failed else 0
+
+
+def _citation_label(c: Any) -> str:
+    label = c.document_name or c.document_id
+    if len(c.page_numbers):
+        pages = list(c.page_numbers)
+        label += f", p. {pages[0]}" if len(pages) == 1 else f", p. {pages[0]}-{pages[-1]}"
+    if len(c.section_path):
+        label += " — " + " > ".join(list(c.section_path)[-2:])
+    return label
+
+
+def _citation_dict(c: Any) -> dict[str, Any]:
+    return {
+        "marker": c.marker,
+        "document_id": c.document_id,
+        "document_name": c.document_name,
+        "source_uri": c.source_uri,
+        "pages": list(c.page_numbers),
+        "section_path": list(c.section_path),
+        "quote": c.quote,
+        "score": round(c.score, 4),
+        "chunk_id": c.chunk_id,
+    }
+
+
+async def cmd_search(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.answering.v1 import answering_service_pb2 as pb
+    from docfactory.answering.v1 import answering_service_pb2_grpc as pb_grpc
+
+    async with Session(settings, ns.address, ns.api_key) as session:
+        stub = pb_grpc.AnsweringServiceStub(session.channel)
+        resp = await stub.Search(
+            pb.SearchRequest(
+                query=ns.query,
+                collections=ns.collection or [],
+                top_k=ns.top_k,
+                use_case=ns.use_case,
+                mode=_MODES.get(ns.mode or "", 0),  # type: ignore[arg-type]
+            ),
+            metadata=session.metadata,
+            timeout=120,
+        )
+    if ns.json:
+        print(
+            json.dumps(
+                {
+                    "took_ms": round(resp.took_ms, 1),
+                    "results": [
+                        {
+                            "score": round(r.score, 4),
+                            "text": r.text,
+                            "citation": _citation_dict(r.citation),
+                        }
+                        for r in resp.results
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    for i, r in enumerate(resp.results, 1):
+        snippet = " ".join(r.text.split())[:240]
+        print(f"{i}. [{r.score:.3f}] {_citation_label(r.citation)}\n   {snippet}")
+    if not resp.results:
+        print("no result")
+    return 0
+
+
+async def cmd_ask(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.answering.v1 import answering_service_pb2 as pb
+    from docfactory.answering.v1 import answering_service_pb2_grpc as pb_grpc
+
+    async with Session(settings, ns.address, ns.api_key) as session:
+        stub = pb_grpc.AnsweringServiceStub(session.channel)
+        call = stub.Answer(
+            pb.AnswerRequest(
+                question=ns.question,
+                collections=ns.collection or [],
+                top_k=ns.top_k,
+                use_case=ns.use_case,
+                mode=_MODES.get(ns.mode or "", 0),  # type: ignore[arg-type]
+            ),
+            metadata=session.metadata,
+            timeout=600,
+        )
+        citations: list[Any] = []
+        async for msg in call:
+            kind = msg.WhichOneof("content")
+            if kind == "delta":
+                if ns.json:
+                    print(json.dumps({"delta": msg.delta.text}, ensure_ascii=False), flush=True)
+                else:
+                    print(msg.delta.text, end="", flush=True)
+            elif kind == "citations":
+                citations = list(msg.citations.citations)
+                if ns.json:
+                    print(
+                        json.dumps(
+                            {"citations": [_citation_dict(c) for c in citations]},
+                            ensure_ascii=False,
+                        ),
+                        flush=True,
+                    )
+            elif kind == "summary":
+                s = msg.summary
+                if ns.json:
+                    print(
+                        json.dumps(
+                            {
+                                "summary": {
+                                    "generator": s.generator,
+                                    "extractive": s.extractive,
+                                    "insufficient_context": s.insufficient_context,
+                                    "retrieval_ms": round(s.retrieval_ms, 1),
+                                    "first_token_ms": round(s.first_token_ms, 1),
+                                    "total_ms": round(s.total_ms, 1),
+                                    "language": s.language,
+                                }
+                            },
+                            ensure_ascii=False,
+                        ),
+                        flush=True,
+                    )
+                else:
+                    print("\n\nSources :" if s.language == "fr" else "\n\nSources:")
+                    for c in citations:
+                        print(f"  [{c.marker}] {_citation_label(c)}")
+                    if not citations:
+                        print("  (none)")
+                    print(
+                        f"\n({s.generator}; retrieval {s.retrieval_ms:.0f} ms, "
+                        f"total {s.total_ms:.0f} ms)"
+                    )
+    return 0
+
+
+async def cmd_documents(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
+    from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+
+    async with Session(settings, ns.address, ns.api_key) as session:
+        stub = pb_grpc.IngestionServiceStub(session.channel)
+        if ns.action == "delete":
+            for name in ns.names:
+                r = await stub.DeleteDocument(
+                    pb.DeleteDocumentRequest(name=name), metadata=session.metadata, timeout=60
+                )
+                print(json.dumps({"deleted": name, "chunks": r.deleted_chunks}))
+            return 0
+        token = ""
+        while True:
+            resp = await stub.ListDocuments(
+                pb.ListDocumentsRequest(
+                    page_size=200, page_token=token, collection=ns.collection or ""
+                ),
+                metadata=session.metadata,
+                timeout=60,
+            )
+            for d in resp.documents:
+                state = pb.DocumentState.Name(d.state).removeprefix("DOCUMENT_STATE_")
+                if ns.json:
+                    print(
+                        json.dumps(
+                            {
+                                "name": d.name,
+                                "filename": d.filename,
+                                "collection": d.collection,
+                                "state": state,
+                                "version": d.version,
+                                "chunks": d.chunk_count,
+                                "error_reason": d.error_reason,
+                            },
+                            ensure_ascii=False,
+                        )
+                    )
+                else:
+                    print(
+                        f"{d.name}  {state:<10} v{d.version} {d.chunk_count:>4} chunks  "
+                        f"{d.collection}/{d.filename}"
+                    )
+            token = resp.next_page_token
+            if not token:
+                break
+    return 0
+
+
+async def cmd_serve(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.app import SERVICES, serve_forever
+
+    services = [s.strip() for s in ns.services.split(",")] if ns.services else list(SERVICES)
+    await serve_forever(settings, services)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="docfactory", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--address",
+        default=os.environ.get("DOCFACTORY_ADDRESS"),
+        help="host:port of a running server (default: embedded, in-process)",
+    )
+    p.add_argument("--api-key", default=os.environ.get("DOCFACTORY_API_KEY"))
+    p.add_argument("--data-dir", help="data directory of the embedded default")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the gRPC services (all four by default)")
+    s.add_argument(
+        "--services", help="comma-separated subset: ingestion,chunking,embedding,answering"
+    )
+    s.add_argument("--port", type=int)
+    s.add_argument("--host")
+    s.add_argument("--metrics-port", type=int)
+
+    i = sub.add_parser("ingest", help="ingest files or folders")
+    i.add_argument("paths", nargs="+")
+    i.add_argument("--collection", default="default")
+    i.add_argument("--classification", choices=list(_CLASS), default="internal")
+    i.add_argument("--concurrency", type=int, default=2)
+    i.add_argument("--json", action="store_true", help="one JSON line per file")
+
+    for name, helptext, arg in (
+        ("search", "top passages for a query", "query"),
+        ("ask", "stream a cited answer", "question"),
+    ):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument(arg)
+        q.add_argument("--collection", action="append", help="repeatable")
+        q.add_argument("--top-k", type=int, default=0)
+        q.add_argument("--mode", choices=list(_MODES))
+        q.add_argument("--use-case", default="")
+        q.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("documents", help="list or delete documents")
+    d.add_argument("action", choices=["list", "delete"])
+    d.add_argument("names", nargs="*")
+    d.add_argument("--collection")
+    d.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    from docfactory.core.logging import setup_logging
+
+    setup_logging("INFO" if ns.verbose else None)
+    overrides: dict[str, Any] = {}
+    if ns.data_dir:
+        overrides["data_dir"] = ns.data_dir
+    if ns.command == "serve":
+        server: dict[str, Any] = {}
+        if ns.port is not None:
+            server["port"] = ns.port
+        if ns.host:
+            server["host"] = ns.host
+        if ns.metrics_port is not None:
+            server["metrics_port"] = ns.metrics_port
+        if server:
+            overrides["server"] = server
+    try:
+        settings = load_settings(overrides=overrides)
+        handler = {
+            "serve": cmd_serve,
+            "ingest": cmd_ingest,
+            "search": cmd_search,
+            "ask": cmd_ask,
+            "documents": cmd_documents,
+        }[ns.command]
+        return asyncio.run(handler(ns, settings))
+    except DocfactoryError as exc:
+        print(f"docfactory: {exc}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as exc:
+        print(f"docfactory: {_err(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        logging.shutdown()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

