@@ -78,7 +78,7 @@ def _err(exc: grpc.aio.AioRpcError) -> str:
     from docfactory.core.interceptors import error_from_rpc
 
     e = error_from_rpc(exc)
-    return f"{exc.code().name} [{e.reason}]: {exc.details()}"
+    return f"{exc.code().name} [{e.reason}]: {exc.details()}"  # type: ignore[no-any-return]
 
 
 async def _upload(session: Session, path: Path, collection: str, classification: int) -> Any:
@@ -86,6 +86,7 @@ async def _upload(session: Session, path: Path, collection: str, classification:
     from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 
     stub = pb_grpc.IngestionServiceStub(session.channel)
+    source_uri = (await asyncio.to_thread(path.resolve)).as_uri()
 
     async def requests() -> AsyncIterator[pb.UploadDocumentRequest]:
         yield pb.UploadDocumentRequest(
@@ -93,7 +94,7 @@ async def _upload(session: Session, path: Path, collection: str, classification:
                 filename=path.name,
                 collection=collection,
                 classification=classification,  # type: ignore[arg-type]
-                source_uri=path.resolve().as_uri(),
+                source_uri=source_uri,
             )
         )
         with path.open("rb") as f:
@@ -168,7 +169,7 @@ async def cmd_ingest(ns: argparse.Namespace, settings: Settings) -> int:
 
 
 def _citation_label(c: Any) -> str:
-    label = c.document_name or c.document_id
+    label = str(c.document_name or c.document_id)
     if len(c.page_numbers):
         pages = list(c.page_numbers)
         label += f", p. {pages[0]}" if len(pages) == 1 else f", p. {pages[0]}-{pages[-1]}"

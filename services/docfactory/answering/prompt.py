@@ -49,12 +49,8 @@ def build_messages(
     lang = language if language in SYSTEM_PROMPT else "en"
     context = "\n\n".join(f"[{p.marker}] ({p.source})\n{p.text}" for p in passages)
     head = "Extraits" if lang == "fr" else "Passages"
-    q = "Question" if lang == "en" else "Question"
-    user = (
-        f"{head} :\n\n{context}\n\n{q} : {question}"
-        if lang == "fr"
-        else (f"{head}:\n\n{context}\n\n{q}: {question}")
-    )
+    sep = " :" if lang == "fr" else ":"
+    user = f"{head}{sep}\n\n{context}\n\nQuestion{sep} {question}"
     return [
         {"role": "system", "content": SYSTEM_PROMPT[lang]},
         {"role": "user", "content": user},

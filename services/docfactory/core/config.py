@@ -259,6 +259,7 @@ def load_settings(
     settings = _apply(settings, {**flat, **nested}, "")
     if overrides:
         settings = _apply(settings, overrides, "")
+    assert isinstance(settings, Settings)
     return settings
 
 

@@ -120,7 +120,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if exc is None:
                 return "OK"
             if isinstance(exc, DocfactoryError):
-                return exc.code.name
+                return str(exc.code.name)
             if isinstance(exc, grpc.aio.AioRpcError):
                 return str(exc.code().name)
             return "INTERNAL"
@@ -193,4 +193,5 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def status_code_name(code: int) -> str:
-    return str(code_pb2.Code.Name(code))
+    name: str = code_pb2.Code.Name(code)
+    return name

@@ -124,7 +124,7 @@ def _install_offline_nlp() -> None:
         def _get_nlp() -> Any:
             return nlp
 
-        un_tokenize._get_nlp = _get_nlp
+        un_tokenize._get_nlp = _get_nlp  # type: ignore[assignment]
         _NLP_READY = True
 
 
