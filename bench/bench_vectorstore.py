@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         line = f"{label:<18}" + "".join(f"{fmt.format(by[n][key]):>14}" for n in names)
         if {"local", "edge"} <= set(names) and by["local"][key]:
-            line += f"{by['edge'][key] / by['local'][key]:>11.2f}x"
+            line += f"{by['edge'][key] / by['local'][key]:>11.3g}x"
         print(line)
     return 0
 

@@ -66,14 +66,16 @@ class ExtractiveGenerator:
         if not sentences:
             return text.strip()[:400]
         scored = []
-        for i, s in enumerate(sentences):
-            terms = set(analyzer.tokens(s))
-            overlap = len(q_terms & terms)
-            scored.append((overlap, -i, s))
-        scored.sort(reverse=True)
-        best = sorted(scored[: self._max_sentences], key=lambda t: -t[1])
-        if best and best[0][0] == 0 and len(sentences) > 1:
-            best = [(0, 0, sentences[0])]
+        for i, sentence in enumerate(sentences):
+            overlap = len(q_terms & set(analyzer.tokens(sentence)))
+            scored.append((overlap, i, sentence))
+        top = max(o for o, _, _ in scored)
+        if top == 0:
+            best = [scored[0]]
+        else:
+            ranked = sorted(scored, key=lambda t: (-t[0], t[1]))
+            best = [t for t in ranked[: self._max_sentences] if t[0] * 2 >= top]
+            best.sort(key=lambda t: t[1])  # reading order
         quote = " ".join(s for _, _, s in best)
         return quote if len(quote) <= 600 else quote[:597] + "..."
 

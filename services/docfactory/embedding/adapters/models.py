@@ -40,7 +40,7 @@ class _SentencePieceCounter:
         self._lock = threading.Lock()
 
     def count(self, text: str) -> int:
-        return _cached_sp_count(self, text)
+        return _cached_sp_count(self, text) if text.strip() else 0
 
 
 @lru_cache(maxsize=200_000)

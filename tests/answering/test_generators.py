@@ -1,0 +1,168 @@
+"""Generation backends on real protocols: an OpenAI-compatible chat server over a real socket
+(the stand-in for vLLM, which needs a GPU) and a tiny MistralForCausalLM through transformers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from docfactory.answering.adapters.generators import (
+    ExtractiveGenerator,
+    TransformersGenerator,
+    Usage,
+)
+from docfactory.answering.prompt import PromptPassage, build_messages, cited_markers
+from docfactory.app import start_server
+from docfactory.core.config import GenerationConfig, Settings
+from tests.helpers import answer, upload
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    requests: list[dict[str, Any]] = []
+    reply = "Selon le règlement, la cantine ouvre à midi [1]."
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        body = json.dumps({"object": "list", "data": [{"id": "mistral-small", "object": "model"}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        req = json.loads(self.rfile.read(length))
+        type(self).requests.append(req)
+        assert self.path == "/v1/chat/completions"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for word in self.reply.split(" "):
+            chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        usage = {"choices": [], "usage": {"prompt_tokens": 321, "completion_tokens": 12}}
+        self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+
+
+@pytest.fixture
+def chat_server() -> Iterator[str]:
+    _ChatHandler.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_answer_through_openai_compatible_server(
+    chat_server: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    dead = "http://127.0.0.1:9/v1"  # nothing listens: the client moves on before streaming
+    settings = make_settings(generation={"urls": f"{dead},{chat_server}", "model": "mistral-small"})
+    running = await start_server(settings, port=0)
+    try:
+        async with grpc.aio.insecure_channel(running.address) as ch:
+            f = tmp_path / "reglement.md"
+            f.write_text("# Cantine\n\nLa cantine ouvre à midi et ferme à quatorze heures.")
+            await upload(ch, f)
+            text, cits, summary = await answer(ch, "À quelle heure ouvre la cantine ?")
+    finally:
+        await running.stop(0.5)
+    assert "[1]" in text and "midi" in text
+    assert summary.generator == "openai:mistral-small" and not summary.extractive
+    assert summary.prompt_tokens == 321 and summary.completion_tokens == 12
+    assert summary.language == "fr"
+    assert len(cits) == 1 and cits[0].marker == 1 and cits[0].document_name == "reglement.md"
+    req = _ChatHandler.requests[-1]
+    assert req["stream"] is True and req["model"] == "mistral-small"
+    system, user = req["messages"][0]["content"], req["messages"][1]["content"]
+    assert "UNIQUEMENT" in system and "Je ne sais pas" in system
+    assert "[1] (reglement.md" in user and "La cantine ouvre à midi" in user
+
+
+def test_prompt_language_and_markers() -> None:
+    passages = [PromptPassage(1, "Text one.", "a.pdf, p. 1"), PromptPassage(2, "Two.", "b.md")]
+    en = build_messages("What is it?", passages, "en")
+    assert "ONLY" in en[0]["content"] and "I don't know" in en[0]["content"]
+    assert en[1]["content"].endswith("Question: What is it?")
+    assert cited_markers("See [2] and [1][2], not [7].", 2) == [2, 1]
+
+
+async def test_extractive_quotes_best_sentence() -> None:
+    gen = ExtractiveGenerator()
+    usage = Usage()
+    passage = PromptPassage(
+        1,
+        "Le bâtiment A abrite l'accueil. La cantine ouvre à midi. Le parking est au sous-sol.",
+        "guide.md",
+    )
+    out = "".join([p async for p in gen.stream("Quand ouvre la cantine ?", [passage], "fr", usage)])
+    assert "extractive" in out.lower()
+    assert usage.quotes[1] == "La cantine ouvre à midi."
+    assert "« La cantine ouvre à midi. » [1]" in out
+
+
+def _tiny_mistral(path: Path) -> Path:
+    """A real MistralForCausalLM (random weights) with a locally trained tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"])
+    corpus = ["La cantine ouvre à midi.", "Réponds uniquement à partir des extraits."] * 50
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.chat_template = (
+        "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    fast.save_pretrained(path)
+    cfg = MistralConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
+    MistralForCausalLM(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+async def test_transformers_generator_streams_with_chat_template(tmp_path: Path) -> None:
+    path = _tiny_mistral(tmp_path / "tiny-mistral")
+    gen = TransformersGenerator(
+        GenerationConfig(model_path=str(path), max_tokens=12, temperature=0)
+    )
+    usage = Usage()
+    passages = [PromptPassage(1, "La cantine ouvre à midi.", "guide.md")]
+    pieces = [p async for p in gen.stream("Quand ouvre la cantine ?", passages, "fr", usage)]
+    assert pieces, "no token streamed"
+    assert usage.prompt_tokens > 20  # system prompt + passage went through the chat template
+    assert 0 < usage.completion_tokens <= 12
+    assert gen.name == "transformers:tiny-mistral"
+    # a consumer that stops early stops generation (no hang)
+    stream = gen.stream("Quand ?", passages, "fr", Usage())
+    first = await stream.__anext__()
+    assert isinstance(first, str)
+    await stream.aclose()
