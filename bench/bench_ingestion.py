@@ -231,6 +231,7 @@ def run_parse(files: list[Path], concurrency: int) -> dict[str, Any]:
 
 def _bench_settings(tmp: Path, concurrency: int, overrides: dict[str, Any]) -> Any:
     import yaml
+
     from docfactory.core.config import load_settings
 
     data = tmp / "data"
@@ -282,6 +283,7 @@ async def _run_e2e(
     files: list[Path], concurrency: int, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     import grpc
+
     from docfactory.app import start_server
     from docfactory.core.interceptors import error_from_rpc
     from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc

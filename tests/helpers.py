@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from docfactory.answering.v1 import answering_service_pb2 as ans_pb
 from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
 from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from docfactory.core.lexical import (
     Analyzer,
     Bm25Params,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from docfactory.core.errors import InvalidArgument, Unavailable
 from docfactory.core.vectorstore import (
     ChunkPoint,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
-from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
+from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from tests.conftest import ROOT, write_keys
 from tests.helpers import answer, md, search, upload
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, cast
 
 import pytest
+
 from docfactory.ingestion.archives import (
     ArchiveCorruptError,
     ArchiveError,
