@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -25,7 +25,7 @@ from tests.helpers import answer, upload
 
 
 class _ChatHandler(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
     reply = "Selon le règlement, la cantine ouvre à midi [1]."
 
     def log_message(self, *args: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from docfactory.chunking.service import Chunker, ChunkOptions, Element
@@ -68,7 +70,7 @@ def test_long_element_split_with_overlap(chunker: Chunker) -> None:
     counter = Usem3Model().tokenizer()
     assert all(counter.count(c.text) <= 64 + 4 for c in chunks)
     # consecutive windows share text (overlap), and nothing is lost
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         tail = a.text.split(". ")[-1]
         assert tail and tail in b.text
     joined = " ".join(c.text for c in chunks)
