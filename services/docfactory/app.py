@@ -59,7 +59,9 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
     """The vector store for this process, and whether this process owns an embedded one."""
     vs = settings.vector_store
     backend = vs.backend
-    if backend == "local" and settings.addresses.index:
+    if backend in ("local", "edge") and vs.url:
+        backend = "remote"
+    elif backend in ("local", "edge") and settings.addresses.index:
         backend = "index"
     if backend == "local":
         return QdrantStore(collection=vs.collection, path=settings.resolved_qdrant_path), True

@@ -358,19 +358,8 @@ def test_missing_tenant(store: VectorStore) -> None:
     assert store.count(Scope(tenant="t-a")) == 1
 
 
-def test_missing_tenant_before_first_upsert(
-    backend: str, store: VectorStore, request: pytest.FixtureRequest
-) -> None:
+def test_missing_tenant_before_first_upsert(store: VectorStore) -> None:
     """count/delete without a tenant must be refused even while the store is empty."""
-    if backend != "edge":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="QdrantStore.count/delete_document return 0 before checking the tenant "
-                "when the collection does not exist yet",
-                raises=pytest.fail.Exception,
-                strict=False,
-            )
-        )
     with pytest.raises(InvalidArgument):
         store.count(Scope(tenant=""))
     with pytest.raises(InvalidArgument):

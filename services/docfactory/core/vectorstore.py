@@ -219,10 +219,10 @@ class QdrantStore:
     def delete_document(self, tenant: str, document_id: str, keep_version: int = 0) -> int:
         from qdrant_client import models
 
+        flt = self._filter(Scope(tenant=tenant), document_id, skip_version=keep_version)
         with self._locked():
             if not self._exists():
                 return 0
-            flt = self._filter(Scope(tenant=tenant), document_id, skip_version=keep_version)
             n = self._client.count(self._collection, count_filter=flt, exact=True).count
             if n:
                 self._client.delete(
@@ -293,14 +293,11 @@ class QdrantStore:
         ]
 
     def count(self, scope: Scope) -> int:
+        flt = self._filter(scope)
         with self._locked():
             if not self._exists():
                 return 0
-            return int(
-                self._client.count(
-                    self._collection, count_filter=self._filter(scope), exact=True
-                ).count
-            )
+            return int(self._client.count(self._collection, count_filter=flt, exact=True).count)
 
     def close(self) -> None:
         self._client.close()

