@@ -232,3 +232,35 @@ def test_buf_lint() -> None:
         pytest.skip("buf not installed (npm install -g @bufbuild/buf)")
     r = subprocess.run([buf, "lint"], cwd=ROOT / "protos", capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+async def test_metrics_endpoint_counts_rpcs(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from docfactory.app import start_server
+
+    running = await start_server(make_settings(server={"metrics_port": 0}), port=0)
+    try:
+        assert running.metrics_port
+        async with grpc.aio.insecure_channel(running.address) as ch:
+            f = tmp_path / "m.txt"
+            f.write_text("Les métriques sont exposées au format Prometheus.")
+            await upload(ch, f, key="key-globex")
+            await search(ch, "métriques", key="key-globex")
+            with pytest.raises(grpc.aio.AioRpcError):
+                await search(ch, "", key="key-globex")
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{running.metrics_port}/metrics")).text
+    finally:
+        await running.stop(0.5)
+    search_ok = (
+        'docfactory_rpc_requests_total{code="OK",method="Search",'
+        'service="docfactory.answering.v1.AnsweringService",tenant="globex"}'
+    )
+    bad = (
+        'docfactory_rpc_requests_total{code="INVALID_ARGUMENT",method="Search",'
+        'service="docfactory.answering.v1.AnsweringService",tenant="globex"}'
+    )
+    assert search_ok in text and bad in text
+    assert 'docfactory_documents_ingested_total{outcome="indexed",tenant="globex"}' in text
+    assert "docfactory_rpc_duration_seconds_bucket" in text

@@ -405,7 +405,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("names", nargs="*")
     d.add_argument("--collection")
     d.add_argument("--json", action="store_true")
+
+    from docfactory.evaluation.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return p
+
+
+async def cmd_eval(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.evaluation.cli import cmd_eval as run_eval
+
+    return await run_eval(ns, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -434,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "search": cmd_search,
             "ask": cmd_ask,
             "documents": cmd_documents,
+            "eval": cmd_eval,
         }[ns.command]
         return asyncio.run(handler(ns, settings))
     except DocfactoryError as exc:

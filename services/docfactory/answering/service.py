@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from docfactory.answering.adapters.generators import Generator, Usage
+from docfactory.answering.adapters.rerank import Reranker, candidate_depth, rerank_order
 from docfactory.answering.prompt import DONT_KNOW, PromptPassage, cited_markers
 from docfactory.core import metrics
 from docfactory.core.config import Settings
@@ -118,12 +120,14 @@ class AnsweringService:
         store: VectorStore,
         generator: Generator,
         sparse: SparseEncoder | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self._settings = settings
         self._embedder = embedder
         self._store = store
         self.generator = generator
         self._sparse = sparse or SparseEncoder()
+        self._reranker = reranker
 
     def _validate(self, params: SearchParams) -> tuple[str, int, str]:
         query = (params.query or "").strip()
@@ -155,9 +159,10 @@ class AnsweringService:
             document_ids=tuple(params.document_ids),
             max_classification=params.max_classification,
         )
+        limit = candidate_depth(top_k) if self._reranker is not None else top_k
         hits = await asyncio.to_thread(
             lambda: self._store.query(
-                scope, dense=dense, sparse=Sparse(sv.indices, sv.values), limit=top_k, mode=mode
+                scope, dense=dense, sparse=Sparse(sv.indices, sv.values), limit=limit, mode=mode
             )
         )
         metrics.RETRIEVAL_HITS.labels(mode).observe(len(hits))
@@ -166,6 +171,17 @@ class AnsweringService:
         passages = [
             p for p, h in zip(passages, hits, strict=True) if h.payload.get("tenant") == tenant
         ]
+        if self._reranker is not None and passages:
+            reranker, texts = self._reranker, [p.text for p in passages]
+            order = await asyncio.to_thread(rerank_order, reranker, query, texts, top_k)
+            passages = [
+                dataclasses.replace(
+                    passages[i],
+                    score=score,
+                    citation=dataclasses.replace(passages[i].citation, score=score),
+                )
+                for i, score in order
+            ]
         return passages, (time.perf_counter() - started) * 1000
 
     async def answer(self, tenant: str, params: SearchParams) -> AsyncIterator[AnswerEvent]:

@@ -73,6 +73,15 @@ class EmbeddingConfig:
     max_batch_wait_ms: float = 4.0
     max_texts_per_request: int = 512
     threads: int = 2
+    timeout_seconds: float = 120.0
+    # Endpoint pool over `urls` (docfactory.core.pool): entries may be "dns+http://name:port/v1"
+    # (every address of a headless Service, re-resolved every dns_refresh_seconds).
+    max_concurrency_per_replica: int = 16
+    health_interval_seconds: float = 5.0
+    eject_after_errors: int = 3
+    eject_seconds: float = 5.0
+    dns_refresh_seconds: float = 15.0
+    connect_timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,17 @@ class GenerationConfig:
     top_p: float = 0.95
     timeout_seconds: float = 120.0
     context_tokens: int = 8192
+    # Structured extraction (complete_json): its own sampling settings.
+    extraction_max_tokens: int = 1024
+    extraction_temperature: float = 0.0
+    # Endpoint pool over `urls` (docfactory.core.pool): entries may be "dns+http://name:port/v1"
+    # (every address of a headless Service, re-resolved every dns_refresh_seconds).
+    max_concurrency_per_replica: int = 64
+    health_interval_seconds: float = 5.0
+    eject_after_errors: int = 3
+    eject_seconds: float = 5.0
+    dns_refresh_seconds: float = 15.0
+    connect_timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,21 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_GENERATION_GGUF_FILE": ("generation", "gguf_file"),
     "DOCFACTORY_GENERATION_MAX_TOKENS": ("generation", "max_tokens"),
     "DOCFACTORY_GENERATION_TEMPERATURE": ("generation", "temperature"),
+    "DOCFACTORY_CHAT_TIMEOUT_SECONDS": ("generation", "timeout_seconds"),
+    "DOCFACTORY_CHAT_CONTEXT_TOKENS": ("generation", "context_tokens"),
+    "DOCFACTORY_CHAT_MAX_CONCURRENCY": ("generation", "max_concurrency_per_replica"),
+    "DOCFACTORY_CHAT_HEALTH_INTERVAL_SECONDS": ("generation", "health_interval_seconds"),
+    "DOCFACTORY_CHAT_EJECT_AFTER_ERRORS": ("generation", "eject_after_errors"),
+    "DOCFACTORY_CHAT_EJECT_SECONDS": ("generation", "eject_seconds"),
+    "DOCFACTORY_CHAT_DNS_REFRESH_SECONDS": ("generation", "dns_refresh_seconds"),
+    "DOCFACTORY_CHAT_CONNECT_TIMEOUT_SECONDS": ("generation", "connect_timeout_seconds"),
+    "DOCFACTORY_EMBEDDING_TIMEOUT_SECONDS": ("embedding", "timeout_seconds"),
+    "DOCFACTORY_EMBEDDING_MAX_CONCURRENCY": ("embedding", "max_concurrency_per_replica"),
+    "DOCFACTORY_EMBEDDING_HEALTH_INTERVAL_SECONDS": ("embedding", "health_interval_seconds"),
+    "DOCFACTORY_EMBEDDING_EJECT_AFTER_ERRORS": ("embedding", "eject_after_errors"),
+    "DOCFACTORY_EMBEDDING_EJECT_SECONDS": ("embedding", "eject_seconds"),
+    "DOCFACTORY_EMBEDDING_DNS_REFRESH_SECONDS": ("embedding", "dns_refresh_seconds"),
+    "DOCFACTORY_EMBEDDING_CONNECT_TIMEOUT_SECONDS": ("embedding", "connect_timeout_seconds"),
     "DOCFACTORY_PDF_STRATEGY": ("parsing", "pdf_strategy"),
     "DOCFACTORY_OCR_FALLBACK": ("parsing", "ocr_fallback"),
     "DOCFACTORY_OCR_LANGUAGES": ("parsing", "ocr_languages"),
