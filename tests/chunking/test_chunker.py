@@ -107,3 +107,9 @@ def test_chunk_text_paragraphs(chunker: Chunker) -> None:
     text = "Premier paragraphe.\n\nDeuxième paragraphe.\n\n\nTroisième."
     chunks = chunker.chunk_text("t", 1, text, ChunkOptions(max_tokens=16, combine_under_tokens=0))
     assert "Premier" in chunks[0].text and "Troisième" in chunks[-1].text
+
+
+def test_header_only_document_still_chunks(chunker: Chunker) -> None:
+    els = [Element("Header", "Rapport environnemental 2022", 1), Element("Footer", "p. 104", 1)]
+    chunks = chunker.chunk("h", 1, els, chunker.options())
+    assert len(chunks) == 1 and "Rapport environnemental" in chunks[0].text

@@ -173,9 +173,14 @@ class Chunker:
         version = version or 1
         pieces: list[_Piece] = []
         titles: list[tuple[int, str]] = []
+        # Page furniture (headers, footers, page numbers) is dropped, unless it is all the
+        # document has (some PDFs tag every text box as Header).
+        skip = SKIP_TYPES
+        if not any((e.text or "").strip() and e.type not in SKIP_TYPES for e in elements):
+            skip = {"PageBreak", "Image"}
         for el in elements:
             text = (el.text or "").strip()
-            if not text or el.type in SKIP_TYPES:
+            if not text or el.type in skip:
                 continue
             if el.type in TITLE_TYPES:
                 depth = max(0, el.category_depth)

@@ -192,6 +192,11 @@ class UnstructuredParser:
         if family == "image":
             strategy = "ocr_only"
         elements = self._partition(path, filename, strategy, kind)
+        if family == "pdf" and not elements:
+            # unstructured's fast path drops the text of some image-heavy PDFs that do have a
+            # text layer (e.g. infographics): read the layer with pdfminer before paying for OCR.
+            elements = _pdf_text_layer(path)
+            strategy = "pdfminer" if elements else strategy
         if family == "pdf" and not elements and self._ocr and ocr_available():
             strategy = "ocr_only"
             elements = self._partition(path, filename, strategy, kind)
@@ -242,6 +247,24 @@ class UnstructuredParser:
             depth = int(getattr(md, "category_depth", 0) or 0)
             out.append(ParsedElement(str(getattr(el, "category", "Text")), text, page, depth))
         return out
+
+
+def _pdf_text_layer(path: Path) -> list[ParsedElement]:
+    """Text boxes of each page from pdfminer, in reading order, with page numbers."""
+    from pdfminer.high_level import extract_pages
+    from pdfminer.layout import LTTextContainer
+
+    out: list[ParsedElement] = []
+    try:
+        for page_no, page in enumerate(extract_pages(str(path)), 1):
+            for box in page:
+                if isinstance(box, LTTextContainer):
+                    text = " ".join(box.get_text().split())
+                    if len(text) > 1:
+                        out.append(ParsedElement("NarrativeText", text, page_no))
+    except Exception:
+        return []
+    return out
 
 
 _MIME = {
