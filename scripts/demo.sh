@@ -15,7 +15,7 @@ if [ ${#paths[@]} -eq 0 ]; then
   if [ -d ../shared/data/travail-docs ]; then
     paths=(../shared/data/travail-docs/docx ../shared/data/travail-docs/pdf/reunion-cse-synthese.pdf
            ../shared/data/travail-docs/pdf/reunion-cse-visio.pdf)
-    question=${question:-"Dans quel délai l'employeur doit-il convoquer le salarié à l'entretien préalable au licenciement ?"}
+    question=${question:-"Quelles sont les conditions pour réunir le CSE en visioconférence ?"}
   else
     paths=(docs)
     question=${question:-"Comment ingérer une archive de documents depuis MinIO ?"}

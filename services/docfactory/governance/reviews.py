@@ -1,0 +1,314 @@
+"""Human review of answers: drafts held until a reviewer approves, amends or rejects them.
+
+States: ``PENDING_REVIEW -> APPROVED | AMENDED | REJECTED`` (final). Only APPROVED (the draft
+text) and AMENDED (the reviewer's text) answers are released. A decision is one conditional
+``UPDATE ... WHERE state = 'PENDING_REVIEW'``: of two reviewers deciding at once, on any
+replica, exactly one wins; the other gets FailedPrecondition REVIEW_ALREADY_DECIDED.
+
+The caller checks the reviewer's role (``Policy.has_role(key_id, "reviewer")``); the store
+enforces the four-eyes rule (a key cannot review its own request: PermissionDenied
+SELF_REVIEW_FORBIDDEN) and tenant isolation (a review of another tenant is NotFound).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Table, Text, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from docfactory.core.db import Base
+from docfactory.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from docfactory.governance._sql import utc, utcnow
+
+PENDING_REVIEW = "PENDING_REVIEW"
+APPROVED = "APPROVED"
+AMENDED = "AMENDED"
+REJECTED = "REJECTED"
+DECISIONS = (APPROVED, AMENDED, REJECTED)
+RELEASED = (APPROVED, AMENDED)
+
+
+class ReviewRow(Base):
+    __tablename__ = "review_drafts"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    review_id: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    use_case: Mapped[str] = mapped_column(String(128))
+    requester_key_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    answer_text: Mapped[str] = mapped_column(Text)
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(256), default="")
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reviewer_key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    amended_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_review_drafts_tenant_state_seq", "tenant", "state", "seq"),)
+
+
+_REVIEWS = cast(Table, ReviewRow.__table__)
+
+
+@dataclass(frozen=True)
+class Review:
+    review_id: str
+    tenant: str
+    use_case: str
+    requester_key_id: str
+    state: str
+    answer_text: str
+    citations: tuple[Mapping[str, Any], ...]
+    model: str
+    metadata: Mapping[str, Any]
+    created_at: dt.datetime
+    reviewer_key_id: str | None
+    decided_at: dt.datetime | None
+    amended_text: str | None
+    comment: str
+
+
+@dataclass(frozen=True)
+class ReleasedAnswer:
+    review_id: str
+    state: str  # APPROVED | AMENDED
+    text: str  # the amended text when AMENDED
+    citations: tuple[Mapping[str, Any], ...]
+    reviewer_key_id: str
+    decided_at: dt.datetime
+
+
+def _to_review(row: Any) -> Review:
+    return Review(
+        review_id=row.review_id,
+        tenant=row.tenant,
+        use_case=row.use_case,
+        requester_key_id=row.requester_key_id,
+        state=row.state,
+        answer_text=row.answer_text,
+        citations=tuple(dict(c) for c in (row.citations or ())),
+        model=row.model or "",
+        metadata=dict(row.metadata_ or {}),
+        created_at=utc(row.created_at),
+        reviewer_key_id=row.reviewer_key_id,
+        decided_at=utc(row.decided_at) if row.decided_at else None,
+        amended_text=row.amended_text,
+        comment=row.comment or "",
+    )
+
+
+def _json_list(citations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    try:
+        text = json.dumps([dict(c) for c in citations], default=str, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"citations must be JSON objects: {exc}") from exc
+    result: list[dict[str, Any]] = json.loads(text)
+    return result
+
+
+def _encode_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": seq}).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> int:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = data["after"]
+        if not isinstance(after, int) or after < 0:
+            raise ValueError(after)
+        return after
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument("invalid page_token", reason="INVALID_PAGE_TOKEN") from exc
+
+
+class ReviewStore:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        create_tables: bool = True,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        if create_tables:
+            Base.metadata.create_all(engine, tables=[_REVIEWS])
+
+    def create_draft(
+        self,
+        *,
+        tenant: str,
+        use_case: str,
+        requester_key_id: str,
+        answer_text: str,
+        citations: Sequence[Mapping[str, Any]] = (),
+        model: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Review:
+        """Hold an answer for review; returns the PENDING_REVIEW draft (with its review_id)."""
+        review_id = uuid.uuid4().hex
+        values = {
+            "review_id": review_id,
+            "tenant": tenant,
+            "use_case": use_case,
+            "requester_key_id": requester_key_id,
+            "state": PENDING_REVIEW,
+            "answer_text": answer_text,
+            "citations": _json_list(citations),
+            "model": model,
+            "metadata": json.loads(json.dumps(dict(metadata or {}), default=str)),
+            "created_at": utc(self._clock()),
+            "comment": "",
+        }
+        with self._engine.begin() as conn:
+            conn.execute(_REVIEWS.insert().values(**values))
+        return self.get(tenant, review_id)
+
+    def _select(self) -> Any:
+        return select(*_REVIEWS.c, _REVIEWS.c["metadata"].label("metadata_"))
+
+    def get(self, tenant: str, review_id: str) -> Review:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                self._select()
+                .where(_REVIEWS.c.review_id == review_id)
+                .where(_REVIEWS.c.tenant == tenant)
+            ).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"review {review_id!r} not found",
+                reason="REVIEW_NOT_FOUND",
+                metadata={"review_id": review_id},
+            )
+        return _to_review(row)
+
+    def list_pending(
+        self,
+        tenant: str,
+        *,
+        use_case: str | None = None,
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> tuple[list[Review], str]:
+        """Pending drafts of a tenant, oldest first; returns (page, next_page_token or "")."""
+        if page_size <= 0 or page_size > 1000:
+            raise InvalidArgument("page_size must be between 1 and 1000")
+        after = _decode_token(page_token) if page_token else 0
+        query = (
+            self._select()
+            .where(_REVIEWS.c.tenant == tenant)
+            .where(_REVIEWS.c.state == PENDING_REVIEW)
+            .where(_REVIEWS.c.seq > after)
+        )
+        if use_case:
+            query = query.where(_REVIEWS.c.use_case == use_case)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(_REVIEWS.c.seq).limit(page_size + 1)).all()
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        token = _encode_token(int(rows[-1].seq)) if more else ""
+        return [_to_review(r) for r in rows], token
+
+    def decide(
+        self,
+        tenant: str,
+        review_id: str,
+        *,
+        reviewer_key_id: str,
+        decision: str,
+        amended_text: str | None = None,
+        comment: str = "",
+    ) -> Review:
+        """APPROVED | AMENDED (``amended_text`` required) | REJECTED, from PENDING_REVIEW only.
+
+        The caller has checked that ``reviewer_key_id`` has the reviewer role.
+        """
+        if decision not in DECISIONS:
+            raise InvalidArgument(
+                f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}",
+                reason="INVALID_DECISION",
+            )
+        if decision == AMENDED and not (amended_text or "").strip():
+            raise InvalidArgument(
+                "an AMENDED decision needs the amended text", reason="AMENDED_TEXT_REQUIRED"
+            )
+        if decision != AMENDED and amended_text:
+            raise InvalidArgument(
+                f"amended_text is only for AMENDED decisions, not {decision}",
+                reason="AMENDED_TEXT_UNEXPECTED",
+            )
+        current = self.get(tenant, review_id)
+        if current.requester_key_id == reviewer_key_id:
+            raise PermissionDenied(
+                "a key cannot review an answer it requested (four-eyes rule)",
+                reason="SELF_REVIEW_FORBIDDEN",
+                metadata={"review_id": review_id},
+            )
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(_REVIEWS)
+                .where(_REVIEWS.c.review_id == review_id)
+                .where(_REVIEWS.c.tenant == tenant)
+                .where(_REVIEWS.c.state == PENDING_REVIEW)
+                .values(
+                    state=decision,
+                    reviewer_key_id=reviewer_key_id,
+                    decided_at=utc(self._clock()),
+                    amended_text=amended_text if decision == AMENDED else None,
+                    comment=comment,
+                )
+            )
+            won = result.rowcount == 1
+        decided = self.get(tenant, review_id)
+        if not won:
+            raise FailedPrecondition(
+                f"review {review_id!r} was already decided: {decided.state}",
+                reason="REVIEW_ALREADY_DECIDED",
+                metadata={"review_id": review_id, "state": decided.state},
+            )
+        return decided
+
+    def released_answer(self, tenant: str, review_id: str) -> ReleasedAnswer:
+        """The answer as released to the requester; FailedPrecondition REVIEW_PENDING or
+        REVIEW_REJECTED otherwise."""
+        review = self.get(tenant, review_id)
+        if review.state == PENDING_REVIEW:
+            raise FailedPrecondition(
+                f"review {review_id!r} is still pending",
+                reason="REVIEW_PENDING",
+                metadata={"review_id": review_id},
+            )
+        if review.state == REJECTED:
+            raise FailedPrecondition(
+                f"the answer of review {review_id!r} was rejected by the reviewer",
+                reason="REVIEW_REJECTED",
+                metadata={"review_id": review_id},
+            )
+        assert review.reviewer_key_id is not None and review.decided_at is not None
+        text = review.amended_text if review.state == AMENDED else review.answer_text
+        return ReleasedAnswer(
+            review_id=review.review_id,
+            state=review.state,
+            text=text or "",
+            citations=review.citations,
+            reviewer_key_id=review.reviewer_key_id,
+            decided_at=review.decided_at,
+        )
