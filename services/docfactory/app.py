@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -113,13 +114,31 @@ async def start_server(
         ("grpc.max_receive_message_length", srv_cfg.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    gate = None
+    engine = None
+    if "ingestion" in services or "answering" in services:
+        from docfactory.core.db import make_engine
+        from docfactory.governance.gate import GovernanceGate
+
+        engine = make_engine(settings.resolved_database_url)
+        gate = GovernanceGate.build(engine, settings.policy_file)
+    if settings.policy_file:
+        from docfactory.governance.gate import PolicyKeys
+        from docfactory.governance.policy import PolicyStore
+
+        policy_store = gate.policy if gate and gate.policy else None
+        authenticator: Any = PolicyKeys(policy_store or PolicyStore(Path(settings.policy_file)))
+    else:
+        authenticator = _keys(settings)
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(_keys(settings))],
+        interceptors=[ServiceInterceptor(authenticator)],
         options=options,
         maximum_concurrent_rpcs=srv_cfg.max_concurrent_rpcs,
     )
     channels = Channels(srv_cfg.max_message_bytes)
     closers: list[Any] = [channels.close]
+    if engine is not None:
+        closers.append(engine.dispose)
     names: list[str] = []
     addr = settings.addresses
 
@@ -154,7 +173,6 @@ async def start_server(
 
     if "ingestion" in services:
         from docfactory.chunking.v1 import chunking_service_pb2_grpc as chunk_grpc
-        from docfactory.core.db import make_engine
         from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc
         from docfactory.ingestion import servicer as ing_servicer
         from docfactory.ingestion.adapters.documents import SqlDocumentRepository
@@ -162,9 +180,7 @@ async def start_server(
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
 
-        engine = make_engine(settings.resolved_database_url)
-        closers.append(engine.dispose)
-        assert store is not None
+        assert store is not None and engine is not None
         ing = IngestionService(
             settings=settings,
             repo=SqlDocumentRepository(engine),
@@ -176,6 +192,7 @@ async def start_server(
             chunker=GrpcChunker(channels.stub(addr.chunking, chunk_grpc.ChunkingServiceStub)),
             embedder=GrpcEmbedder(channels.stub(addr.embedding, emb_grpc.EmbeddingServiceStub)),
             store=store,
+            governance=gate,
         )
         names.append(ing_servicer.register(server, ing, settings.parsing.max_file_bytes))
 
@@ -196,8 +213,13 @@ async def start_server(
             ),
             store=store,
             generator=generator,
+            governance=gate,
         )
         names.append(ans_servicer.register(server, ans))
+        from docfactory.governance import servicer as gov_servicer
+
+        assert gate is not None
+        names.append(gov_servicer.register(server, gate))
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -7,18 +7,24 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from docfactory.answering.adapters.generators import Generator, Usage
 from docfactory.answering.adapters.rerank import Reranker, candidate_depth, rerank_order
 from docfactory.answering.prompt import DONT_KNOW, PromptPassage, cited_markers
 from docfactory.core import metrics
+from docfactory.core.auth import Principal
 from docfactory.core.config import Settings
-from docfactory.core.errors import InvalidArgument
+from docfactory.core.errors import DocfactoryError, InvalidArgument
 from docfactory.core.lexical import SparseEncoder, detect_language
 from docfactory.core.vectorstore import MODES, Hit, Scope, Sparse, VectorStore
 
+if TYPE_CHECKING:
+    from docfactory.governance.gate import GovernanceGate, Grant
+
 MAX_QUERY_CHARS = 4000
+AUDIT_SEARCH = "SEARCH"
+AUDIT_ANSWER = "ANSWER"
 
 
 class QueryEmbedder(Protocol):
@@ -78,6 +84,9 @@ class Summary:
     prompt_tokens: int
     completion_tokens: int
     language: str
+    review_id: str = ""
+    pending_review: bool = False
+    model: str = ""
 
 
 AnswerEvent = Delta | CitationsUsed | Summary
@@ -111,6 +120,42 @@ def _citation(hit: Hit, quote: str = "") -> Citation:
     )
 
 
+def _as_principal(p: Principal | str) -> Principal:
+    return p if isinstance(p, Principal) else Principal(tenant=p, key_id="in-process", api_key="")
+
+
+def citation_dict(c: Citation) -> dict[str, Any]:
+    return {
+        "document_id": c.document_id,
+        "document_name": c.document_name,
+        "source_uri": c.source_uri,
+        "chunk_id": c.chunk_id,
+        "page_numbers": list(c.page_numbers),
+        "section_path": list(c.section_path),
+        "quote": c.quote,
+        "score": c.score,
+        "collection": c.collection,
+        "document_version": c.document_version,
+        "marker": c.marker,
+    }
+
+
+def citation_from_dict(d: Mapping[str, Any]) -> Citation:
+    return Citation(
+        document_id=str(d.get("document_id", "")),
+        document_name=str(d.get("document_name", "")),
+        source_uri=str(d.get("source_uri", "")),
+        chunk_id=str(d.get("chunk_id", "")),
+        page_numbers=tuple(int(x) for x in d.get("page_numbers") or ()),
+        section_path=tuple(str(x) for x in d.get("section_path") or ()),
+        quote=str(d.get("quote", "")),
+        score=float(d.get("score", 0.0)),
+        collection=str(d.get("collection", "")),
+        document_version=int(d.get("document_version", 0)),
+        marker=int(d.get("marker", 0)),
+    )
+
+
 class AnsweringService:
     def __init__(
         self,
@@ -121,6 +166,7 @@ class AnsweringService:
         generator: Generator,
         sparse: SparseEncoder | None = None,
         reranker: Reranker | None = None,
+        governance: GovernanceGate | None = None,
     ) -> None:
         self._settings = settings
         self._embedder = embedder
@@ -128,6 +174,7 @@ class AnsweringService:
         self.generator = generator
         self._sparse = sparse or SparseEncoder()
         self._reranker = reranker
+        self._gov = governance
 
     def _validate(self, params: SearchParams) -> tuple[str, int, str]:
         query = (params.query or "").strip()
@@ -148,16 +195,91 @@ class AnsweringService:
             raise InvalidArgument(f"unknown search mode {mode!r}", reason="INVALID_SEARCH_MODE")
         return query, top_k, mode
 
-    async def search(self, tenant: str, params: SearchParams) -> tuple[list[Passage], float]:
+    async def search(
+        self, principal: Principal | str, params: SearchParams
+    ) -> tuple[list[Passage], float]:
+        """Governed search: authorize the use case, retrieve under its ceiling, audit.
+
+        A bare tenant string is accepted for in-process callers (evaluation, benchmarks)."""
+        principal = _as_principal(principal)
+        started = time.perf_counter()
+        grant = self._authorize(principal, params, model="")
+        try:
+            passages, took = await self._retrieve(principal.tenant, params, grant)
+        except DocfactoryError as err:
+            self._audit(principal, AUDIT_SEARCH, params, grant, err.reason, (), started)
+            raise
+        self._audit(
+            principal,
+            AUDIT_SEARCH,
+            params,
+            grant,
+            "OK",
+            [p.citation.document_id for p in passages],
+            started,
+        )
+        return passages, took
+
+    def _authorize(self, principal: Principal, params: SearchParams, model: str) -> Grant | None:
+        if self._gov is None:
+            return None
+        try:
+            return self._gov.authorize(principal, params.use_case, params.collections, model)
+        except DocfactoryError as err:
+            self._gov.record(
+                principal,
+                action="DENIED",
+                use_case=params.use_case,
+                outcome=err.reason,
+                model=model,
+            )
+            raise
+
+    def _audit(
+        self,
+        principal: Principal,
+        action: str,
+        params: SearchParams,
+        grant: Grant | None,
+        outcome: str,
+        document_ids: Sequence[str],
+        started: float,
+        model: str = "",
+    ) -> None:
+        if self._gov is None:
+            return
+        self._gov.record(
+            principal,
+            action=action,
+            use_case=params.use_case,
+            outcome=outcome,
+            document_ids=document_ids,
+            model=model,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            question=params.query,
+            grant=grant,
+        )
+
+    async def _retrieve(
+        self, tenant: str, params: SearchParams, grant: Grant | None
+    ) -> tuple[list[Passage], float]:
         started = time.perf_counter()
         query, top_k, mode = self._validate(params)
+        collections = tuple(params.collections)
+        ceiling = params.max_classification
+        if grant is not None:
+            collections = grant.collections
+            if grant.max_classification:
+                ceiling = (
+                    min(ceiling, grant.max_classification) if ceiling else grant.max_classification
+                )
         dense = await self._embedder.embed_query(query) if mode != "sparse" else None
         sv = self._sparse.encode_query(query, detect_language(query))
         scope = Scope(
             tenant=tenant,
-            collections=tuple(params.collections),
+            collections=collections,
             document_ids=tuple(params.document_ids),
-            max_classification=params.max_classification,
+            max_classification=ceiling,
         )
         limit = candidate_depth(top_k) if self._reranker is not None else top_k
         hits = await asyncio.to_thread(
@@ -167,9 +289,13 @@ class AnsweringService:
         )
         metrics.RETRIEVAL_HITS.labels(mode).observe(len(hits))
         passages = [Passage(str(h.payload.get("text", "")), h.score, _citation(h)) for h in hits]
-        # Defence in depth: never return a chunk of another tenant, whatever the backend did.
+        # Defence in depth: never return a chunk of another tenant or above the ceiling,
+        # whatever the backend did.
         passages = [
-            p for p, h in zip(passages, hits, strict=True) if h.payload.get("tenant") == tenant
+            p
+            for p, h in zip(passages, hits, strict=True)
+            if h.payload.get("tenant") == tenant
+            and (not ceiling or int(h.payload.get("classification", 99)) <= ceiling)
         ]
         if self._reranker is not None and passages:
             reranker, texts = self._reranker, [p.text for p in passages]
@@ -184,9 +310,55 @@ class AnsweringService:
             ]
         return passages, (time.perf_counter() - started) * 1000
 
-    async def answer(self, tenant: str, params: SearchParams) -> AsyncIterator[AnswerEvent]:
+    async def answer(
+        self, principal: Principal | str, params: SearchParams
+    ) -> AsyncIterator[AnswerEvent]:
+        principal = _as_principal(principal)
         started = time.perf_counter()
-        passages, retrieval_ms = await self.search(tenant, params)
+        model = getattr(self.generator, "model", "") or ""
+        grant = self._authorize(principal, params, model=model)
+        held = grant is not None and grant.human_review
+        outcome = "ERROR"
+        used: list[Citation] = []
+        try:
+            async for event in self._answer(principal, params, grant, held, started):
+                if isinstance(event, CitationsUsed):
+                    used = list(event.citations)
+                if held and isinstance(event, Delta):
+                    continue  # a held draft never leaves as a final answer
+                if held and isinstance(event, CitationsUsed):
+                    event = CitationsUsed([])
+                if isinstance(event, Summary):
+                    outcome = "PENDING_REVIEW" if event.pending_review else "OK"
+                    if grant is not None and self._gov is not None:
+                        self._gov.record_tokens(
+                            grant, principal, event.prompt_tokens + event.completion_tokens
+                        )
+                yield event
+        except DocfactoryError as err:
+            outcome = err.reason
+            raise
+        finally:
+            self._audit(
+                principal,
+                AUDIT_ANSWER,
+                params,
+                grant,
+                outcome,
+                [c.document_id for c in used],
+                started,
+                model=model,
+            )
+
+    async def _answer(
+        self,
+        principal: Principal,
+        params: SearchParams,
+        grant: Grant | None,
+        held: bool,
+        started: float,
+    ) -> AsyncIterator[AnswerEvent]:
+        passages, retrieval_ms = await self._retrieve(principal.tenant, params, grant)
         language = detect_language(params.query)
         min_score = self._settings.search.min_score
         usable = [p for p in passages if p.score >= min_score] if min_score else passages
@@ -232,7 +404,23 @@ class AnsweringService:
         gen_ms = (time.perf_counter() - gen_start) * 1000
         metrics.GENERATION_TOKENS.labels(self.generator.name, "in").inc(usage.prompt_tokens)
         metrics.GENERATION_TOKENS.labels(self.generator.name, "out").inc(usage.completion_tokens)
+        review_id = ""
+        if held and self._gov is not None and self._gov.reviews is not None:
+            review = await asyncio.to_thread(
+                lambda: self._gov.reviews.create_draft(  # type: ignore[union-attr]
+                    tenant=principal.tenant,
+                    use_case=params.use_case,
+                    requester_key_id=principal.key_id,
+                    answer_text=full,
+                    citations=[citation_dict(c) for c in used],
+                    model=getattr(self.generator, "model", "") or "",
+                )
+            )
+            review_id = review.review_id
         yield Summary(
+            review_id=review_id,
+            pending_review=bool(review_id),
+            model=getattr(self.generator, "model", "") or "",
             generator=self.generator.name,
             extractive=self.generator.extractive,
             insufficient_context=insufficient,

@@ -61,7 +61,7 @@ class AnsweringServicer(pb_grpc.AnsweringServiceServicer):
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchResponse:
         passages, took = await self._svc.search(
-            current_principal().tenant, _params(request, request.query)
+            current_principal(), _params(request, request.query)
         )
         return pb.SearchResponse(
             results=[
@@ -75,7 +75,7 @@ class AnsweringServicer(pb_grpc.AnsweringServiceServicer):
         self, request: pb.AnswerRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AnswerResponse]:
         async for event in self._svc.answer(
-            current_principal().tenant, _params(request, request.question)
+            current_principal(), _params(request, request.question)
         ):
             if isinstance(event, Delta):
                 yield pb.AnswerResponse(delta=pb.AnswerDelta(text=event.text))
@@ -98,6 +98,9 @@ class AnsweringServicer(pb_grpc.AnsweringServiceServicer):
                         prompt_tokens=event.prompt_tokens,
                         completion_tokens=event.completion_tokens,
                         language=event.language,
+                        review_id=event.review_id,
+                        pending_review=event.pending_review,
+                        model=event.model,
                     )
                 )
 

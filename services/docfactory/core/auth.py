@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
@@ -37,6 +38,7 @@ class Principal:
     tenant: str
     key_id: str
     api_key: str  # kept in memory only to forward to downstream services
+    roles: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ def current_principal() -> Principal:
     if p is None:
         raise Unauthenticated("no authenticated caller in this context", reason="NO_CALLER")
     return p
+
+
+def principal_or_none() -> Principal | None:
+    return _current.get()
 
 
 def set_principal(p: Principal | None) -> contextvars.Token[Principal | None]:
@@ -123,6 +129,10 @@ def parse_keys(raw: object, source: str) -> list[KeyEntry]:
             )
         )
     return entries
+
+
+class Authenticator(Protocol):
+    def authenticate(self, api_key: str | None) -> Principal: ...
 
 
 class KeyStore:

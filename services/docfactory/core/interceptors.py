@@ -16,7 +16,7 @@ from grpc_status import rpc_status
 
 from docfactory.core import metrics
 from docfactory.core.auth import (
-    KeyStore,
+    Authenticator,
     Principal,
     key_from_metadata,
     set_deadline,
@@ -74,7 +74,7 @@ def _split(method: str) -> tuple[str, str]:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: Authenticator) -> None:
         self._keys = keys
 
     async def intercept_service(

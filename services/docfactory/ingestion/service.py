@@ -15,9 +15,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from docfactory.core import metrics
+from docfactory.core.auth import Principal, principal_or_none
 from docfactory.core.config import Settings
 from docfactory.core.errors import DocfactoryError, InvalidArgument, NotFound
 from docfactory.core.lexical import SparseEncoder, detect_language
@@ -30,6 +31,9 @@ from docfactory.ingestion.adapters.documents import (
     DocumentRepository,
 )
 from docfactory.ingestion.adapters.parser import ParsedElement, Parser
+
+if TYPE_CHECKING:
+    from docfactory.governance.gate import GovernanceGate
 
 _DOC_NS = uuid.UUID("2b1d7f0e-3c4a-4e8b-8a51-0d6c9e7f4a22")
 CLASSIFICATIONS = {1: "PUBLIC", 2: "INTERNAL", 3: "CONFIDENTIAL", 4: "RESTRICTED"}
@@ -118,7 +122,9 @@ class IngestionService:
         embedder: EmbedderClient,
         store: VectorStore,
         sparse: SparseEncoder | None = None,
+        governance: GovernanceGate | None = None,
     ) -> None:
+        self._gov = governance
         self._settings = settings
         self._repo = repo
         self._parser = parser
@@ -151,7 +157,22 @@ class IngestionService:
         async with self._lock_for(tenant, document_id):
             removed = await asyncio.to_thread(self._store.delete_document, tenant, document_id)
             await asyncio.to_thread(self._repo.delete, tenant, document_id)
+        await asyncio.to_thread(self._audit, tenant, "DELETE", "OK", document_id, chunks=removed)
         return removed
+
+    def _audit(
+        self, tenant: str, action: str, outcome: str, document_id: str, **details: Any
+    ) -> None:
+        if self._gov is None:
+            return
+        principal = principal_or_none() or Principal(tenant=tenant, key_id="in-process", api_key="")
+        self._gov.record(
+            principal,
+            action=action,
+            outcome=outcome,
+            document_ids=[document_id] if document_id else [],
+            details=details,
+        )
 
     def _lock_for(self, tenant: str, document_id: str) -> asyncio.Lock:
         key = f"{tenant}/{document_id}"
@@ -162,6 +183,47 @@ class IngestionService:
 
     # -- ingestion ---------------------------------------------------------------------
     async def ingest_file(
+        self,
+        *,
+        tenant: str,
+        path: Path,
+        filename: str,
+        collection: str = "",
+        classification: int = 0,
+        metadata: Mapping[str, str] | None = None,
+        source_uri: str = "",
+    ) -> IngestResult:
+        try:
+            result = await self._ingest_file(
+                tenant=tenant,
+                path=path,
+                filename=filename,
+                collection=collection,
+                classification=classification,
+                metadata=metadata,
+                source_uri=source_uri,
+            )
+        except DocfactoryError as err:
+            await asyncio.to_thread(
+                self._audit, tenant, "INGEST", err.reason, "", filename=filename
+            )
+            raise
+        outcome = (
+            result.error.reason if result.error else ("UNCHANGED" if result.unchanged else "OK")
+        )
+        await asyncio.to_thread(
+            self._audit,
+            tenant,
+            "INGEST",
+            outcome,
+            result.record.document_id,
+            filename=filename,
+            version=result.record.version,
+            classification=result.record.classification,
+        )
+        return result
+
+    async def _ingest_file(
         self,
         *,
         tenant: str,

@@ -1,0 +1,143 @@
+"""Governance on the request path: the one object services consult before retrieving, and
+after answering. Without a policy file (embedded default) it only audits; with one, every
+Search/Answer must declare an allowed use case, runs under its classification ceiling and
+collections, is counted against quotas, and may be held for human review.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from docfactory.core.auth import KeyStore, Principal
+from docfactory.governance.audit import AuditLog
+from docfactory.governance.policy import Decision, PolicyStore
+from docfactory.governance.quotas import QuotaEnforcer, SqlQuotaStore
+from docfactory.governance.reviews import ReviewStore
+
+log = logging.getLogger("docfactory.governance")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What retrieval and generation may do for one request."""
+
+    use_case: str
+    max_classification: int  # 0 = no ceiling (no policy configured)
+    collections: tuple[str, ...]  # effective collections (empty = all of the tenant)
+    human_review: bool
+    keep_question: bool
+    decision: Decision | None
+
+
+class PolicyKeys:
+    """API keys from the policy file (hashed, expiry, rotation, roles)."""
+
+    def __init__(self, store: PolicyStore) -> None:
+        self._store = store
+
+    def authenticate(self, api_key: str | None) -> Principal:
+        policy = self._store.current()
+        key = policy.authenticate(api_key or "")
+        return Principal(
+            tenant=key.tenant, key_id=key.id, api_key=api_key or "", roles=frozenset(key.roles)
+        )
+
+
+class GovernanceGate:
+    def __init__(
+        self,
+        *,
+        audit: AuditLog,
+        policy: PolicyStore | None = None,
+        quotas: QuotaEnforcer | None = None,
+        reviews: ReviewStore | None = None,
+    ) -> None:
+        self.audit = audit
+        self.policy = policy
+        self.quotas = quotas
+        self.reviews = reviews
+
+    @classmethod
+    def build(cls, engine: Engine, policy_file: str = "") -> GovernanceGate:
+        policy = PolicyStore(Path(policy_file)) if policy_file else None
+        return cls(
+            audit=AuditLog(engine),
+            policy=policy,
+            quotas=QuotaEnforcer(SqlQuotaStore(engine)) if policy else None,
+            reviews=ReviewStore(engine) if policy else None,
+        )
+
+    def authenticator(self, fallback: KeyStore | None) -> Any:
+        return PolicyKeys(self.policy) if self.policy else fallback
+
+    def authorize(
+        self, principal: Principal, use_case: str, collections: Sequence[str], model: str
+    ) -> Grant:
+        if self.policy is None:
+            return Grant(use_case, 0, tuple(collections), False, True, None)
+        decision = self.policy.current().authorize(
+            principal.tenant, principal.key_id, use_case, collections, model
+        )
+        if self.quotas is not None:
+            self.quotas.consume_for(decision)
+        if decision.collections is None:
+            effective = tuple(collections)
+        elif collections:
+            effective = tuple(c for c in collections if c in decision.collections)
+        else:
+            effective = tuple(decision.collections)
+        return Grant(
+            use_case=decision.use_case,
+            max_classification=decision.max_classification,
+            collections=effective,
+            human_review=decision.human_review,
+            keep_question=decision.retention.duration is not None,
+            decision=decision,
+        )
+
+    def record(
+        self,
+        principal: Principal,
+        *,
+        action: str,
+        use_case: str = "",
+        outcome: str = "OK",
+        document_ids: Sequence[str] = (),
+        model: str = "",
+        latency_ms: float = 0.0,
+        question: str | None = None,
+        grant: Grant | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        retention = None
+        if grant is not None and grant.decision is not None:
+            retention = grant.decision.retention.duration
+        try:
+            self.audit.append(
+                tenant=principal.tenant,
+                key_id=principal.key_id,
+                use_case=use_case,
+                action=action,
+                outcome=outcome,
+                document_ids=list(dict.fromkeys(document_ids)),
+                model=model,
+                latency_ms=round(latency_ms),
+                question=question if retention is not None else None,
+                question_retention=retention,
+                details=dict(details or {}),
+            )
+        except Exception:  # the audit must never be silently skipped: fail the request
+            log.exception("audit append failed")
+            raise
+
+    def record_tokens(self, grant: Grant, principal: Principal, tokens: int) -> None:
+        if self.quotas is not None and grant.decision is not None and tokens > 0:
+            self.quotas.record_tokens(
+                tenant=principal.tenant, use_case=grant.use_case, tokens=tokens
+            )
