@@ -144,6 +144,9 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str = ""  # default: sqlite:///<data_dir>/docfactory.db
     keys_file: str = ""  # default: <data_dir>/keys.yaml (created with a local key)
+    # Governance policy (YAML). When set, its API keys replace the keys file, and every
+    # Search/Answer must declare an allowed use case (docfactory/governance/policy.example.yaml).
+    policy_file: str = ""
     server: ServerConfig = field(default_factory=ServerConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
     vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
@@ -171,6 +174,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_DATA_DIR": (None, "data_dir"),
     "DOCFACTORY_DATABASE_URL": (None, "database_url"),
     "DOCFACTORY_KEYS_FILE": (None, "keys_file"),
+    "DOCFACTORY_POLICY_FILE": (None, "policy_file"),
     "DOCFACTORY_HOST": ("server", "host"),
     "DOCFACTORY_PORT": ("server", "port"),
     "DOCFACTORY_METRICS_PORT": ("server", "metrics_port"),
