@@ -80,3 +80,26 @@ def test_ingest_reports_failures_with_reason(tmp_path: Path) -> None:
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     r = _run(["ingest", str(tmp_path / "nope")], tmp_path / "data")
     assert r.returncode != 0 and "no such file or folder" in r.stderr
+
+
+@pytest.mark.slow
+def test_audit_verify_and_export_detect_tampering(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    note = tmp_path / "note.txt"
+    note.write_text("Le comité d'audit se réunit chaque trimestre.")
+    assert _run(["ingest", str(note)], data).returncode == 0
+    assert _run(["search", "comité d'audit"], data).returncode == 0
+    r = _run(["audit", "verify", "--json"], data)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["ok"] and report["checked"] >= 2
+    r = _run(["audit", "export"], data)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert {x["action"] for x in lines} >= {"INGEST", "SEARCH"}
+    with sqlite3.connect(data / "docfactory.db") as db:
+        db.execute("UPDATE audit_records SET outcome = 'FORGED' WHERE seq = 1")
+    r = _run(["audit", "verify", "--json"], data)
+    report = json.loads(r.stdout)
+    assert r.returncode == 1 and not report["ok"]
+    assert {"seq": 1, "kind": "ALTERED"} in report["problems"]

@@ -406,10 +406,45 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--collection")
     d.add_argument("--json", action="store_true")
 
+    a = sub.add_parser("audit", help="verify or export the hash-chained audit log")
+    a.add_argument("action", choices=["verify", "export"])
+    a.add_argument("--out", default="-", help="export: JSONL file (default stdout)")
+    a.add_argument("--tenant")
+    a.add_argument("--json", action="store_true")
+
     from docfactory.evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
     return p
+
+
+async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
+    """Operator command: reads the metadata database directly (no server needed)."""
+    from docfactory.core.db import make_engine
+    from docfactory.governance.audit import AuditLog
+
+    log = AuditLog(make_engine(settings.resolved_database_url))
+    if ns.action == "export":
+        if ns.out == "-":
+            n = await asyncio.to_thread(log.export_jsonl, sys.stdout, tenant=ns.tenant)
+        else:
+            n = await asyncio.to_thread(log.export_jsonl, Path(ns.out), tenant=ns.tenant)
+        print(f"exported {n} audit records", file=sys.stderr)
+        return 0
+    report = await asyncio.to_thread(log.verify)
+    if ns.json:
+        print(json.dumps({
+            "ok": report.ok, "checked": report.checked,
+            "problems": [{"seq": p.seq, "kind": p.kind} for p in report.problems],
+        }))
+    else:
+        state = "intact" if report.ok else "TAMPERED"
+        print(f"audit chain {state}: {report.checked} records checked")
+        for p in report.problems:
+            print(f"  seq {p.seq}: {p.kind}")
+        for note in report.notes:
+            print(f"  note: {note}")
+    return 0 if report.ok else 1
 
 
 async def cmd_eval(ns: argparse.Namespace, settings: Settings) -> int:
@@ -445,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ask": cmd_ask,
             "documents": cmd_documents,
             "eval": cmd_eval,
+            "audit": cmd_audit,
         }[ns.command]
         return asyncio.run(handler(ns, settings))
     except DocfactoryError as exc:
