@@ -412,3 +412,20 @@ async def test_quota_shared_by_two_service_processes(shared_db: str, tmp_path: P
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+async def test_raising_classification_takes_effect_on_chunks(
+    gov_server: RunningServer, tmp_path: Path
+) -> None:
+    async with grpc.aio.insecure_channel(gov_server.address) as ch:
+        f = tmp_path / "fusion.md"
+        f.write_text("# Projet\n\nLe projet de fusion des caisses est prévu pour 2027.")
+        first = await upload(ch, f, key="key-sud", classification=2)
+        res = await search(ch, "projet de fusion", key="key-sud", use_case="uc-internal")
+        assert [r.citation.document_id for r in res.results] == [first.document.document_id]
+        again = await upload(ch, f, key="key-sud", classification=4)  # same bytes, RESTRICTED
+        assert again.document.classification == 4 and not again.unchanged
+        res = await search(ch, "projet de fusion", key="key-sud", use_case="uc-internal")
+        assert not res.results
+        res = await search(ch, "projet de fusion", key="key-sud", use_case="uc-restricted")
+        assert [r.citation.document_id for r in res.results] == [first.document.document_id]
