@@ -31,7 +31,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -586,13 +586,16 @@ class EndpointPool:
         body: Mapping[str, Any],
         *,
         is_output: Callable[[Mapping[str, Any]], bool] = _any_event,
+        is_final: Callable[[Mapping[str, Any]], bool] | None = None,
         budget_seconds: float | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """POST and yield the server-sent JSON events until ``[DONE]``.
 
         A failure is retried on another replica only while no event for which ``is_output`` is
-        true has been yielded. Closing the iterator (or cancelling its task) closes the HTTP
-        connection, which makes the server abort the generation.
+        true has been yielded. With ``is_final``, a body that ends before ``[DONE]`` or a final
+        event counts as cut (close-delimited bodies hide a dead peer). Closing the iterator (or
+        cancelling its task) closes the HTTP connection, which makes the server abort the
+        generation.
         """
         deadline = self._deadline(budget_seconds)
         tried: set[str] = set()
@@ -616,13 +619,15 @@ class EndpointPool:
                             raise err
                         last = err
                         continue
-                    done = False
+                    # The body ends with "data: [DONE]" (vLLM) or just ends after a final event
+                    # (some servers); a cut chunked body raises httpx.RemoteProtocolError.
+                    complete = is_final is None
                     async for line in r.aiter_lines():
                         if not line.startswith("data:"):
                             continue
                         data = line[5:].strip()
                         if data == "[DONE]":
-                            done = True
+                            complete = True
                             break
                         event = json.loads(data)
                         if (
@@ -639,8 +644,10 @@ class EndpointPool:
                         if not started and is_output(event):
                             started = True
                         yield event
-                    if not done:
-                        raise httpx.RemoteProtocolError("stream ended without [DONE]")
+                        if is_final is not None and is_final(event):
+                            complete = True
+                    if not complete:
+                        raise httpx.RemoteProtocolError("the stream ended before its final event")
                 outcome = "ok"
                 return
             except httpx.ConnectError as exc:

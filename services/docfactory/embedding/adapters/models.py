@@ -16,6 +16,7 @@ import numpy as np
 
 from docfactory.core.config import EmbeddingConfig
 from docfactory.core.errors import ConfigError, Unavailable
+from docfactory.core.pool import EndpointPool, PoolSettings
 
 
 class TokenCounter(Protocol):
@@ -150,20 +151,20 @@ class _ApproxCounter:
 
 
 class OpenAIEmbeddingModel:
-    """OpenAI-compatible /v1/embeddings (vLLM, TEI). Blocking httpx; called from a worker thread."""
+    """OpenAI-compatible /v1/embeddings (vLLM, TEI) through an endpoint pool
+    (``docfactory.core.pool``). Blocking; called from a worker thread."""
 
-    def __init__(self, cfg: EmbeddingConfig) -> None:
-        import httpx
-
-        if not cfg.urls or not cfg.model:
+    def __init__(self, cfg: EmbeddingConfig, pool: EndpointPool | None = None) -> None:
+        if (not cfg.urls and pool is None) or not cfg.model:
             raise ConfigError(
                 "embedding backend 'openai' needs DOCFACTORY_EMBEDDING_URLS and _MODEL"
             )
-        self._urls = list(cfg.urls)
-        self._next = 0
-        self.name = cfg.model
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-        self._http = httpx.Client(timeout=120.0, headers=headers)
+        self.pool = pool or EndpointPool(
+            cfg.urls, name="embedding", settings=PoolSettings.from_config(cfg), headers=headers
+        )
+        self.pool.start()
+        self.name = cfg.model
         self.max_input_tokens = 8192
         self.dimension = int(self.embed(["dimension probe"], query=False).shape[1])
         self._tok: TokenCounter | None = None
@@ -173,27 +174,29 @@ class OpenAIEmbeddingModel:
             self._tok = _HfCounter(AutoTokenizer.from_pretrained(cfg.model_path), cfg.model)
 
     def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray:
-        import httpx
-
-        last: Exception | None = None
-        for _ in range(len(self._urls)):
-            url = self._urls[self._next % len(self._urls)].rstrip("/")
-            self._next += 1
-            try:
-                r = self._http.post(
-                    f"{url}/embeddings", json={"model": self.name, "input": list(texts)}
-                )
-                r.raise_for_status()
-                data = sorted(r.json()["data"], key=lambda d: d["index"])
-                arr = np.asarray([d["embedding"] for d in data], dtype=np.float32)
-                norms = np.linalg.norm(arr, axis=1, keepdims=True)
-                return np.asarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
-            except (httpx.HTTPError, KeyError, ValueError) as exc:
-                last = exc
-        raise Unavailable(f"no embedding endpoint answered: {last}", reason="EMBEDDING_UNAVAILABLE")
+        try:
+            data = self.pool.request_json_sync(
+                "POST", "/embeddings", {"model": self.name, "input": list(texts)}
+            )
+            rows = sorted(data["data"], key=lambda d: d["index"])
+            arr = np.asarray([d["embedding"] for d in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Unavailable(
+                f"malformed embeddings response: {exc}", reason="EMBEDDING_UNAVAILABLE"
+            ) from exc
+        if arr.ndim != 2 or arr.shape[0] != len(texts):
+            raise Unavailable(
+                f"embeddings response has shape {arr.shape} for {len(texts)} texts",
+                reason="EMBEDDING_UNAVAILABLE",
+            )
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        return np.asarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
 
     def tokenizer(self) -> TokenCounter:
         return self._tok or _ApproxCounter()
+
+    def close(self) -> None:
+        self.pool.close_sync()
 
 
 _MODELS: dict[tuple[Any, ...], EmbeddingModel] = {}
