@@ -199,6 +199,7 @@ async def start_server(
     if "answering" in services:
         from docfactory.answering import servicer as ans_servicer
         from docfactory.answering.adapters.generators import make_generator
+        from docfactory.answering.adapters.rerank import reranker_from_env
         from docfactory.answering.adapters.remote import GrpcQueryEmbedder
         from docfactory.answering.service import AnsweringService
         from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc2
@@ -214,12 +215,22 @@ async def start_server(
             store=store,
             generator=generator,
             governance=gate,
+            reranker=reranker_from_env(),
         )
         names.append(ans_servicer.register(server, ans))
         from docfactory.governance import servicer as gov_servicer
 
         assert gate is not None
         names.append(gov_servicer.register(server, gate))
+        from docfactory.measurement import servicer as meas_servicer
+        from docfactory.measurement.service import MeasurementService
+
+        assert engine is not None
+        names.append(
+            meas_servicer.register(
+                server, MeasurementService(engine, gate.audit, reviews=gate.reviews)
+            )
+        )
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

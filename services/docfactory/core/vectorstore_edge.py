@@ -23,12 +23,21 @@ from typing import Any
 import qdrant_edge as qe
 
 from docfactory.core.errors import InvalidArgument, Unavailable
-from docfactory.core.vectorstore import DENSE, MODES, SPARSE, ChunkPoint, Hit, Scope, Sparse
+from docfactory.core.vectorstore import (
+    DENSE,
+    HYBRID_WEIGHTS,
+    MODES,
+    RRF_K,
+    SPARSE,
+    ChunkPoint,
+    Hit,
+    Scope,
+    Sparse,
+)
 
 __all__ = ["EdgeStore"]
 
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge in the shard folder
-_RRF_K = 2  # Qdrant's default RRF constant (server and qdrant-client local mode)
 _BATCH = 256
 
 
@@ -40,7 +49,14 @@ def _is_lock_error(exc: BaseException) -> bool:
 class EdgeStore:
     """Qdrant Edge shard in ``path/collection``; thread-safe (one lock around the shard)."""
 
-    def __init__(self, *, path: Path, collection: str = "docfactory_chunks") -> None:
+    def __init__(
+        self,
+        *,
+        path: Path,
+        collection: str = "docfactory_chunks",
+        hybrid_weights: tuple[float, float] = HYBRID_WEIGHTS,
+    ) -> None:
+        self._weights = hybrid_weights
         if not collection or "/" in collection or collection in (".", ".."):
             raise InvalidArgument(
                 f"invalid vector collection name {collection!r}", reason="INVALID_COLLECTION"
@@ -217,7 +233,7 @@ class EdgeStore:
         elif mode == "hybrid" and sparse_q is not None:
             assert dense is not None
             cand = max(limit * 4, 20)
-            fusion: Any = qe.Fusion.Rrf(k=_RRF_K)
+            fusion: Any = qe.Fusion.Rrf(k=RRF_K, weights=list(self._weights))
             request = qe.QueryRequest(
                 limit=limit,
                 prefetches=[
