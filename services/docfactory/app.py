@@ -199,8 +199,8 @@ async def start_server(
     if "answering" in services:
         from docfactory.answering import servicer as ans_servicer
         from docfactory.answering.adapters.generators import make_generator
-        from docfactory.answering.adapters.rerank import reranker_from_env
         from docfactory.answering.adapters.remote import GrpcQueryEmbedder
+        from docfactory.answering.adapters.rerank import reranker_from_env
         from docfactory.answering.service import AnsweringService
         from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc2
 
