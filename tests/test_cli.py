@@ -103,3 +103,50 @@ def test_audit_verify_and_export_detect_tampering(tmp_path: Path) -> None:
     report = json.loads(r.stdout)
     assert r.returncode == 1 and not report["ok"]
     assert {"seq": 1, "kind": "ALTERED"} in report["problems"]
+
+
+@pytest.mark.slow
+def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")},
+        "DOCFACTORY_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(ROOT / "services"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "docfactory.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                    r = health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(), timeout=2
+                    )
+                    if r.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "docfactory:" in (proc.stdout.read() if proc.stdout else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
