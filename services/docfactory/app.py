@@ -64,13 +64,21 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
         backend = "remote"
     elif backend in ("local", "edge") and settings.addresses.index:
         backend = "index"
+    weights = (settings.search.hybrid_dense_weight, settings.search.hybrid_sparse_weight)
     if backend == "local":
-        return QdrantStore(collection=vs.collection, path=settings.resolved_qdrant_path), True
+        return (
+            QdrantStore(
+                collection=vs.collection, path=settings.resolved_qdrant_path, hybrid_weights=weights
+            ),
+            True,
+        )
     if backend == "edge":
         from docfactory.core.vectorstore_edge import EdgeStore
 
         return EdgeStore(
-            path=settings.resolved_qdrant_path.with_name("qdrant-edge"), collection=vs.collection
+            path=settings.resolved_qdrant_path.with_name("qdrant-edge"),
+            collection=vs.collection,
+            hybrid_weights=weights,
         ), True
     if backend == "remote":
         if not vs.url:
@@ -82,6 +90,7 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
                 api_key=vs.api_key,
                 prefer_grpc=vs.prefer_grpc,
                 timeout=vs.timeout_seconds,
+                hybrid_weights=weights,
             ),
             False,
         )
@@ -195,6 +204,9 @@ async def start_server(
             governance=gate,
         )
         names.append(ing_servicer.register(server, ing, settings.parsing.max_file_bytes))
+        from docfactory.jobs.app import attach as attach_jobs
+
+        names.append(attach_jobs(server, settings, engine, closers))
 
     if "answering" in services:
         from docfactory.answering import servicer as ans_servicer

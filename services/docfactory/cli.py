@@ -353,6 +353,24 @@ async def cmd_documents(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(ns: argparse.Namespace, settings: Settings) -> int:
+    """Runs in the main thread (the worker handles SIGTERM itself); N processes if asked."""
+    import multiprocessing
+
+    from docfactory.jobs.runtime import run_worker
+
+    if ns.processes <= 1:
+        run_worker(settings)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=run_worker, args=(settings,)) for _ in range(ns.processes)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    return 0 if all(proc.exitcode == 0 for proc in procs) else 1
+
+
 async def cmd_serve(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.app import SERVICES, serve_forever
 
@@ -400,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--use-case", default="")
         q.add_argument("--json", action="store_true")
 
+    w = sub.add_parser(
+        "worker", help="run bulk-ingestion workers (durable jobs; DOCFACTORY_INGESTION_ADDRESS)"
+    )
+    w.add_argument("--processes", type=int, default=1, help="worker processes to run")
+
     d = sub.add_parser("documents", help="list or delete documents")
     d.add_argument("action", choices=["list", "delete"])
     d.add_argument("names", nargs="*")
@@ -415,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     from docfactory.evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
+    from docfactory.measurement.cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return p
 
 
@@ -447,6 +473,12 @@ async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+async def cmd_report(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.measurement.cli import cmd_report as run_report
+
+    return await run_report(ns, settings)
+
+
 async def cmd_eval(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.evaluation.cli import cmd_eval as run_eval
 
@@ -473,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["server"] = server
     try:
         settings = load_settings(overrides=overrides)
+        if ns.command == "worker":
+            return cmd_worker(ns, settings)
         handler = {
             "serve": cmd_serve,
             "ingest": cmd_ingest,
@@ -481,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "documents": cmd_documents,
             "eval": cmd_eval,
             "audit": cmd_audit,
+            "report": cmd_report,
         }[ns.command]
         return asyncio.run(handler(ns, settings))
     except DocfactoryError as exc:

@@ -245,6 +245,7 @@ class AnsweringService:
         document_ids: Sequence[str],
         started: float,
         model: str = "",
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         if self._gov is None:
             return
@@ -258,6 +259,7 @@ class AnsweringService:
             latency_ms=(time.perf_counter() - started) * 1000,
             question=params.query,
             grant=grant,
+            details=details,
         )
 
     async def _retrieve(
@@ -274,7 +276,7 @@ class AnsweringService:
                     min(ceiling, grant.max_classification) if ceiling else grant.max_classification
                 )
         dense = await self._embedder.embed_query(query) if mode != "sparse" else None
-        sv = self._sparse.encode_query(query, detect_language(query))
+        sv = self._sparse.encode_query(query)
         scope = Scope(
             tenant=tenant,
             collections=collections,
@@ -320,6 +322,7 @@ class AnsweringService:
         held = grant is not None and grant.human_review
         outcome = "ERROR"
         used: list[Citation] = []
+        details: dict[str, Any] = {}
         try:
             async for event in self._answer(principal, params, grant, held, started):
                 if isinstance(event, CitationsUsed):
@@ -330,6 +333,10 @@ class AnsweringService:
                     event = CitationsUsed([])
                 if isinstance(event, Summary):
                     outcome = "PENDING_REVIEW" if event.pending_review else "OK"
+                    details = {
+                        "insufficient_context": event.insufficient_context,
+                        "generator": event.generator,
+                    }
                     if grant is not None and self._gov is not None:
                         self._gov.record_tokens(
                             grant, principal, event.prompt_tokens + event.completion_tokens
@@ -348,6 +355,7 @@ class AnsweringService:
                 [c.document_id for c in used],
                 started,
                 model=model,
+                details=details,
             )
 
     async def _answer(

@@ -137,6 +137,62 @@ class SearchConfig:
     mode: str = "hybrid"
     # Below this score (mode-dependent scale) passages are not used to answer. 0 disables.
     min_score: float = 0.0
+    # Weighted RRF of the hybrid mode: weights of the dense and sparse candidate lists.
+    hybrid_dense_weight: float = 0.2
+    hybrid_sparse_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Object storage: MinIO/S3 when ``endpoint`` is set, else the local folder store."""
+
+    endpoint: str = ""  # host:port of MinIO/S3; empty = local folder store
+    access_key: str = ""
+    secret_key: str = ""
+    secure: bool = True
+    region: str = ""
+    # Local folder store root (embedded default): bucket = sub-folder. Default <data_dir>/objects.
+    local_root: str = ""
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Durable bulk-ingestion jobs (DBOS Transact on the system database)."""
+
+    # DBOS system database. Default: the PostgreSQL of database_url (schema "dbos"), or
+    # sqlite:///<data_dir>/dbos.sqlite on the embedded default.
+    system_database_url: str = ""
+    # Worker processes started by `docfactory worker`, and workflows run at once per process.
+    workers: int = 2
+    worker_concurrency: int = 2
+    # Uploads in flight per workflow (members of one archive go to ingestion concurrently).
+    upload_concurrency: int = 4
+    # Retries of a failing object: attempts, first delay, exponential backoff factor.
+    max_attempts: int = 4
+    retry_interval_seconds: float = 1.0
+    backoff_rate: float = 2.0
+    # Liveness of workers: heartbeat period, and silence after which a worker is declared dead
+    # and its pending workflows are recovered by the survivors.
+    heartbeat_seconds: float = 2.0
+    executor_timeout_seconds: float = 15.0
+    queue_polling_seconds: float = 0.5
+    # API key the workers present to IngestionService (default: DOCFACTORY_API_KEY, then the
+    # embedded default's local key file).
+    api_key: str = ""
+    # MinIO bucket-notification webhook (HTTP). None = off; 0 = a free port.
+    webhook_port: int | None = None
+    webhook_host: str = "127.0.0.1"
+    # Bearer token MinIO sends (notify_webhook auth_token); empty = no check.
+    webhook_token: str = ""
+    # Tenant and collection the webhook's events are ingested into.
+    webhook_tenant: str = "default"
+    webhook_collection: str = "default"
+    # Archive limits.
+    max_archive_members: int = 50_000
+    max_archive_bytes: int = 4 * 1024**3
+    max_member_bytes: int = 256 * 1024 * 1024
+    max_compression_ratio: float = 200.0
+    max_archive_depth: int = 2
 
 
 @dataclass(frozen=True)
@@ -155,6 +211,8 @@ class Settings:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     parsing: ParsingConfig = field(default_factory=ParsingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     @property
     def resolved_database_url(self) -> str:
@@ -229,6 +287,27 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_SEARCH_TOP_K": ("search", "top_k"),
     "DOCFACTORY_SEARCH_MODE": ("search", "mode"),
     "DOCFACTORY_SEARCH_MIN_SCORE": ("search", "min_score"),
+    "DOCFACTORY_HYBRID_DENSE_WEIGHT": ("search", "hybrid_dense_weight"),
+    "DOCFACTORY_HYBRID_SPARSE_WEIGHT": ("search", "hybrid_sparse_weight"),
+    "DOCFACTORY_S3_ENDPOINT": ("s3", "endpoint"),
+    "DOCFACTORY_S3_ACCESS_KEY": ("s3", "access_key"),
+    "DOCFACTORY_S3_SECRET_KEY": ("s3", "secret_key"),
+    "DOCFACTORY_S3_SECURE": ("s3", "secure"),
+    "DOCFACTORY_S3_REGION": ("s3", "region"),
+    "DOCFACTORY_OBJECTS_DIR": ("s3", "local_root"),
+    "DOCFACTORY_JOBS_DATABASE_URL": ("jobs", "system_database_url"),
+    "DOCFACTORY_WORKERS": ("jobs", "workers"),
+    "DOCFACTORY_WORKER_CONCURRENCY": ("jobs", "worker_concurrency"),
+    "DOCFACTORY_WORKER_UPLOAD_CONCURRENCY": ("jobs", "upload_concurrency"),
+    "DOCFACTORY_JOBS_MAX_ATTEMPTS": ("jobs", "max_attempts"),
+    "DOCFACTORY_WORKER_HEARTBEAT_SECONDS": ("jobs", "heartbeat_seconds"),
+    "DOCFACTORY_WORKER_TIMEOUT_SECONDS": ("jobs", "executor_timeout_seconds"),
+    "DOCFACTORY_WORKER_API_KEY": ("jobs", "api_key"),
+    "DOCFACTORY_WEBHOOK_PORT": ("jobs", "webhook_port"),
+    "DOCFACTORY_WEBHOOK_HOST": ("jobs", "webhook_host"),
+    "DOCFACTORY_WEBHOOK_TOKEN": ("jobs", "webhook_token"),
+    "DOCFACTORY_WEBHOOK_TENANT": ("jobs", "webhook_tenant"),
+    "DOCFACTORY_WEBHOOK_COLLECTION": ("jobs", "webhook_collection"),
 }
 
 

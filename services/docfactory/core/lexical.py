@@ -308,6 +308,28 @@ _WORD_RE: Final[re.Pattern[str]] = re.compile(r"[^\W\d_]+")
 _ACCENT_WEIGHT: Final[float] = 0.5
 
 
+def _language_scores(text: str) -> tuple[float, float]:
+    sample = text[:_DETECT_MAX_CHARS].translate(_APOSTROPHES).lower()
+    fr = 0.0
+    en = 0.0
+    for word in _WORD_RE.findall(sample):
+        if word in _FR_MARKERS:
+            fr += 1.0
+        elif word in _EN_MARKERS:
+            en += 1.0
+    fr += _ACCENT_WEIGHT * sum(1 for c in sample if c in _ACCENTED)
+    return fr, en
+
+
+def detect_language_or_none(text: str) -> str | None:
+    """Like :func:`detect_language`, but ``None`` when nothing tells the languages apart
+    (short queries without marker words or accents)."""
+    fr, en = _language_scores(text)
+    if fr == en:
+        return None
+    return "en" if en > fr else "fr"
+
+
 def detect_language(text: str) -> str:
     """``"fr"`` or ``"en"``; fast heuristic on marker words and accent frequency.
 
@@ -397,7 +419,12 @@ class SparseEncoder:
         return SparseVector(indices=indices, values=values)
 
     def encode_query(self, text: str, language: str | None = None) -> SparseVector:
-        """``1.0`` per unique query term."""
-        terms = self._analyzer(text, language).tokens(text)
+        """``1.0`` per unique query term. Without a language, one is detected; when the
+        query gives no clue (no marker word, no accent), the terms of both analyzers are used,
+        so a short English claim is not stemmed as French only."""
+        if language is None and self.language is None and detect_language_or_none(text) is None:
+            terms = get_analyzer("fr").tokens(text) + get_analyzer("en").tokens(text)
+        else:
+            terms = self._analyzer(text, language).tokens(text)
         indices = sorted({term_id(t) for t in terms})
         return SparseVector(indices=indices, values=[1.0] * len(indices))

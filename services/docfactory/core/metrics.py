@@ -50,6 +50,29 @@ GENERATION_TOKENS = Counter(
 )
 
 
+# Measurement (feedback on answers): use-case owners' dashboard.
+FEEDBACK = Counter(
+    "docfactory_feedback_total",
+    "Feedback received on answers, by tenant, use case and rating (1-5, or none).",
+    ["tenant", "use_case", "rating"],
+)
+FEEDBACK_VERDICTS = Counter(
+    "docfactory_feedback_verdicts_total",
+    "Feedback verdicts (useful, not_useful, none), by tenant and use case.",
+    ["tenant", "use_case", "verdict"],
+)
+ANSWER_USAGE = Counter(
+    "docfactory_answer_usage_total",
+    "What users did with answers (used_as_is, edited, discarded, unknown), from feedback.",
+    ["tenant", "use_case", "usage"],
+)
+TIME_SAVED_MINUTES = Counter(
+    "docfactory_time_saved_minutes_total",
+    "Minutes saved as estimated by users in their feedback.",
+    ["tenant", "use_case"],
+)
+
+
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:
     """Serve /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
     server, _thread = start_http_server(port, addr=host)

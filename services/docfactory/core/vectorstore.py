@@ -24,7 +24,7 @@ MODES = ("dense", "sparse", "hybrid")
 # Weights (dense, sparse) chosen on SciFact's *train* qrels with `docfactory eval` (the small
 # multilingual dense model is much weaker than BM25 on these corpora); k = Qdrant's default.
 RRF_K = 2
-HYBRID_WEIGHTS = (0.3, 1.0)
+HYBRID_WEIGHTS = (0.2, 1.0)
 _POINT_NS = uuid.UUID("8f7c3c2e-1d7a-4c55-9b4e-6f1f0c2a9d11")
 
 

@@ -386,7 +386,14 @@ def evaluate(
     }
     _log(out, f"{dataset.name}: {dict(dataset.stats())}, evaluating {len(qids)} queries")
     with tempfile.TemporaryDirectory(prefix="docfactory-eval-") as tmp:
-        store = EdgeStore(path=Path(tmp), collection="eval")
+        store = EdgeStore(
+            path=Path(tmp),
+            collection="eval",
+            hybrid_weights=(
+                settings.search.hybrid_dense_weight,
+                settings.search.hybrid_sparse_weight,
+            ),
+        )
         try:
             report["index"] = build_index(dataset, model, doc_encoder, store, opts, out)
             _log(out, f"  indexed: {report['index']}")

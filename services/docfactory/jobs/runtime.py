@@ -1,0 +1,358 @@
+"""Durable execution of jobs on DBOS Transact.
+
+* ``docfactory.jobs.scan`` (one per IngestPrefix): lists the prefix, diffs it against the last
+  processed ETags (checkpointed step), then enqueues one ``docfactory.jobs.object`` workflow per
+  new / changed / removed object on the ``docfactory-ingest`` queue (concurrency per worker).
+* ``docfactory.jobs.object``: fetch -> expand -> upload each document to IngestionService (its
+  stub) -> record outcomes, as a checkpointed step retried with exponential backoff (durable
+  ``DBOS.sleep``) up to ``max_attempts``; then FAILED keeping the error.
+
+Workers (``docfactory worker``) are DBOS executors with a unique executor id each. DBOS recovers
+an executor's PENDING workflows when that same executor restarts, or when asked for a given
+executor id (``DBOS._recover_pending_workflows``); without DBOS Conductor nothing notices that
+an executor died for good. So every worker heartbeats in ``jobs_executors`` and reaps the
+executors silent for ``executor_timeout_seconds``: one survivor claims (deletes) the dead
+executor's row and re-enqueues its pending workflows through DBOS's own recovery (re-enqueue,
+then the atomic ENQUEUED->PENDING dequeue admits exactly one runner). Completed steps are not
+re-run; the step in flight is, which is safe because its effects are idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from docfactory.core.clients import channel_options
+from docfactory.core.config import Settings
+from docfactory.core.db import make_engine
+from docfactory.core.errors import ConfigError, DocfactoryError
+from docfactory.ingestion.archives import ArchiveLimits
+from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
+from docfactory.jobs.pipeline import (
+    Target,
+    TransientError,
+    Uploader,
+    delete_documents,
+    process_object,
+)
+from docfactory.jobs.repo import DELETE, UPSERT, JobsRepository, PlanItem
+from docfactory.jobs.storage import ObjectStore, make_object_store
+
+log = logging.getLogger("docfactory.jobs")
+
+QUEUE = "docfactory-ingest"
+APP_NAME = "docfactory"
+# Fixed so every worker (and recovery across workers) agrees on the version of the workflows.
+APP_VERSION = "docfactory-jobs-1"
+SCAN_WORKFLOW = "docfactory.jobs.scan"
+OBJECT_WORKFLOW = "docfactory.jobs.object"
+INTERNAL = 2
+
+
+def system_database_url(settings: Settings) -> str:
+    if settings.jobs.system_database_url:
+        return settings.jobs.system_database_url
+    url = settings.resolved_database_url
+    if url.startswith("postgresql"):
+        return url
+    return f"sqlite:///{settings.data_dir / 'dbos.sqlite'}"
+
+
+def worker_api_key(settings: Settings) -> str:
+    key = settings.jobs.api_key or os.environ.get("DOCFACTORY_API_KEY", "")
+    if not key:
+        path = settings.data_dir / "api-key"
+        if path.exists():
+            key = path.read_text(encoding="utf-8").strip()
+    if not key:
+        raise ConfigError("workers need an API key: set DOCFACTORY_WORKER_API_KEY")
+    return key
+
+
+def archive_limits(settings: Settings) -> ArchiveLimits:
+    j = settings.jobs
+    return ArchiveLimits(
+        max_total_uncompressed_bytes=j.max_archive_bytes,
+        max_member_bytes=j.max_member_bytes,
+        max_members=j.max_archive_members,
+        max_compression_ratio=j.max_compression_ratio,
+        max_depth=j.max_archive_depth,
+    )
+
+
+def workflow_id(job_id: str, key: str) -> str:
+    return f"{job_id}:{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}"
+
+
+# --------------------------------------------------------------------------- enqueue side
+
+
+class JobQueue:
+    """Enqueues workflows from outside the workers (the gRPC server, the webhook)."""
+
+    def __init__(self, url: str) -> None:
+        from dbos import DBOS, DBOSClient
+
+        DBOS.migrate(url)
+        self._client = DBOSClient(system_database_url=url, application_name=APP_NAME)
+
+    def _enqueue(self, name: str, wid: str, *args: Any) -> None:
+        self._client.enqueue(
+            {
+                "workflow_name": name,
+                "queue_name": QUEUE,
+                "workflow_id": wid,
+                "app_version": APP_VERSION,
+            },
+            *args,
+        )
+
+    def enqueue_scan(self, job_id: str) -> None:
+        self._enqueue(SCAN_WORKFLOW, f"{job_id}:scan", job_id)
+
+    def enqueue_object(self, job_id: str, item: PlanItem) -> None:
+        self._enqueue(
+            OBJECT_WORKFLOW, workflow_id(job_id, item.key), job_id, item.key, item.action, item.etag
+        )
+
+    def close(self) -> None:
+        self._client.destroy()
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+@dataclass
+class _Runtime:
+    settings: Settings
+    repo: JobsRepository
+    store: ObjectStore
+    uploader: Uploader
+    limits: ArchiveLimits
+    policy_path: str
+
+    def classification(self, bucket: str, key: str) -> int:
+        if not self.policy_path:
+            return INTERNAL
+        from docfactory.governance.policy import Policy
+
+        return Policy.load(Path(self.policy_path)).classification_for_object(bucket, key)
+
+
+_RT: _Runtime | None = None
+
+
+def _rt() -> _Runtime:
+    if _RT is None:
+        raise RuntimeError("jobs runtime not started in this process (run `docfactory worker`)")
+    return _RT
+
+
+def _register() -> tuple[Any, Any]:
+    from dbos import DBOS, SetWorkflowID
+
+    @DBOS.step(name="docfactory.jobs.plan")
+    def plan_step(job_id: str) -> list[tuple[str, str, str]]:
+        rt = _rt()
+        job = rt.repo.job_header(job_id)
+        if job is None:
+            return []
+        try:
+            listed = {o.key: o.etag for o in rt.store.list_objects(job["bucket"], job["prefix"])}
+        except DocfactoryError as err:
+            rt.repo.fail_job(job_id, err.reason, err.message)
+            return []
+        known = rt.repo.known_objects(
+            job["tenant"], job["collection"], job["bucket"], job["prefix"]
+        )
+        plan = [PlanItem(k, UPSERT, e) for k, e in sorted(listed.items()) if known.get(k) != e]
+        plan += [PlanItem(k, DELETE, "") for k in sorted(known) if k not in listed]
+        skipped = sum(1 for k, e in listed.items() if known.get(k) == e)
+        rt.repo.add_items(job_id, plan, skipped=skipped)
+        return [(p.key, p.action, p.etag) for p in plan]
+
+    @DBOS.workflow(name=SCAN_WORKFLOW)
+    def scan_workflow(job_id: str) -> int:
+        plan = plan_step(job_id)
+        queue = DBOS.retrieve_queue(QUEUE)
+        assert queue is not None
+        for key, action, etag in plan:
+            with SetWorkflowID(workflow_id(job_id, key)):
+                queue.enqueue(object_workflow, job_id, key, action, etag)
+        return len(plan)
+
+    @DBOS.step(name="docfactory.jobs.process")
+    def process_step(job_id: str, key: str, action: str, etag: str, attempt: int) -> int:
+        rt = _rt()
+        job = rt.repo.job_header(job_id)
+        if job is None:
+            return 0
+        rt.repo.start_attempt(job_id, key, attempt)
+        tenant, collection, bucket = job["tenant"], job["collection"], job["bucket"]
+        previous = rt.repo.object_docs(tenant, collection, bucket, key)
+        if action == DELETE:
+            rt.repo.record_documents(job_id, key, delete_documents(rt.uploader, previous))
+            rt.repo.finish_item(
+                job_id,
+                tenant=tenant,
+                collection=collection,
+                bucket=bucket,
+                key=key,
+                etag=None,
+                docs={},
+            )
+            return len(previous)
+        target = Target(tenant, collection, bucket, rt.classification(bucket, key))
+        outcomes = process_object(
+            rt.store,
+            rt.uploader,
+            target,
+            key,
+            rt.limits,
+            rt.settings.jobs.upload_concurrency,
+            on_outcome=lambda o: rt.repo.record_documents(job_id, key, [o]),
+        )
+        current = {o.source_uri: o.document_id for o in outcomes if o.document_id}
+        stale = {u: d for u, d in previous.items() if u not in current}
+        rt.repo.record_documents(job_id, key, delete_documents(rt.uploader, stale))
+        rt.repo.finish_item(
+            job_id,
+            tenant=tenant,
+            collection=collection,
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            docs=current,
+        )
+        return len(outcomes)
+
+    @DBOS.step(name="docfactory.jobs.fail")
+    def fail_step(job_id: str, key: str, reason: str, message: str) -> None:
+        _rt().repo.fail_item(job_id, key, reason, message)
+
+    @DBOS.workflow(name=OBJECT_WORKFLOW)
+    def object_workflow(job_id: str, key: str, action: str, etag: str) -> str:
+        jobs_cfg = _rt().settings.jobs
+        attempts = max(1, jobs_cfg.max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                process_step(job_id, key, action, etag, attempt)
+                return "DONE"
+            except Exception as exc:
+                if isinstance(exc, TransientError):
+                    reason, message, retry = exc.reason, exc.message, True
+                elif isinstance(exc, DocfactoryError):
+                    reason, message, retry = exc.reason, exc.message, False
+                else:
+                    reason, message, retry = "WORKER_ERROR", f"{type(exc).__name__}: {exc}", True
+                if not retry or attempt >= attempts:
+                    fail_step(job_id, key, reason, f"after {attempt} attempt(s): {message}")
+                    return "FAILED"
+                DBOS.sleep(jobs_cfg.retry_interval_seconds * jobs_cfg.backoff_rate ** (attempt - 1))
+        return "FAILED"
+
+    return scan_workflow, object_workflow
+
+
+_WORKFLOWS: tuple[Any, Any] | None = None
+
+
+def _ensure_registered() -> None:
+    global _WORKFLOWS
+    if _WORKFLOWS is None:
+        _WORKFLOWS = _register()
+
+
+def _ingestion_address(settings: Settings) -> str:
+    address = settings.addresses.ingestion or os.environ.get("DOCFACTORY_ADDRESS", "")
+    if not address:
+        raise ConfigError(
+            "workers reach IngestionService by address: set DOCFACTORY_INGESTION_ADDRESS"
+        )
+    return address
+
+
+def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Run one worker (DBOS executor) until ``stop`` is set or SIGTERM/SIGINT."""
+    from dbos import DBOS
+
+    global _RT
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    executor_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(settings.resolved_database_url)
+    repo = JobsRepository(engine)
+    repo.heartbeat(executor_id, socket.gethostname(), os.getpid())
+    channel = grpc.insecure_channel(
+        _ingestion_address(settings), options=channel_options(settings.server.max_message_bytes)
+    )
+    _RT = _Runtime(
+        settings=settings,
+        repo=repo,
+        store=make_object_store(settings),
+        uploader=Uploader(
+            ing_grpc.IngestionServiceStub(channel), worker_api_key(settings), timeout=600.0
+        ),
+        limits=archive_limits(settings),
+        policy_path=settings.policy_file,
+    )
+    _ensure_registered()
+    DBOS(
+        config={
+            "name": APP_NAME,
+            "system_database_url": system_database_url(settings),
+            "executor_id": executor_id,
+            "application_version": APP_VERSION,
+            "log_level": "WARNING",
+        }
+    )
+    DBOS.launch()
+    DBOS.register_queue(
+        QUEUE,
+        worker_concurrency=max(1, settings.jobs.worker_concurrency),
+        polling_interval_sec=settings.jobs.queue_polling_seconds,
+    )
+    print(f"docfactory worker {executor_id} ready", flush=True)
+    try:
+        while not stop.is_set():
+            try:
+                repo.heartbeat(executor_id, socket.gethostname(), os.getpid())
+                for dead in repo.claim_dead_executors(
+                    executor_id, settings.jobs.executor_timeout_seconds
+                ):
+                    handles = DBOS._recover_pending_workflows([dead])
+                    log.warning("recovered %d workflows of dead worker %s", len(handles), dead)
+                    print(f"recovered {len(handles)} workflows of {dead}", flush=True)
+            except Exception:  # keep the worker alive through a database hiccup
+                log.exception("heartbeat/reaper failed")
+            stop.wait(settings.jobs.heartbeat_seconds)
+    finally:
+        repo.remove_executor(executor_id)
+        DBOS.destroy(workflow_completion_timeout_sec=0)
+        channel.close()
+        engine.dispose()
+        _RT = None
+
+
+def main() -> None:
+    from docfactory.core.config import load_settings
+    from docfactory.core.logging import setup_logging
+
+    setup_logging()
+    run_worker(load_settings())
+
+
+if __name__ == "__main__":
+    main()

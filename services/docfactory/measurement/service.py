@@ -1,0 +1,247 @@
+"""MeasurementService domain: feedback linked to answers' audit records, usage records.
+
+Linking a feedback to its answer (the ANSWER audit record), in this order:
+
+1. ``answer_audit_seq``: that record, which must be an ANSWER of the caller's tenant;
+2. ``review_id`` (held answers): the requester's first ANSWER record with outcome
+   PENDING_REVIEW written at or after the draft's creation (the answering service writes the
+   audit record right after the draft), within the link window;
+3. neither: the latest completed ANSWER record (outcome OK or PENDING_REVIEW) of the caller's
+   API key within the link window (default 30 minutes; ``link_window``).
+
+AnswerSummary does not carry the audit seq yet, so (3) is what a plain client gets today.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Engine
+
+from docfactory.core import metrics
+from docfactory.core.auth import Principal
+from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from docfactory.governance._sql import utc, utcnow
+from docfactory.governance.audit import ANSWER, FEEDBACK, AuditLog, AuditRow
+from docfactory.governance.reviews import ReviewStore
+from docfactory.measurement.feedback import (
+    LINK_AUDIT_SEQ,
+    LINK_LATEST_ANSWER,
+    LINK_REVIEW_ID,
+    USAGES,
+    Feedback,
+    FeedbackStore,
+)
+from docfactory.measurement.usage import COMPLETED, Period, UsageRecord, load_usage
+
+log = logging.getLogger("docfactory.measurement")
+
+_RECORDS = cast(Table, AuditRow.__table__)
+MAX_COMMENT_CHARS = 4000
+MAX_MINUTES = 24 * 60.0
+
+
+@dataclass(frozen=True)
+class FeedbackInput:
+    answer_audit_seq: int = 0
+    review_id: str = ""
+    useful: bool | None = None
+    rating: int = 0  # 0 = not given
+    comment: str = ""
+    time_saved_minutes: float = 0.0
+    usage: str = ""  # "" or one of USAGES
+
+
+@dataclass(frozen=True)
+class LinkedAnswer:
+    seq: int
+    tenant: str
+    key_id: str
+    use_case: str
+    document_ids: tuple[str, ...]
+    method: str
+    review_id: str = ""
+
+
+class MeasurementService:
+    def __init__(
+        self,
+        engine: Engine,
+        audit: AuditLog,
+        *,
+        reviews: ReviewStore | None = None,
+        feedback: FeedbackStore | None = None,
+        link_window: dt.timedelta = dt.timedelta(minutes=30),
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self.audit = audit
+        self._reviews = reviews
+        self.feedback = feedback or FeedbackStore(engine, clock=clock)
+        self._window = link_window
+        self._clock = clock
+
+    # -- feedback ------------------------------------------------------------------------
+
+    def _validate(self, fb: FeedbackInput) -> None:
+        if fb.rating and not 1 <= fb.rating <= 5:
+            raise InvalidArgument("rating must be within 1-5 (0 = none)", reason="INVALID_RATING")
+        if fb.time_saved_minutes < 0 or fb.time_saved_minutes > MAX_MINUTES:
+            raise InvalidArgument(
+                f"time_saved_minutes must be within [0, {MAX_MINUTES:g}]",
+                reason="INVALID_TIME_SAVED",
+            )
+        if fb.usage and fb.usage not in USAGES:
+            raise InvalidArgument(f"unknown usage {fb.usage!r}", reason="INVALID_USAGE")
+        if len(fb.comment) > MAX_COMMENT_CHARS:
+            raise InvalidArgument(
+                f"the comment exceeds {MAX_COMMENT_CHARS} characters", reason="COMMENT_TOO_LONG"
+            )
+        given = (fb.useful is not None, fb.rating, fb.usage, fb.time_saved_minutes)
+        if not any(given) and not fb.comment.strip():
+            raise InvalidArgument(
+                "empty feedback: give a verdict, a rating, a usage, minutes or a comment",
+                reason="EMPTY_FEEDBACK",
+            )
+
+    def _select_answers(self) -> Any:
+        return select(_RECORDS).where(_RECORDS.c.action == ANSWER)
+
+    def _linked(self, row: Any, method: str, review_id: str = "") -> LinkedAnswer:
+        return LinkedAnswer(
+            seq=int(row.seq),
+            tenant=row.tenant,
+            key_id=row.key_id,
+            use_case=row.use_case,
+            document_ids=tuple(row.document_ids or ()),
+            method=method,
+            review_id=review_id,
+        )
+
+    def link(self, principal: Principal, fb: FeedbackInput) -> LinkedAnswer:
+        """The ANSWER audit record a feedback is about (see the module docstring)."""
+        now = utc(self._clock())
+        with self._engine.connect() as conn:
+            if fb.answer_audit_seq:
+                row = conn.execute(
+                    self._select_answers().where(
+                        _RECORDS.c.seq == fb.answer_audit_seq,
+                        _RECORDS.c.tenant == principal.tenant,
+                    )
+                ).first()
+                if row is None:
+                    raise NotFound(
+                        f"no answer with audit seq {fb.answer_audit_seq}",
+                        reason="ANSWER_NOT_FOUND",
+                    )
+                return self._linked(row, LINK_AUDIT_SEQ)
+            if fb.review_id:
+                if self._reviews is None:
+                    raise FailedPrecondition(
+                        "no human review is configured (DOCFACTORY_POLICY_FILE)",
+                        reason="NO_POLICY",
+                    )
+                review = self._reviews.get(principal.tenant, fb.review_id)
+                created = utc(review.created_at)
+                row = conn.execute(
+                    self._select_answers()
+                    .where(
+                        _RECORDS.c.tenant == principal.tenant,
+                        _RECORDS.c.key_id == review.requester_key_id,
+                        _RECORDS.c.outcome == "PENDING_REVIEW",
+                        _RECORDS.c.time >= created - dt.timedelta(seconds=1),
+                        _RECORDS.c.time <= created + self._window,
+                    )
+                    .order_by(_RECORDS.c.seq)
+                    .limit(1)
+                ).first()
+                if row is None:
+                    raise NotFound(
+                        f"no answer audit record for review {fb.review_id}",
+                        reason="ANSWER_NOT_FOUND",
+                    )
+                return self._linked(row, LINK_REVIEW_ID, review.review_id)
+            row = conn.execute(
+                self._select_answers()
+                .where(
+                    _RECORDS.c.tenant == principal.tenant,
+                    _RECORDS.c.key_id == principal.key_id,
+                    _RECORDS.c.outcome.in_(COMPLETED),
+                    _RECORDS.c.time >= now - self._window,
+                )
+                .order_by(_RECORDS.c.seq.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            minutes = int(self._window.total_seconds() // 60)
+            raise NotFound(
+                f"no answer of this API key in the last {minutes} minutes: "
+                "give answer_audit_seq or review_id",
+                reason="ANSWER_NOT_FOUND",
+            )
+        return self._linked(row, LINK_LATEST_ANSWER)
+
+    def submit(self, principal: Principal, fb: FeedbackInput) -> Feedback:
+        """Validate, link, store, audit (action FEEDBACK) and count one feedback."""
+        self._validate(fb)
+        answer = self.link(principal, fb)
+        stored = self.feedback.add(
+            self.feedback.new(
+                tenant=principal.tenant,
+                key_id=principal.key_id,
+                use_case=answer.use_case,
+                answer_audit_seq=answer.seq,
+                review_id=answer.review_id,
+                link_method=answer.method,
+                useful=fb.useful,
+                rating=fb.rating or None,
+                comment=fb.comment,
+                time_saved_minutes=float(fb.time_saved_minutes),
+                usage=fb.usage,
+            )
+        )
+        try:
+            record = self.audit.append(
+                tenant=principal.tenant,
+                key_id=principal.key_id,
+                use_case=answer.use_case,
+                action=FEEDBACK,
+                outcome="OK",
+                document_ids=answer.document_ids,
+                details={
+                    "answer_seq": answer.seq,
+                    "feedback_id": stored.id,
+                    "link": answer.method,
+                    "useful": fb.useful,
+                    "rating": fb.rating or None,
+                    "usage": fb.usage or None,
+                    "time_saved_minutes": float(fb.time_saved_minutes),
+                },
+            )
+        except Exception:
+            log.exception("audit append failed; removing the feedback")
+            self.feedback.delete(stored.id)
+            raise
+        self.feedback.set_audit_seq(stored.id, record.seq)
+        tenant, use_case = principal.tenant, answer.use_case
+        metrics.FEEDBACK.labels(tenant, use_case, str(fb.rating) if fb.rating else "none").inc()
+        verdict = "none" if fb.useful is None else ("useful" if fb.useful else "not_useful")
+        metrics.FEEDBACK_VERDICTS.labels(tenant, use_case, verdict).inc()
+        metrics.ANSWER_USAGE.labels(tenant, use_case, (fb.usage or "unknown").lower()).inc()
+        if fb.time_saved_minutes:
+            metrics.TIME_SAVED_MINUTES.labels(tenant, use_case).inc(fb.time_saved_minutes)
+        return Feedback(**{**stored.__dict__, "feedback_audit_seq": record.seq})
+
+    # -- usage ---------------------------------------------------------------------------
+
+    def usage(self, tenant: str, period: Period, use_case: str | None = None) -> list[UsageRecord]:
+        """One record per use case with activity; with ``use_case``, exactly one record."""
+        data = load_usage(self.audit, self.feedback, period, tenant=tenant, use_case=use_case)
+        if use_case is not None:
+            return [data.record_for(tenant, use_case)]
+        return data.per_group()
