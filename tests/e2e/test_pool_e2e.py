@@ -279,8 +279,12 @@ async def test_balancing_spreads_load(replicas: list[ServeReplica]) -> None:
     served = {s.url: s.served for s in gen.pool.stats()}
     logged = [r.chat_requests() - b for r, b in zip(replicas, before, strict=True)]
     print(f"served per replica (pool) {list(served.values())}, (server logs) {logged}")
-    assert all(n >= 5 for n in served.values()), served
-    assert all(n >= 5 for n in logged), logged
+    # Least-outstanding balancing: every replica takes a share and none takes most of the load.
+    # (A replica slowed by a busy machine legitimately gets fewer requests, so no equal split.)
+    total = sum(served.values())
+    assert all(n >= 2 for n in served.values()), served
+    assert max(served.values()) <= 0.7 * total, served
+    assert all(n >= 1 for n in logged), logged
 
 
 async def test_kill9_under_load_then_readmission(replicas: list[ServeReplica]) -> None:
