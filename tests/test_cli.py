@@ -150,3 +150,29 @@ def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ingest_archive_expands_members(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "dossier.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("notes/cantine.md", "# Cantine\n\nLa cantine ouvre à midi.")
+        zf.writestr("notes/parking.txt", "Le parking est au sous-sol.")
+        zf.writestr("../evil.txt", "hors de l'archive")
+    r = _run(["ingest", str(archive), "--json"], tmp_path / "data")
+    rows = {row["path"].split("!/")[-1]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert rows["notes/cantine.md"]["status"] == "indexed"
+    assert rows["notes/parking.txt"]["status"] == "indexed"
+    assert rows["../evil.txt"]["status"] == "failed"
+    assert "PATH_TRAVERSAL" in rows["../evil.txt"]["error"]
+    assert r.returncode == 1
+    r = _run(["search", "cantine", "--json"], tmp_path / "data")
+    top = json.loads(r.stdout)["results"][0]["citation"]
+    assert top["document_name"] == "cantine.md"
+    assert top["source_uri"].endswith("dossier.zip!/notes/cantine.md")
+
+
+def test_ingest_s3_prefix_needs_a_server(tmp_path: Path) -> None:
+    r = _run(["ingest", "s3://bucket/prefix/"], tmp_path / "data")
+    assert r.returncode != 0 and "docfactory worker" in r.stderr

@@ -82,26 +82,163 @@ def _err(exc: grpc.aio.AioRpcError) -> str:
 
 
 async def _upload(session: Session, path: Path, collection: str, classification: int) -> Any:
+    source_uri = (await asyncio.to_thread(path.resolve)).as_uri()
+    with path.open("rb") as f:
+        return await _upload_stream(session, f, path.name, source_uri, collection, classification)
+
+
+async def _upload_stream(
+    session: Session,
+    stream: Any,
+    filename: str,
+    source_uri: str,
+    collection: str,
+    classification: int,
+) -> Any:
     from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
     from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 
     stub = pb_grpc.IngestionServiceStub(session.channel)
-    source_uri = (await asyncio.to_thread(path.resolve)).as_uri()
 
     async def requests() -> AsyncIterator[pb.UploadDocumentRequest]:
         yield pb.UploadDocumentRequest(
             metadata=pb.UploadMetadata(
-                filename=path.name,
+                filename=filename,
                 collection=collection,
                 classification=classification,  # type: ignore[arg-type]
                 source_uri=source_uri,
             )
         )
-        with path.open("rb") as f:
-            while block := f.read(CHUNK_BYTES):
-                yield pb.UploadDocumentRequest(data=block)
+        while block := stream.read(CHUNK_BYTES):
+            yield pb.UploadDocumentRequest(data=block)
 
     return await stub.UploadDocument(requests(), metadata=session.metadata, timeout=1800)
+
+
+def _is_archive(path: Path) -> bool:
+    from docfactory.ingestion.archives import is_archive
+
+    with path.open("rb") as f:
+        head = f.read(4096)
+    return is_archive(path.name, head)
+
+
+async def _ingest_archive(
+    session: Session, path: Path, collection: str, classification: int
+) -> list[dict[str, Any]]:
+    """Expand an archive as a stream: each member is uploaded as its own document, with a
+    source URI naming archive and member; a bad member fails alone."""
+    import tempfile
+
+    from docfactory.ingestion.archives import (
+        ArchiveError,
+        MemberError,
+        iter_archive,
+        member_source_uri,
+    )
+
+    archive_uri = (await asyncio.to_thread(path.resolve)).as_uri()
+    rows: list[dict[str, Any]] = []
+    for item in iter_archive(path, path.name):
+        where = f"{path}!/{item.path}" if item.path else str(path)
+        if isinstance(item, MemberError):
+            rows.append(
+                {"path": where, "status": "failed", "error": f"{item.reason}: {item.message}"}
+            )
+            continue
+        try:
+            with item.open() as member, tempfile.SpooledTemporaryFile(8 * 1024 * 1024) as tmp:
+                while block := member.read(CHUNK_BYTES):
+                    tmp.write(block)
+                tmp.seek(0)
+                resp = await _upload_stream(
+                    session,
+                    tmp,
+                    Path(item.path).name,
+                    member_source_uri(archive_uri, item.path),
+                    collection,
+                    classification,
+                )
+            d = resp.document
+            rows.append(
+                {
+                    "path": where,
+                    "status": "unchanged" if resp.unchanged else "indexed",
+                    "document": d.name,
+                    "chunks": d.chunk_count,
+                    "pages": d.page_count,
+                    "version": d.version,
+                }
+            )
+        except ArchiveError as exc:
+            rows.append(
+                {"path": where, "status": "failed", "error": f"{exc.reason}: {exc.message}"}
+            )
+        except grpc.aio.AioRpcError as exc:
+            rows.append({"path": where, "status": "failed", "error": _err(exc)})
+    return rows
+
+
+async def _ingest_prefix(ns: argparse.Namespace, settings: Settings, uri: str) -> int:
+    """s3://bucket/prefix: a durable bulk job on the server, watched until it ends."""
+    from tqdm import tqdm
+
+    from docfactory.jobs.v1 import jobs_service_pb2 as jpb
+    from docfactory.jobs.v1 import jobs_service_pb2_grpc as jgrpc
+
+    if not ns.address:
+        raise SystemExit(
+            "docfactory: s3:// ingestion runs as a durable job on a server with workers: "
+            "start `docfactory serve` and `docfactory worker`, then set DOCFACTORY_ADDRESS"
+        )
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    async with Session(settings, ns.address, ns.api_key) as session:
+        stub = jgrpc.JobsServiceStub(session.channel)
+        job = (
+            await stub.IngestPrefix(
+                jpb.IngestPrefixRequest(bucket=bucket, prefix=prefix, collection=ns.collection),
+                metadata=session.metadata,
+                timeout=60,
+            )
+        ).job
+        bar = tqdm(unit="object", disable=ns.json or not sys.stderr.isatty())
+        async for update in stub.WatchJob(
+            jpb.WatchJobRequest(name=job.name), metadata=session.metadata, timeout=24 * 3600
+        ):
+            job = update.job
+            bar.total = job.objects_total or None
+            bar.n = job.objects_done
+            bar.set_postfix(
+                indexed=job.documents_indexed,
+                unchanged=job.documents_unchanged,
+                failed=job.documents_failed,
+                deleted=job.documents_deleted,
+            )
+            bar.refresh()
+            if ns.json:
+                print(
+                    json.dumps(
+                        {
+                            "job": job.name,
+                            "state": job.state,
+                            "objects_total": job.objects_total,
+                            "objects_done": job.objects_done,
+                            "indexed": job.documents_indexed,
+                            "unchanged": job.documents_unchanged,
+                            "failed": job.documents_failed,
+                            "deleted": job.documents_deleted,
+                        }
+                    ),
+                    flush=True,
+                )
+        bar.close()
+    if not ns.json:
+        print(
+            f"job {job.name}: {job.objects_done}/{job.objects_total} objects; "
+            f"indexed {job.documents_indexed}, unchanged {job.documents_unchanged}, "
+            f"failed {job.documents_failed}, deleted {job.documents_deleted}"
+        )
+    return 1 if job.documents_failed or job.error_reason else 0
 
 
 def _files(paths: Sequence[str]) -> list[Path]:
@@ -122,10 +259,21 @@ def _files(paths: Sequence[str]) -> list[Path]:
 async def cmd_ingest(ns: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    remote = [p for p in ns.paths if p.startswith("s3://")]
+    if remote:
+        if len(remote) != len(ns.paths) or len(remote) > 1:
+            raise SystemExit("docfactory: give one s3://bucket/prefix alone")
+        return await _ingest_prefix(ns, settings, remote[0])
     files = _files(ns.paths)
+    archives = [f for f in files if _is_archive(f)]
+    files = [f for f in files if f not in archives]
     failed = 0
     async with Session(settings, ns.address, ns.api_key) as session:
-        bar = tqdm(total=len(files), unit="file", disable=ns.json or not sys.stderr.isatty())
+        bar = tqdm(
+            total=len(files) + len(archives),
+            unit="file",
+            disable=ns.json or not sys.stderr.isatty(),
+        )
         sem = asyncio.Semaphore(max(1, ns.concurrency))
 
         async def one(path: Path) -> dict[str, Any]:
@@ -147,8 +295,20 @@ async def cmd_ingest(ns: argparse.Namespace, settings: Settings) -> int:
                 return row
 
         results = []
-        for coro in asyncio.as_completed([one(f) for f in files]):
-            row = await coro
+
+        async def archive_rows(path: Path) -> list[dict[str, Any]]:
+            rows = await _ingest_archive(session, path, ns.collection, _CLASS[ns.classification])
+            bar.update(1)
+            return rows
+
+        async def as_rows() -> AsyncIterator[dict[str, Any]]:
+            for archive in archives:
+                for r in await archive_rows(archive):
+                    yield r
+            for coro in asyncio.as_completed([one(f) for f in files]):
+                yield await coro
+
+        async for row in as_rows():
             results.append(row)
             if ns.json:
                 print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -164,7 +324,7 @@ async def cmd_ingest(ns: argparse.Namespace, settings: Settings) -> int:
     if not ns.json:
         done = sum(1 for r in results if r["status"] == "indexed")
         same = sum(1 for r in results if r["status"] == "unchanged")
-        print(f"ingested {done}, unchanged {same}, failed {failed} of {len(files)} files")
+        print(f"ingested {done}, unchanged {same}, failed {failed} of {len(results)} documents")
     return 1 if failed else 0
 
 
