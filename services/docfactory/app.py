@@ -25,6 +25,8 @@ from docfactory.core.config import Settings
 from docfactory.core.errors import ConfigError
 from docfactory.core.interceptors import ServiceInterceptor
 from docfactory.core.metrics import start_metrics_server
+from docfactory.core.tracing import TracingInterceptor, setup_tracing
+from docfactory.core.tracing import flush as flush_traces
 from docfactory.core.vectorstore import QdrantStore, VectorStore
 
 log = logging.getLogger("docfactory")
@@ -139,13 +141,20 @@ async def start_server(
         authenticator: Any = PolicyKeys(policy_store or PolicyStore(Path(settings.policy_file)))
     else:
         authenticator = _keys(settings)
+    # Tracing first, so its span covers authentication and errors (off: handlers untouched).
+    tracing_on = setup_tracing(
+        settings.tracing,
+        service_name=f"docfactory-{services[0]}" if len(services) == 1 else "docfactory",
+    )
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(authenticator)],
+        interceptors=[TracingInterceptor(), ServiceInterceptor(authenticator)],
         options=options,
         maximum_concurrent_rpcs=srv_cfg.max_concurrent_rpcs,
     )
     channels = Channels(srv_cfg.max_message_bytes)
     closers: list[Any] = [channels.close]
+    if tracing_on:
+        closers.insert(0, flush_traces)
     if engine is not None:
         closers.append(engine.dispose)
     names: list[str] = []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from docfactory.answering.adapters.generators import Generator, Usage
 from docfactory.answering.adapters.rerank import Reranker, candidate_depth, rerank_order
 from docfactory.answering.prompt import DONT_KNOW, PromptPassage, cited_markers
-from docfactory.core import metrics
+from docfactory.core import metrics, tracing
 from docfactory.core.auth import Principal
 from docfactory.core.config import Settings
 from docfactory.core.errors import DocfactoryError, InvalidArgument
@@ -205,7 +205,8 @@ class AnsweringService:
         started = time.perf_counter()
         grant = self._authorize(principal, params, model="")
         try:
-            passages, took = await self._retrieve(principal.tenant, params, grant)
+            with tracing.span("retrieve"):
+                passages, took = await self._retrieve(principal.tenant, params, grant)
         except DocfactoryError as err:
             self._audit(principal, AUDIT_SEARCH, params, grant, err.reason, (), started)
             raise
@@ -366,7 +367,8 @@ class AnsweringService:
         held: bool,
         started: float,
     ) -> AsyncIterator[AnswerEvent]:
-        passages, retrieval_ms = await self._retrieve(principal.tenant, params, grant)
+        with tracing.span("retrieve"):
+            passages, retrieval_ms = await self._retrieve(principal.tenant, params, grant)
         language = detect_language(params.query)
         min_score = self._settings.search.min_score
         usable = [p for p in passages if p.score >= min_score] if min_score else passages

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 
 from docfactory.core.auth import API_KEY_HEADER, current_principal, remaining_seconds
+from docfactory.core.tracing import outgoing_metadata
 
 T = TypeVar("T")
 
@@ -63,9 +64,10 @@ class Channels:
 
 
 def call_options(default_timeout: float = 300.0) -> dict[str, Any]:
-    """Metadata and timeout for a downstream call made on behalf of the current caller."""
+    """Metadata and timeout for a downstream call made on behalf of the current caller
+    (API key, and the W3C trace context of the current span when tracing is on)."""
     principal = current_principal()
     return {
-        "metadata": ((API_KEY_HEADER, principal.api_key),),
+        "metadata": ((API_KEY_HEADER, principal.api_key), *outgoing_metadata()),
         "timeout": remaining_seconds(default_timeout),
     }

@@ -196,6 +196,17 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry tracing (docfactory.core.tracing). Off while ``exporter`` is empty; the
+    standard OTEL_* variables (service name, sampler, OTLP headers, ...) are read by the SDK."""
+
+    # "" (off), "otlp" (OTLP over gRPC) or "console" (spans printed to stdout).
+    exporter: str = ""
+    # OTLP endpoint (e.g. http://collector:4317); empty = OTEL_EXPORTER_OTLP_ENDPOINT or default.
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str = ""  # default: sqlite:///<data_dir>/docfactory.db
@@ -213,6 +224,7 @@ class Settings:
     search: SearchConfig = field(default_factory=SearchConfig)
     s3: S3Config = field(default_factory=S3Config)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     @property
     def resolved_database_url(self) -> str:
@@ -308,6 +320,8 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_WEBHOOK_TOKEN": ("jobs", "webhook_token"),
     "DOCFACTORY_WEBHOOK_TENANT": ("jobs", "webhook_tenant"),
     "DOCFACTORY_WEBHOOK_COLLECTION": ("jobs", "webhook_collection"),
+    "DOCFACTORY_OTEL_EXPORTER": ("tracing", "exporter"),
+    "DOCFACTORY_OTEL_ENDPOINT": ("tracing", "endpoint"),
 }
 
 

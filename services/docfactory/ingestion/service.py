@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from docfactory.core import metrics
+from docfactory.core import metrics, tracing
 from docfactory.core.auth import Principal, principal_or_none
 from docfactory.core.config import Settings
 from docfactory.core.errors import DocfactoryError, InvalidArgument, NotFound
@@ -308,17 +308,20 @@ class IngestionService:
     ) -> DocumentRecord:
         tenant = base.tenant
         t0 = time.perf_counter()
-        async with self._parse_slots:
-            parsed = await asyncio.to_thread(self._parser.parse, path, filename)
+        with tracing.span("parse"):
+            async with self._parse_slots:
+                parsed = await asyncio.to_thread(self._parser.parse, path, filename)
         t1 = time.perf_counter()
         metrics.INGEST_STAGE_SECONDS.labels("parse").observe(t1 - t0)
         metrics.PAGES_INGESTED.labels(tenant).inc(parsed.page_count or 1)
-        chunks = await self._chunker.chunk(base.document_id, version, parsed.elements)
+        with tracing.span("chunk"):
+            chunks = await self._chunker.chunk(base.document_id, version, parsed.elements)
         t2 = time.perf_counter()
         metrics.INGEST_STAGE_SECONDS.labels("chunk").observe(t2 - t1)
         if not chunks:
             raise InvalidArgument(f"{filename}: no chunk produced", reason="NO_CHUNKS")
-        vectors, dim = await self._embedder.embed_passages([c.text for c in chunks])
+        with tracing.span("embed"):
+            vectors, dim = await self._embedder.embed_passages([c.text for c in chunks])
         t3 = time.perf_counter()
         metrics.INGEST_STAGE_SECONDS.labels("embed").observe(t3 - t2)
         points = []
@@ -349,9 +352,10 @@ class IngestionService:
         processing = base.evolve(state=PROCESSING) if base.state != INDEXED else base
         if processing is not base:
             await asyncio.to_thread(self._repo.save, processing)
-        await asyncio.to_thread(self._store.upsert, points, dim)
-        # New version written; now drop every other version of this document.
-        await asyncio.to_thread(self._store.delete_document, tenant, base.document_id, version)
+        with tracing.span("index"):
+            await asyncio.to_thread(self._store.upsert, points, dim)
+            # New version written; now drop every other version of this document.
+            await asyncio.to_thread(self._store.delete_document, tenant, base.document_id, version)
         t4 = time.perf_counter()
         metrics.INGEST_STAGE_SECONDS.labels("index").observe(t4 - t3)
         metrics.CHUNKS_INDEXED.labels(tenant).inc(len(points))
