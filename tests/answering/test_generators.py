@@ -166,3 +166,22 @@ async def test_transformers_generator_streams_with_chat_template(tmp_path: Path)
     first = await stream.__anext__()
     assert isinstance(first, str)
     await stream.aclose()
+
+
+def test_readers_never_see_two_versions_of_a_document() -> None:
+    from docfactory.answering.service import Citation, Passage, latest_versions_only
+
+    def passage(doc: str, version: int, text: str) -> Passage:
+        cit = Citation(
+            doc, f"{doc}.md", "", f"{doc}-{version}-{text}", (), (), "", 1.0, "c", version
+        )
+        return Passage(text, 1.0, cit)
+
+    hits = [
+        passage("a", 1, "old"),
+        passage("a", 2, "new"),
+        passage("b", 1, "only"),
+        passage("a", 2, "new2"),
+    ]
+    kept = latest_versions_only(hits)
+    assert [p.text for p in kept] == ["new", "only", "new2"]

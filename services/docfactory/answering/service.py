@@ -120,6 +120,17 @@ def _citation(hit: Hit, quote: str = "") -> Citation:
     )
 
 
+def latest_versions_only(passages: list[Passage]) -> list[Passage]:
+    """While a new version of a document is being swapped in (its points are written before the
+    previous version's are deleted), both versions can match: keep only the newest version of
+    each document among the hits, so a reader never sees two versions at once."""
+    newest: dict[str, int] = {}
+    for p in passages:
+        c = p.citation
+        newest[c.document_id] = max(newest.get(c.document_id, 0), c.document_version)
+    return [p for p in passages if p.citation.document_version == newest[p.citation.document_id]]
+
+
 def _as_principal(p: Principal | str) -> Principal:
     return p if isinstance(p, Principal) else Principal(tenant=p, key_id="in-process", api_key="")
 
@@ -300,6 +311,7 @@ class AnsweringService:
             if h.payload.get("tenant") == tenant
             and (not ceiling or int(h.payload.get("classification", 99)) <= ceiling)
         ]
+        passages = latest_versions_only(passages)
         if self._reranker is not None and passages:
             reranker, texts = self._reranker, [p.text for p in passages]
             order = await asyncio.to_thread(rerank_order, reranker, query, texts, top_k)
