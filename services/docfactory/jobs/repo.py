@@ -366,10 +366,13 @@ class JobsRepository:
         return n
 
     def _maybe_finish(self, conn: Connection, job_id: str) -> None:
+        # Lock the job row first: two items finishing at once on PostgreSQL would otherwise
+        # each count without the other's uncommitted update, and the job would stay RUNNING.
+        # Under READ COMMITTED the count below then sees every item committed before the lock.
         row = conn.execute(
-            sa.select(jobs.c.scan_complete, jobs.c.state, jobs.c.objects_total).where(
-                jobs.c.job_id == job_id
-            )
+            sa.select(jobs.c.scan_complete, jobs.c.state, jobs.c.objects_total)
+            .where(jobs.c.job_id == job_id)
+            .with_for_update()
         ).first()
         if row is None or not row.scan_complete or row.state in (SUCCEEDED, FAILED):
             return
