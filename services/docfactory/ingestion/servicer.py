@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -15,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
+from docfactory.core.pagination import decode_page_token, encode_page_token
 from docfactory.ingestion.adapters.documents import DocumentRecord
 from docfactory.ingestion.service import IngestionService
 from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
@@ -63,25 +62,6 @@ def parse_name(name: str) -> str:
             reason="INVALID_DOCUMENT_NAME",
         )
     return doc_id
-
-
-def _encode_token(offset: int, fingerprint: str) -> str:
-    raw = json.dumps({"o": offset, "f": fingerprint}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_token(token: str, fingerprint: str) -> int:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = int(data["o"])
-        if data["f"] != fingerprint or offset < 0:
-            raise ValueError("token does not match the request")
-        return offset
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument(
-            "invalid page_token (it must come from a previous response with the same filters)",
-            reason="INVALID_PAGE_TOKEN",
-        ) from exc
 
 
 class IngestionServicer(pb_grpc.IngestionServiceServicer):
@@ -175,7 +155,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         size = min(request.page_size or 50, MAX_PAGE_SIZE)
         state = _STATE_NAME.get(request.state, "")
         fingerprint = f"{request.collection}|{state}"
-        offset = _decode_token(request.page_token, fingerprint) if request.page_token else 0
+        offset = decode_page_token(request.page_token, fingerprint)
         records, total = await self._svc.list(
             current_principal().tenant,
             collection=request.collection,
@@ -186,7 +166,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         nxt = offset + len(records)
         return pb.ListDocumentsResponse(
             documents=[document_to_proto(r) for r in records],
-            next_page_token=_encode_token(nxt, fingerprint) if nxt < total else "",
+            next_page_token=encode_page_token(nxt, fingerprint) if nxt < total else "",
             total_size=total,
         )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
+from docfactory.core.pagination import decode_page_token, encode_page_token
 from docfactory.jobs.repo import DELETED, FAILED, INDEXED, UNCHANGED, DocOutcome, JobRow
 from docfactory.jobs.service import JobsService
 from docfactory.jobs.v1 import jobs_service_pb2 as pb
@@ -80,26 +79,6 @@ def _job_id(name: str) -> str:
     return job_id
 
 
-def _token(offset: int, fingerprint: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode()
-
-
-def _offset(token: str, fingerprint: str) -> int:
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = int(data["o"])
-        if data["f"] != fingerprint or offset < 0:
-            raise ValueError("token does not match the request")
-        return offset
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument(
-            "invalid page_token (it must come from a previous response with the same filters)",
-            reason="INVALID_PAGE_TOKEN",
-        ) from exc
-
-
 def _page_size(value: int, default: int) -> int:
     if value < 0:
         raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
@@ -130,9 +109,9 @@ class JobsServicer(pb_grpc.JobsServiceServicer):
         state = _STATE_NAME.get(request.state, "")
         size = _page_size(request.page_size, 50)
         fp = f"jobs:{state}"
-        offset = _offset(request.page_token, fp)
+        offset = decode_page_token(request.page_token, fp)
         rows, total = await self._svc.list(current_principal().tenant, state, offset, size)
-        nxt = _token(offset + len(rows), fp) if offset + len(rows) < total else ""
+        nxt = encode_page_token(offset + len(rows), fp) if offset + len(rows) < total else ""
         return pb.ListJobsResponse(
             jobs=[job_to_proto(r) for r in rows], next_page_token=nxt, total_size=total
         )
@@ -152,13 +131,13 @@ class JobsServicer(pb_grpc.JobsServiceServicer):
         outcome = _OUTCOME_NAME.get(request.outcome, "")
         size = _page_size(request.page_size, 100)
         fp = f"docs:{job_id}:{outcome}"
-        offset = _offset(request.page_token, fp)
+        offset = decode_page_token(request.page_token, fp)
         import asyncio
 
         docs, total = await asyncio.to_thread(
             self._svc.repo.list_documents, job_id, outcome=outcome, offset=offset, limit=size
         )
-        nxt = _token(offset + len(docs), fp) if offset + len(docs) < total else ""
+        nxt = encode_page_token(offset + len(docs), fp) if offset + len(docs) < total else ""
         return pb.ListJobDocumentsResponse(
             documents=[doc_to_proto(d) for d in docs], next_page_token=nxt, total_size=total
         )

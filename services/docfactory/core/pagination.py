@@ -1,0 +1,31 @@
+"""AIP-158 page tokens: opaque, bound to the request's filters (a token from another query is
+refused with INVALID_ARGUMENT / INVALID_PAGE_TOKEN)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from docfactory.core.errors import InvalidArgument
+
+
+def encode_page_token(offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"o": offset, "f": fingerprint}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_page_token(token: str, fingerprint: str) -> int:
+    """Offset of the next page; 0 for an empty token."""
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = int(data["o"])
+        if data["f"] != fingerprint or offset < 0:
+            raise ValueError("token does not match the request")
+        return offset
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument(
+            "invalid page_token (it must come from a previous response with the same filters)",
+            reason="INVALID_PAGE_TOKEN",
+        ) from exc
