@@ -28,6 +28,8 @@ KEYS = {
     "key-globex": ("globex-app", "globex"),
 }
 EXPIRED_KEY = "key-expired"
+# A bulk-ingestion worker key: tenant "platform", role "worker" (may act for a job's tenant).
+WORKER_KEY = "key-worker"
 
 
 def shared_data(*parts: str) -> Path:
@@ -43,6 +45,14 @@ def write_keys(path: Path) -> Path:
         {"id": key_id, "tenant": tenant, "sha256": hashlib.sha256(k.encode()).hexdigest()}
         for k, (key_id, tenant) in KEYS.items()
     ]
+    entries.append(
+        {
+            "id": "bulk-worker",
+            "tenant": "platform",
+            "sha256": hashlib.sha256(WORKER_KEY.encode()).hexdigest(),
+            "roles": ["worker"],
+        }
+    )
     entries.append(
         {
             "id": "old-app",

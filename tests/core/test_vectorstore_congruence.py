@@ -529,3 +529,27 @@ def test_edge_optimize_keeps_results(tmp_path: Path) -> None:
         s.close()
     with pytest.raises(Unavailable):
         s.count(Scope(tenant="t-a"))
+
+
+def test_point_ids_pages_in_scope(store: VectorStore) -> None:
+    """Consistency-check listing: every id of the scope once, in pages, other tenants unseen."""
+    assert store.point_ids(Scope(tenant="t-a")) == ([], "")
+    mine = [chunk(f"d{d}", i, four(i)) for d in range(3) for i in range(7)]
+    other = [chunk("d0", i, four(i), tenant="t-b") for i in range(4)]
+    store.upsert(mine + other, 4)
+    seen: list[str] = []
+    offset = ""
+    pages = 0
+    while True:
+        ids, offset = store.point_ids(Scope(tenant="t-a"), offset=offset, limit=5)
+        assert len(ids) <= 5
+        seen += ids
+        pages += 1
+        if not offset:
+            break
+    assert pages >= 5
+    assert len(seen) == len(set(seen)) == 21
+    assert set(seen) == {p.id for p in mine}
+    one_doc, _ = store.point_ids(Scope(tenant="t-a", document_ids=("d1",)), limit=100)
+    assert set(one_doc) == {p.id for p in mine if p.payload["document_id"] == "d1"}
+    assert set(store.point_ids(Scope(tenant="t-b"), limit=100)[0]) == {p.id for p in other}

@@ -19,7 +19,7 @@ import pytest
 
 from docfactory.app import RunningServer, start_server
 from docfactory.core.config import Settings, load_settings
-from tests.conftest import write_keys
+from tests.conftest import WORKER_KEY, write_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
@@ -123,7 +123,7 @@ def jobs_env(tmp_path: Path, s3: dict[str, str]) -> Callable[..., tuple[Settings
             "DOCFACTORY_S3_ACCESS_KEY": s3["access_key"],
             "DOCFACTORY_S3_SECRET_KEY": s3["secret_key"],
             "DOCFACTORY_S3_SECURE": "false",
-            "DOCFACTORY_WORKER_API_KEY": API_KEY,
+            "DOCFACTORY_WORKER_API_KEY": WORKER_KEY,
             "DOCFACTORY_WORKER_HEARTBEAT_SECONDS": "0.5",
             "DOCFACTORY_WORKER_TIMEOUT_SECONDS": "4",
             "DOCFACTORY_WORKER_CONCURRENCY": str(jobs_cfg["worker_concurrency"]),

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
+from docfactory.core.vectorstore import point_id
 from docfactory.index.v1 import index_service_pb2 as idx_pb
 from docfactory.index.v1 import index_service_pb2_grpc as idx_grpc
 from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
@@ -25,13 +26,19 @@ from docfactory.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
 from tests.jobs.conftest import API_KEY, Workers, data_file
 
 MD = (("x-api-key", API_KEY),)
-CIVIL_MEMBERS = int(os.environ.get("DOCFACTORY_TEST_CIVIL_MEMBERS", "120"))
-FORMATS_MAX_BYTES = 120_000
+# The acceptance run uses the whole real archives. For a quicker local run:
+# DOCFACTORY_TEST_CIVIL_MEMBERS=120 DOCFACTORY_TEST_FORMATS_MAX_BYTES=120000
+CIVIL_MEMBERS = int(os.environ.get("DOCFACTORY_TEST_CIVIL_MEMBERS", "0"))  # 0 = all
+FORMATS_MAX_BYTES = int(os.environ.get("DOCFACTORY_TEST_FORMATS_MAX_BYTES", "0"))  # 0 = all
 
 
-def civil_subset(n: int) -> bytes:
-    """The first ``n`` articles of the real Code civil archive, as a tar.gz (bounded time)."""
+def civil_archive(n: int) -> tuple[bytes, int]:
+    """The real Code civil archive (or its first ``n`` articles, re-packed) and its file count."""
     src = data_file("code-civil", "code-civil-2015.tar.gz")
+    with tarfile.open(src) as tin:
+        files = sum(1 for m in tin if m.isfile())
+    if not n or n >= files:
+        return src.read_bytes(), files
     buf = io.BytesIO()
     with tarfile.open(src) as tin, tarfile.open(fileobj=buf, mode="w:gz") as tout:
         count = 0
@@ -44,17 +51,19 @@ def civil_subset(n: int) -> bytes:
             count += 1
             if count >= n:
                 break
-    return buf.getvalue()
+    return buf.getvalue(), n
 
 
 def formats_zip() -> tuple[bytes, int]:
-    """A zip of ../shared/data/formats without the book-length files (bounded time)."""
+    """A zip of ../shared/data/formats (every file unless FORMATS_MAX_BYTES bounds it)."""
     root = data_file("formats")
     buf = io.BytesIO()
     n = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and path.stat().st_size <= FORMATS_MAX_BYTES:
+            if path.is_file() and (
+                not FORMATS_MAX_BYTES or path.stat().st_size <= FORMATS_MAX_BYTES
+            ):
                 zf.write(path, path.relative_to(root).as_posix())
                 n += 1
     return buf.getvalue(), n
@@ -106,6 +115,20 @@ async def indexed_documents(channel: grpc.aio.Channel) -> dict[str, ing_pb.Docum
     return docs
 
 
+async def all_point_ids(channel: grpc.aio.Channel) -> list[str]:
+    stub = idx_grpc.IndexServiceStub(channel)
+    ids: list[str] = []
+    token = ""
+    while True:
+        resp = await stub.ListPointIds(
+            idx_pb.ListPointIdsRequest(page_size=5000, page_token=token), metadata=MD
+        )
+        ids.extend(resp.ids)
+        token = resp.next_page_token
+        if not token:
+            return ids
+
+
 async def point_count(channel: grpc.aio.Channel, doc_ids: list[str] | None = None) -> int:
     stub = idx_grpc.IndexServiceStub(channel)
     resp = await stub.CountPoints(
@@ -138,7 +161,7 @@ async def test_ingest_prefix_incremental_and_worker_death(
     pg_url: str,
     tmp_path: Path,
 ) -> None:
-    civil = civil_subset(CIVIL_MEMBERS)
+    civil, n_civil = civil_archive(CIVIL_MEMBERS)
     fmt, n_formats = formats_zip()
     put(minio_client, bucket, "archives/code-civil.tar.gz", civil)
     put(minio_client, bucket, "archives/formats.zip", fmt)
@@ -166,14 +189,14 @@ async def test_ingest_prefix_incremental_and_worker_death(
         assert cur.documents_indexed >= 10, cur
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
-        done = await wait_job(stub, job.name, limit_s=420)
+        done = await wait_job(stub, job.name, limit_s=1500)
         assert done.state == pb.JOB_STATE_SUCCEEDED, done
         assert done.objects_total == 9 and done.objects_done == 9, done
         docs = await job_documents(stub, job.name)
         assert_every_member_accounted(docs)
         civil_uris = [d for d in docs if "code-civil.tar.gz!/" in d.source_uri]
         fmt_uris = [d for d in docs if "formats.zip!/" in d.source_uri]
-        assert len(civil_uris) == CIVIL_MEMBERS
+        assert len(civil_uris) == n_civil
         # nested archives in the corpus expand into their own members
         tops = {d.source_uri.split("formats.zip!/")[1].split("!/")[0] for d in fmt_uris}
         assert len(tops) == n_formats
@@ -188,6 +211,17 @@ async def test_ingest_prefix_incremental_and_worker_death(
             assert indexed[uri].chunk_count == d.chunk_count
         expected_points = sum(indexed[u].chunk_count for u in ok)
         assert await point_count(channel) == expected_points
+        # ...and exactly their ids: one point per (document, version, chunk index), no other
+        # version's point left behind, nothing written twice under another id.
+        ids = await all_point_ids(channel)
+        assert len(ids) == len(set(ids)) == expected_points
+        expected_ids = {
+            point_id(indexed[u].document_id, indexed[u].version, i)
+            for u in ok
+            for i in range(indexed[u].chunk_count)
+        }
+        assert set(ids) == expected_ids
+        print(f"{len(ok)} documents indexed, {expected_points} points, ids checked")
         log = (tmp_path / "w2.log").read_text()
         assert "recovered" in log or survivor.poll() is None
 

@@ -26,9 +26,13 @@ from typing import Protocol
 
 import yaml
 
-from docfactory.core.errors import ConfigError, Unauthenticated
+from docfactory.core.errors import ConfigError, PermissionDenied, Unauthenticated
 
 API_KEY_HEADER = "x-api-key"
+# A key with the ``worker`` role (bulk ingestion workers) acts for the tenant of the job it
+# processes by naming it in this header; any other key may only name its own tenant.
+ON_BEHALF_HEADER = "x-docfactory-on-behalf-of"
+WORKER_ROLE = "worker"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,14 @@ class Principal:
     key_id: str
     api_key: str  # kept in memory only to forward to downstream services
     roles: frozenset[str] = frozenset()
+    on_behalf_of: str = ""  # set when a worker key acts for ``tenant`` (forwarded downstream)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Credentials to forward on downstream calls made for this caller."""
+        md: tuple[tuple[str, str], ...] = ((API_KEY_HEADER, self.api_key),)
+        if self.on_behalf_of:
+            md += ((ON_BEHALF_HEADER, self.on_behalf_of),)
+        return md
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class KeyEntry:
     tenant: str
     sha256: str
     expires: dt.datetime | None
+    roles: frozenset[str] = frozenset()
 
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
@@ -126,9 +139,46 @@ def parse_keys(raw: object, source: str) -> list[KeyEntry]:
                 tenant=str(item["tenant"]),
                 sha256=digest,
                 expires=_parse_expiry(item.get("expires"), where),
+                roles=_parse_roles(item.get("roles"), where),
             )
         )
     return entries
+
+
+def _parse_roles(value: object, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise ConfigError(f"{where}: roles must be a list of strings")
+    return frozenset(value)
+
+
+def act_on_behalf(principal: Principal, tenant: str) -> Principal:
+    """The principal for a call naming ``tenant`` in :data:`ON_BEHALF_HEADER`."""
+    tenant = tenant.strip()
+    if not tenant or tenant == principal.tenant:
+        return principal
+    if WORKER_ROLE not in principal.roles:
+        raise PermissionDenied(
+            f"key {principal.key_id!r} may not act for tenant {tenant!r}: "
+            f"only keys with the '{WORKER_ROLE}' role may set {ON_BEHALF_HEADER}",
+            reason="ON_BEHALF_NOT_ALLOWED",
+            metadata={"key_id": principal.key_id, "tenant": tenant},
+        )
+    return Principal(
+        tenant=tenant,
+        key_id=principal.key_id,
+        api_key=principal.api_key,
+        roles=frozenset(),  # a worker acting for a tenant gets none of its own roles there
+        on_behalf_of=tenant,
+    )
+
+
+def on_behalf_from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    for k, v in metadata or ():
+        if k == ON_BEHALF_HEADER:
+            return (v.decode() if isinstance(v, bytes) else v).strip()
+    return ""
 
 
 class Authenticator(Protocol):
@@ -192,7 +242,9 @@ class KeyStore:
                 reason="API_KEY_EXPIRED",
                 metadata={"key_id": entry.key_id},
             )
-        return Principal(tenant=entry.tenant, key_id=entry.key_id, api_key=api_key)
+        return Principal(
+            tenant=entry.tenant, key_id=entry.key_id, api_key=api_key, roles=entry.roles
+        )
 
 
 def key_from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:

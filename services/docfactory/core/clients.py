@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from docfactory.core.auth import API_KEY_HEADER, current_principal, remaining_seconds
+from docfactory.core.auth import current_principal, remaining_seconds
 from docfactory.core.tracing import outgoing_metadata
 
 T = TypeVar("T")
@@ -68,6 +68,6 @@ def call_options(default_timeout: float = 300.0) -> dict[str, Any]:
     (API key, and the W3C trace context of the current span when tracing is on)."""
     principal = current_principal()
     return {
-        "metadata": ((API_KEY_HEADER, principal.api_key), *outgoing_metadata()),
+        "metadata": (*principal.metadata(), *outgoing_metadata()),
         "timeout": remaining_seconds(default_timeout),
     }

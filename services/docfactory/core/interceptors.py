@@ -18,7 +18,9 @@ from docfactory.core import metrics
 from docfactory.core.auth import (
     Authenticator,
     Principal,
+    act_on_behalf,
     key_from_metadata,
+    on_behalf_from_metadata,
     set_deadline,
     set_principal,
 )
@@ -91,7 +93,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _begin(self, context: grpc.aio.ServicerContext) -> Principal:
         remaining = context.time_remaining()
         set_deadline(time.monotonic() + remaining if remaining is not None else None)
-        principal = self._keys.authenticate(key_from_metadata(context.invocation_metadata()))
+        md = context.invocation_metadata()
+        principal = self._keys.authenticate(key_from_metadata(md))
+        principal = act_on_behalf(principal, on_behalf_from_metadata(md))
         set_principal(principal)
         return principal
 

@@ -78,6 +78,13 @@ class VectorStore(Protocol):
         mode: str = "dense",
     ) -> list[Hit]: ...
     def count(self, scope: Scope) -> int: ...
+    def point_ids(
+        self, scope: Scope, *, offset: str = "", limit: int = 1000
+    ) -> tuple[list[str], str]:
+        """One page of the point ids in ``scope`` (id order) and the offset of the next page
+        (``""`` after the last one): for consistency checks, not for search."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -305,6 +312,23 @@ class QdrantStore:
             if not self._exists():
                 return 0
             return int(self._client.count(self._collection, count_filter=flt, exact=True).count)
+
+    def point_ids(
+        self, scope: Scope, *, offset: str = "", limit: int = 1000
+    ) -> tuple[list[str], str]:
+        flt = self._filter(scope)
+        with self._locked():
+            if not self._exists():
+                return [], ""
+            records, nxt = self._client.scroll(
+                self._collection,
+                scroll_filter=flt,
+                limit=max(1, limit),
+                offset=offset or None,
+                with_payload=False,
+                with_vectors=False,
+            )
+        return [str(r.id) for r in records], "" if nxt is None else str(nxt)
 
     def close(self) -> None:
         self._client.close()

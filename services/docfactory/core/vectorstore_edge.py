@@ -287,6 +287,25 @@ class EdgeStore:
                 return 0
             return int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
 
+    def point_ids(
+        self, scope: Scope, *, offset: str = "", limit: int = 1000
+    ) -> tuple[list[str], str]:
+        flt = self._filter(scope)
+        with self._lock:
+            self._check_open()
+            if self._shard is None:
+                return [], ""
+            records, nxt = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset or None,
+                    limit=max(1, limit),
+                    filter=flt,
+                    with_payload=False,
+                    with_vector=False,
+                )
+            )
+        return [str(r.id) for r in records], "" if nxt is None else str(nxt)
+
     def optimize(self) -> bool:
         """Run the engine's segment optimizers now (merge segments, vacuum deleted points,
         build HNSW for large segments). Not part of the ``VectorStore`` contract: Qdrant Edge

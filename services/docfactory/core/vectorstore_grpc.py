@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from docfactory.core.auth import API_KEY_HEADER, current_principal, remaining_seconds
+from docfactory.core.auth import current_principal, remaining_seconds
 from docfactory.core.clients import channel_options
 from docfactory.core.errors import error_for_code
 from docfactory.core.vectorstore import ChunkPoint, Hit, Scope, Sparse
@@ -32,7 +32,7 @@ class GrpcIndexStore:
 
     def _opts(self) -> dict[str, object]:
         return {
-            "metadata": ((API_KEY_HEADER, current_principal().api_key),),
+            "metadata": current_principal().metadata(),
             "timeout": remaining_seconds(60.0),
         }
 
@@ -109,6 +109,23 @@ class GrpcIndexStore:
             ),
         )
         return int(resp.count)  # type: ignore[attr-defined]
+
+    def point_ids(
+        self, scope: Scope, *, offset: str = "", limit: int = 1000
+    ) -> tuple[list[str], str]:
+        resp = self._call(
+            self._stub.ListPointIds,
+            pb.ListPointIdsRequest(
+                scope=pb.Scope(
+                    collections=list(scope.collections),
+                    document_ids=list(scope.document_ids),
+                    max_classification=scope.max_classification,
+                ),
+                page_size=limit,
+                page_token=offset,
+            ),
+        )
+        return list(resp.ids), str(resp.next_page_token)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._channel.close()

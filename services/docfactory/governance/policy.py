@@ -12,7 +12,7 @@ api_keys:                           # several active keys per app = rotation
     sha256: 5e88...                 # hex SHA-256 of the key (docfactory.core.auth.hash_key)
     expires: 2026-06-30             # optional (date or ISO datetime, UTC)
     mtls_subject: "CN=app-credit,O=Caisse Nord"   # optional: the client certificate must match
-    roles: [reviewer]               # optional: reviewer, admin, auditor, ingester
+    roles: [reviewer]               # optional: reviewer, admin, auditor, ingester, worker
 use_cases:
   - id: credit-faq
     tenants: [caisse-nord]          # or `tenant: caisse-nord`
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 #: Classification levels and their ranks (higher = more sensitive).
 LEVELS: dict[str, int] = {"PUBLIC": 1, "INTERNAL": 2, "CONFIDENTIAL": 3, "RESTRICTED": 4}
 LEVEL_NAMES: dict[int, str] = {rank: name for name, rank in LEVELS.items()}
-KNOWN_ROLES = frozenset({"reviewer", "admin", "auditor", "ingester"})
+KNOWN_ROLES = frozenset({"reviewer", "admin", "auditor", "ingester", "worker"})
 ANY = "*"
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 
 from docfactory.core.auth import current_principal
-from docfactory.core.errors import PermissionDenied
+from docfactory.core.errors import InvalidArgument, PermissionDenied
 from docfactory.core.vectorstore import ChunkPoint, Scope, Sparse, VectorStore
 from docfactory.index.v1 import index_service_pb2 as pb
 from docfactory.index.v1 import index_service_pb2_grpc as pb_grpc
@@ -91,6 +91,18 @@ class IndexServicer(pb_grpc.IndexServiceServicer):
     ) -> pb.CountPointsResponse:
         scope = _scope(current_principal().tenant, request.scope)
         return pb.CountPointsResponse(count=await asyncio.to_thread(self._store.count, scope))
+
+    async def ListPointIds(
+        self, request: pb.ListPointIdsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPointIdsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+        scope = _scope(current_principal().tenant, request.scope)
+        size = min(request.page_size or 1000, 10_000)
+        ids, nxt = await asyncio.to_thread(
+            self._store.point_ids, scope, offset=request.page_token, limit=size
+        )
+        return pb.ListPointIdsResponse(ids=ids, next_page_token=nxt)
 
 
 def register(server: grpc.aio.Server, store: VectorStore) -> str:

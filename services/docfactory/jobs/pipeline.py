@@ -18,6 +18,7 @@ from typing import IO, Any, cast
 
 import grpc
 
+from docfactory.core.auth import API_KEY_HEADER, ON_BEHALF_HEADER
 from docfactory.core.interceptors import error_from_rpc
 from docfactory.ingestion.archives import (
     ArchiveError,
@@ -72,12 +73,20 @@ class Target:
 
 
 class Uploader:
-    """Streams files to IngestionService.UploadDocument (sync stub, caller's API key)."""
+    """Streams files to IngestionService.UploadDocument (sync stub, the worker's API key).
+
+    Every call names the job's tenant in ``x-docfactory-on-behalf-of``: the server accepts it
+    from a key with the ``worker`` role (or a key of that very tenant) and refuses it otherwise,
+    so a worker pool shared by subsidiaries writes each document into its job's tenant.
+    """
 
     def __init__(self, stub: ing_grpc.IngestionServiceStub, api_key: str, timeout: float) -> None:
         self._stub = stub
-        self._md = (("x-api-key", api_key),)
+        self._api_key = api_key
         self._timeout = timeout
+
+    def _md(self, tenant: str) -> tuple[tuple[str, str], ...]:
+        return ((API_KEY_HEADER, self._api_key), (ON_BEHALF_HEADER, tenant))
 
     def upload(
         self, target: Target, source_uri: str, filename: str, stream: IO[bytes]
@@ -96,7 +105,9 @@ class Uploader:
                 yield ing_pb.UploadDocumentRequest(data=chunk)
 
         try:
-            resp = self._stub.UploadDocument(requests(), metadata=self._md, timeout=self._timeout)
+            resp = self._stub.UploadDocument(
+                requests(), metadata=self._md(target.tenant), timeout=self._timeout
+            )
         except grpc.RpcError as exc:
             err = error_from_rpc(exc)  # type: ignore[arg-type]
             if exc.code() in RETRYABLE:  # type: ignore[attr-defined]
@@ -114,11 +125,11 @@ class Uploader:
             chunk_count=doc.chunk_count,
         )
 
-    def delete(self, document_id: str) -> None:
+    def delete(self, tenant: str, document_id: str) -> None:
         try:
             self._stub.DeleteDocument(
                 ing_pb.DeleteDocumentRequest(name=f"documents/{document_id}"),
-                metadata=self._md,
+                metadata=self._md(tenant),
                 timeout=self._timeout,
             )
         except grpc.RpcError as exc:
@@ -245,9 +256,9 @@ def _expand(
                 fut.cancel()
 
 
-def delete_documents(uploader: Uploader, docs: dict[str, str]) -> list[DocOutcome]:
+def delete_documents(uploader: Uploader, tenant: str, docs: dict[str, str]) -> list[DocOutcome]:
     out = []
     for uri, doc_id in sorted(docs.items()):
-        uploader.delete(doc_id)
+        uploader.delete(tenant, doc_id)
         out.append(DocOutcome(uri, doc_id, DELETED))
     return out

@@ -201,7 +201,7 @@ def _register() -> tuple[Any, Any]:
         tenant, collection, bucket = job["tenant"], job["collection"], job["bucket"]
         previous = rt.repo.object_docs(tenant, collection, bucket, key)
         if action == DELETE:
-            rt.repo.record_documents(job_id, key, delete_documents(rt.uploader, previous))
+            rt.repo.record_documents(job_id, key, delete_documents(rt.uploader, tenant, previous))
             rt.repo.finish_item(
                 job_id,
                 tenant=tenant,
@@ -224,7 +224,7 @@ def _register() -> tuple[Any, Any]:
         )
         current = {o.source_uri: o.document_id for o in outcomes if o.document_id}
         stale = {u: d for u, d in previous.items() if u not in current}
-        rt.repo.record_documents(job_id, key, delete_documents(rt.uploader, stale))
+        rt.repo.record_documents(job_id, key, delete_documents(rt.uploader, tenant, stale))
         rt.repo.finish_item(
             job_id,
             tenant=tenant,

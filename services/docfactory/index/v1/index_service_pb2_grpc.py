@@ -56,6 +56,11 @@ class IndexServiceStub:
                 request_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.CountPointsRequest.SerializeToString,
                 response_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.CountPointsResponse.FromString,
                 _registered_method=True)
+        self.ListPointIds = channel.unary_unary(
+                '/docfactory.index.v1.IndexService/ListPointIds',
+                request_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsRequest.SerializeToString,
+                response_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer:
@@ -91,6 +96,13 @@ class IndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPointIds(self, request, context):
+        """Lists the point ids within a tenant scope, in id order (consistency checks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +125,11 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.CountPoints,
                     request_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.CountPointsRequest.FromString,
                     response_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.CountPointsResponse.SerializeToString,
+            ),
+            'ListPointIds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPointIds,
+                    request_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsRequest.FromString,
+                    response_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +242,33 @@ class IndexService:
             '/docfactory.index.v1.IndexService/CountPoints',
             docfactory_dot_index_dot_v1_dot_index__service__pb2.CountPointsRequest.SerializeToString,
             docfactory_dot_index_dot_v1_dot_index__service__pb2.CountPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPointIds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.index.v1.IndexService/ListPointIds',
+            docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsRequest.SerializeToString,
+            docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsResponse.FromString,
             options,
             channel_credentials,
             insecure,
