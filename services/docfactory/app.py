@@ -212,10 +212,15 @@ async def start_server(
             store=store,
             governance=gate,
         )
-        names.append(ing_servicer.register(server, ing, settings.parsing.max_file_bytes))
         from docfactory.jobs.app import attach as attach_jobs
 
-        names.append(attach_jobs(server, settings, engine, closers))
+        jobs_name, jobs_service = attach_jobs(server, settings, engine, closers)
+        names.append(
+            ing_servicer.register(
+                server, ing, settings.parsing.max_file_bytes, background=jobs_service
+            )
+        )
+        names.append(jobs_name)
 
     if "answering" in services:
         from docfactory.answering import servicer as ans_servicer
@@ -306,6 +311,13 @@ async def serve_forever(settings: Settings, services: Sequence[str] = SERVICES) 
         + (f", metrics on :{running.metrics_port}/metrics" if running.metrics_port else ""),
         flush=True,
     )
+    supervisor = None
+    if settings.jobs.serve_workers > 0 and "ingestion" in services:
+        from docfactory.jobs.app import WorkerSupervisor
+
+        supervisor = WorkerSupervisor(settings, running.address, settings.jobs.serve_workers)
+        await supervisor.start()
+        print(f"docfactory: {settings.jobs.serve_workers} worker process(es) started", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -314,6 +326,8 @@ async def serve_forever(settings: Settings, services: Sequence[str] = SERVICES) 
     waiter = asyncio.ensure_future(running.server.wait_for_termination())
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if supervisor is not None:  # workers first: they finish their step against the server
+        await supervisor.stop()
     await running.stop(settings.server.grace_seconds)
     waiter.cancel()
     stopper.cancel()

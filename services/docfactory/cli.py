@@ -529,11 +529,12 @@ def cmd_worker(ns: argparse.Namespace, settings: Settings) -> int:
 
     from docfactory.jobs.runtime import run_worker
 
-    if ns.processes <= 1:
+    count = ns.processes if ns.processes is not None else settings.jobs.workers
+    if count <= 1:
         run_worker(settings)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=run_worker, args=(settings,)) for _ in range(ns.processes)]
+    procs = [ctx.Process(target=run_worker, args=(settings,)) for _ in range(count)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -568,6 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--host")
     s.add_argument("--metrics-port", type=int)
+    s.add_argument(
+        "--workers",
+        type=int,
+        help="bulk-ingestion worker processes to run beside the server "
+        "(default DOCFACTORY_SERVE_WORKERS, 0)",
+    )
 
     i = sub.add_parser("ingest", help="ingest files or folders")
     i.add_argument("paths", nargs="+")
@@ -591,7 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser(
         "worker", help="run bulk-ingestion workers (durable jobs; DOCFACTORY_INGESTION_ADDRESS)"
     )
-    w.add_argument("--processes", type=int, default=1, help="worker processes to run")
+    w.add_argument(
+        "--processes", type=int, help="worker processes to run (default DOCFACTORY_WORKERS, 2)"
+    )
 
     d = sub.add_parser("documents", help="list or delete documents")
     d.add_argument("action", choices=["list", "delete"])
@@ -604,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="-", help="export: JSONL file (default stdout)")
     a.add_argument("--tenant")
     a.add_argument("--json", action="store_true")
+
+    db = sub.add_parser("db", help="schema of the metadata database (Alembic migrations)")
+    db.add_argument("action", choices=["upgrade", "current"])
 
     from docfactory.evaluation.cli import add_parser as add_eval_parser
 
@@ -648,6 +660,20 @@ async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+async def cmd_db(ns: argparse.Namespace, settings: Settings) -> int:
+    """Operator command: migrate (``upgrade``) or show (``current``) the database schema."""
+    from docfactory.core import migrate
+
+    url = settings.resolved_database_url
+    if ns.action == "upgrade":
+        revision: str | None = await asyncio.to_thread(migrate.upgrade, url)
+    else:
+        revision = await asyncio.to_thread(migrate.current_revision, url)
+    head = migrate.head_revision()
+    print(f"{revision} (head)" if revision == head else f"{revision or 'none'} (head is {head})")
+    return 0
+
+
 async def cmd_report(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.measurement.cli import cmd_report as run_report
 
@@ -678,6 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server["metrics_port"] = ns.metrics_port
         if server:
             overrides["server"] = server
+        if ns.workers is not None:
+            overrides["jobs"] = {"serve_workers": ns.workers}
     try:
         settings = load_settings(overrides=overrides)
         if ns.command == "worker":
@@ -690,6 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "documents": cmd_documents,
             "eval": cmd_eval,
             "audit": cmd_audit,
+            "db": cmd_db,
             "report": cmd_report,
         }[ns.command]
         return asyncio.run(handler(ns, settings))

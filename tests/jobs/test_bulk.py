@@ -73,12 +73,17 @@ def put(client: Any, bucket: str, key: str, data: bytes) -> None:
     client.put_object(bucket, key, io.BytesIO(data), len(data))
 
 
-async def wait_job(stub: pb_grpc.JobsServiceStub, name: str, limit_s: float) -> pb.Job:
+async def wait_job(
+    stub: pb_grpc.JobsServiceStub,
+    name: str,
+    limit_s: float,
+    md: tuple[tuple[str, str], ...] = MD,
+) -> pb.Job:
     last: pb.Job | None = None
 
     async def watch() -> None:
         nonlocal last
-        async for resp in stub.WatchJob(pb.WatchJobRequest(name=name), metadata=MD):
+        async for resp in stub.WatchJob(pb.WatchJobRequest(name=name), metadata=md):
             last = resp.job
 
     await asyncio.wait_for(watch(), limit_s)
@@ -152,6 +157,7 @@ def assert_every_member_accounted(docs: list[pb.JobDocument]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.timeout(2400)  # the whole Code civil (2,802 articles) and formats corpus
 async def test_ingest_prefix_incremental_and_worker_death(
     jobs_env: Any,
     jobs_server: Any,

@@ -162,11 +162,17 @@ class JobsConfig:
     # DBOS system database. Default: the PostgreSQL of database_url (schema "dbos"), or
     # sqlite:///<data_dir>/dbos.sqlite on the embedded default.
     system_database_url: str = ""
-    # Worker processes started by `docfactory worker`, and workflows run at once per process.
+    # Worker processes started by `docfactory worker` (its --processes default) and by
+    # `docfactory serve` beside the server (0 = none there), and workflows run at once per
+    # process.
     workers: int = 2
+    serve_workers: int = 0
     worker_concurrency: int = 2
     # Uploads in flight per workflow (members of one archive go to ingestion concurrently).
     upload_concurrency: int = 4
+    # Deadline of one document's upload to ingestion (parse, chunk, embed, index): a book of
+    # 1,000+ pages takes minutes on CPUs; past it the object is retried.
+    upload_timeout_seconds: float = 3600.0
     # Retries of a failing object: attempts, first delay, exponential backoff factor.
     max_attempts: int = 4
     retry_interval_seconds: float = 1.0
@@ -193,6 +199,9 @@ class JobsConfig:
     max_member_bytes: int = 256 * 1024 * 1024
     max_compression_ratio: float = 200.0
     max_archive_depth: int = 2
+    # Where background uploads (UploadDocument with background=true) are staged until a worker
+    # has indexed them: a bucket of the object store (MinIO, or <data_dir>/objects locally).
+    upload_bucket: str = "docfactory-uploads"
 
 
 @dataclass(frozen=True)
@@ -309,8 +318,11 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_OBJECTS_DIR": ("s3", "local_root"),
     "DOCFACTORY_JOBS_DATABASE_URL": ("jobs", "system_database_url"),
     "DOCFACTORY_WORKERS": ("jobs", "workers"),
+    "DOCFACTORY_SERVE_WORKERS": ("jobs", "serve_workers"),
+    "DOCFACTORY_UPLOAD_BUCKET": ("jobs", "upload_bucket"),
     "DOCFACTORY_WORKER_CONCURRENCY": ("jobs", "worker_concurrency"),
     "DOCFACTORY_WORKER_UPLOAD_CONCURRENCY": ("jobs", "upload_concurrency"),
+    "DOCFACTORY_WORKER_UPLOAD_TIMEOUT_SECONDS": ("jobs", "upload_timeout_seconds"),
     "DOCFACTORY_JOBS_MAX_ATTEMPTS": ("jobs", "max_attempts"),
     "DOCFACTORY_WORKER_HEARTBEAT_SECONDS": ("jobs", "heartbeat_seconds"),
     "DOCFACTORY_WORKER_TIMEOUT_SECONDS": ("jobs", "executor_timeout_seconds"),

@@ -70,6 +70,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from docfactory.core.db import Base
 from docfactory.core.errors import InvalidArgument
+from docfactory.core.migrate import ensure_schema
 from docfactory.governance._sql import upsert, utc, utcnow, write_transaction
 
 GENESIS_HASH = "0" * 64
@@ -278,7 +279,7 @@ class AuditLog:
         self._engine = engine
         self._clock = clock
         if create_tables:
-            Base.metadata.create_all(engine, tables=[_RECORDS, _HEAD])
+            ensure_schema(engine)
             with write_transaction(engine) as conn:
                 conn.execute(
                     upsert(conn, _HEAD)

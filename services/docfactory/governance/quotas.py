@@ -35,6 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from docfactory.core.db import Base
 from docfactory.core.errors import InvalidArgument, ResourceExhausted
+from docfactory.core.migrate import ensure_schema
 from docfactory.governance._sql import upsert, write_transaction
 from docfactory.governance.policy import Decision, QuotaLimits
 
@@ -102,7 +103,7 @@ class SqlQuotaStore:
     def __init__(self, engine: Engine, *, create_tables: bool = True) -> None:
         self._engine = engine
         if create_tables:
-            Base.metadata.create_all(engine, tables=[_COUNTERS])
+            ensure_schema(engine)
 
     def apply(self, increments: Sequence[Increment]) -> int | None:
         if not increments:

@@ -32,6 +32,7 @@ from docfactory.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from docfactory.core.migrate import ensure_schema
 from docfactory.governance._sql import utc, utcnow
 
 PENDING_REVIEW = "PENDING_REVIEW"
@@ -150,7 +151,7 @@ class ReviewStore:
         self._engine = engine
         self._clock = clock
         if create_tables:
-            Base.metadata.create_all(engine, tables=[_REVIEWS])
+            ensure_schema(engine)
 
     def create_draft(
         self,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from docfactory.core import metrics, tracing
 from docfactory.core.auth import Principal, principal_or_none
 from docfactory.core.config import Settings
-from docfactory.core.errors import DocfactoryError, InvalidArgument, NotFound
+from docfactory.core.errors import DocfactoryError, FailedPrecondition, InvalidArgument, NotFound
 from docfactory.core.lexical import SparseEncoder, detect_language
 from docfactory.core.vectorstore import ChunkPoint, Sparse, VectorStore
 from docfactory.ingestion.adapters.documents import (
@@ -111,6 +111,26 @@ def _walk(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class BackgroundUpload:
+    """A validated upload handed to the jobs layer (staged, then indexed by workers)."""
+
+    tenant: str
+    path: Path
+    filename: str
+    collection: str
+    classification: int
+    metadata: Mapping[str, str]
+    source_uri: str
+    document_id: str
+
+
+class BackgroundSubmitter(Protocol):
+    """Stages an upload and starts a job for it; returns the job id (docfactory.jobs)."""
+
+    async def submit_upload(self, upload: BackgroundUpload) -> str: ...
+
+
 class IngestionService:
     def __init__(
         self,
@@ -182,6 +202,69 @@ class IngestionService:
         return lock
 
     # -- ingestion ---------------------------------------------------------------------
+    async def submit_background(
+        self,
+        submitter: BackgroundSubmitter | None,
+        *,
+        tenant: str,
+        path: Path,
+        filename: str,
+        collection: str = "",
+        classification: int = 0,
+        metadata: Mapping[str, str] | None = None,
+        source_uri: str = "",
+    ) -> tuple[DocumentRecord, str]:
+        """Validate an upload like :meth:`ingest_file`, then hand it to the jobs layer.
+        Returns the document as known so far (state PROCESSING) and the job id."""
+        if submitter is None:
+            raise FailedPrecondition(
+                "background uploads need the jobs service (a database for DBOS and workers: "
+                "`docfactory worker`, or `docfactory serve --workers N`)",
+                reason="BACKGROUND_UNAVAILABLE",
+            )
+        collection = validate_collection(collection)
+        classification = validate_classification(classification)
+        if not filename:
+            raise InvalidArgument("filename is required", reason="FILENAME_REQUIRED")
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size > self._settings.parsing.max_file_bytes:
+            raise InvalidArgument(
+                f"{filename}: {size} bytes exceeds the limit of "
+                f"{self._settings.parsing.max_file_bytes}",
+                reason="FILE_TOO_LARGE",
+            )
+        source_uri = source_uri or f"upload://{collection}/{filename}"
+        doc_id = document_id_for(tenant, collection, source_uri)
+        job_id = await submitter.submit_upload(
+            BackgroundUpload(
+                tenant=tenant,
+                path=path,
+                filename=filename,
+                collection=collection,
+                classification=classification,
+                metadata=dict(metadata or {}),
+                source_uri=source_uri,
+                document_id=doc_id,
+            )
+        )
+        await asyncio.to_thread(
+            self._audit, tenant, "INGEST", "QUEUED", doc_id, filename=filename, job=job_id
+        )
+        previous = await asyncio.to_thread(self._repo.get, tenant, doc_id)
+        record = DocumentRecord(
+            tenant=tenant,
+            document_id=doc_id,
+            collection=collection,
+            filename=filename,
+            source_uri=source_uri,
+            classification=classification,
+            version=previous.version if previous is not None else 0,
+            state=PROCESSING,
+            size_bytes=size,
+            metadata=dict(metadata or {}),
+        )
+        return record, job_id
+
     async def ingest_file(
         self,
         *,

@@ -15,7 +15,7 @@ from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
 from docfactory.core.pagination import decode_page_token, encode_page_token
 from docfactory.ingestion.adapters.documents import DocumentRecord
-from docfactory.ingestion.service import IngestionService
+from docfactory.ingestion.service import BackgroundSubmitter, IngestionService
 from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 
@@ -65,9 +65,16 @@ def parse_name(name: str) -> str:
 
 
 class IngestionServicer(pb_grpc.IngestionServiceServicer):
-    def __init__(self, service: IngestionService, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        service: IngestionService,
+        max_file_bytes: int,
+        background: BackgroundSubmitter | None = None,
+    ) -> None:
         self._svc = service
         self._max = max_file_bytes
+        # Set after construction when the jobs service is attached to the same server.
+        self.background = background
 
     async def UploadDocument(
         self,
@@ -103,6 +110,20 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
                         out.write(msg.data)
             if meta is None:
                 raise InvalidArgument("empty upload: no metadata received", reason="METADATA_FIRST")
+            if meta.background:
+                record, job_id = await self._svc.submit_background(
+                    self.background,
+                    tenant=tenant,
+                    path=Path(tmp),
+                    filename=meta.filename,
+                    collection=meta.collection,
+                    classification=int(meta.classification),
+                    metadata=dict(meta.metadata),
+                    source_uri=meta.source_uri,
+                )
+                return pb.UploadDocumentResponse(
+                    document=document_to_proto(record), job=f"jobs/{job_id}"
+                )
             result = await self._svc.ingest_file(
                 tenant=tenant,
                 path=Path(tmp),
@@ -177,8 +198,13 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         return pb.DeleteDocumentResponse(deleted_chunks=n)
 
 
-def register(server: grpc.aio.Server, service: IngestionService, max_file_bytes: int) -> str:
+def register(
+    server: grpc.aio.Server,
+    service: IngestionService,
+    max_file_bytes: int,
+    background: BackgroundSubmitter | None = None,
+) -> str:
     pb_grpc.add_IngestionServiceServicer_to_server(
-        IngestionServicer(service, max_file_bytes), server
+        IngestionServicer(service, max_file_bytes, background), server
     )
     return str(pb.DESCRIPTOR.services_by_name["IngestionService"].full_name)

@@ -11,7 +11,7 @@ import concurrent.futures as cf
 import contextlib
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, Any, cast
@@ -89,7 +89,12 @@ class Uploader:
         return ((API_KEY_HEADER, self._api_key), (ON_BEHALF_HEADER, tenant))
 
     def upload(
-        self, target: Target, source_uri: str, filename: str, stream: IO[bytes]
+        self,
+        target: Target,
+        source_uri: str,
+        filename: str,
+        stream: IO[bytes],
+        metadata: Mapping[str, str] | None = None,
     ) -> DocOutcome:
         def requests() -> Iterator[ing_pb.UploadDocumentRequest]:
             yield ing_pb.UploadDocumentRequest(
@@ -98,7 +103,7 @@ class Uploader:
                     collection=target.collection,
                     classification=target.classification,  # type: ignore[arg-type]
                     source_uri=source_uri,
-                    metadata={"bucket": target.bucket},
+                    metadata={"bucket": target.bucket} if metadata is None else dict(metadata),
                 )
             )
             while chunk := stream.read(CHUNK):
@@ -254,6 +259,28 @@ def _expand(
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def process_upload(
+    store: ObjectStore,
+    uploader: Uploader,
+    target: Target,
+    key: str,
+    source_uri: str,
+    filename: str,
+    metadata: Mapping[str, str],
+) -> DocOutcome:
+    """Ingest one staged background upload as the document the caller described."""
+    try:
+        ctx = store.open(target.bucket, key)
+        stream = ctx.__enter__()
+    except Exception as exc:
+        raise TransientError("OBJECT_UNREADABLE", f"{s3_uri(target.bucket, key)}: {exc}") from exc
+    try:
+        return uploader.upload(target, source_uri, filename, stream, metadata)
+    finally:
+        with contextlib.suppress(Exception):
+            ctx.__exit__(None, None, None)
 
 
 def delete_documents(uploader: Uploader, tenant: str, docs: dict[str, str]) -> list[DocOutcome]:

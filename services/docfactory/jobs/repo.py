@@ -25,6 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from docfactory.core.migrate import ensure_schema
+
 metadata = sa.MetaData()
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
@@ -158,7 +160,7 @@ def _ts(value: float) -> dt.datetime:
 class JobsRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        ensure_schema(engine)
 
     # ----------------------------------------------------------------- helpers
 
@@ -446,24 +448,29 @@ class JobsRepository:
         key: str,
         etag: str | None,
         docs: dict[str, str],
+        remember_object: bool = True,
     ) -> None:
-        """Item done: remember the object's ETag (None = object gone) and its documents."""
+        """Item done: remember the object's ETag (None = object gone) and its documents (not
+        for a staged upload, which is removed once indexed)."""
         now = time.time()
         ident = {"tenant": tenant, "collection": collection, "bucket": bucket, "key": key}
         with self.engine.begin() as conn:
-            conn.execute(
-                object_docs.delete().where(*(object_docs.c[k] == v for k, v in ident.items()))
-            )
-            for uri, doc_id in docs.items():
+            if remember_object:
                 conn.execute(
-                    object_docs.insert().values(**ident, source_uri=uri, document_id=doc_id)
+                    object_docs.delete().where(*(object_docs.c[k] == v for k, v in ident.items()))
                 )
-            if etag is None:
-                conn.execute(objects.delete().where(*(objects.c[k] == v for k, v in ident.items())))
-            else:
-                self._upsert(
-                    conn, objects, {**ident, "etag": etag, "updated_at": now}, tuple(ident)
-                )
+                for uri, doc_id in docs.items():
+                    conn.execute(
+                        object_docs.insert().values(**ident, source_uri=uri, document_id=doc_id)
+                    )
+                if etag is None:
+                    conn.execute(
+                        objects.delete().where(*(objects.c[k] == v for k, v in ident.items()))
+                    )
+                else:
+                    self._upsert(
+                        conn, objects, {**ident, "etag": etag, "updated_at": now}, tuple(ident)
+                    )
             conn.execute(
                 items.update()
                 .where(items.c.job_id == job_id, items.c.key == key)

@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,9 @@ from docfactory.jobs.pipeline import (
     Uploader,
     delete_documents,
     process_object,
+    process_upload,
 )
-from docfactory.jobs.repo import DELETE, UPSERT, JobsRepository, PlanItem
+from docfactory.jobs.repo import DELETE, DONE, UPSERT, JobsRepository, PlanItem
 from docfactory.jobs.storage import ObjectStore, make_object_store
 
 log = logging.getLogger("docfactory.jobs")
@@ -56,6 +58,7 @@ APP_NAME = "docfactory"
 APP_VERSION = "docfactory-jobs-1"
 SCAN_WORKFLOW = "docfactory.jobs.scan"
 OBJECT_WORKFLOW = "docfactory.jobs.object"
+UPLOAD_WORKFLOW = "docfactory.jobs.upload"
 INTERNAL = 2
 
 
@@ -125,6 +128,11 @@ class JobQueue:
             OBJECT_WORKFLOW, workflow_id(job_id, item.key), job_id, item.key, item.action, item.etag
         )
 
+    def enqueue_upload(self, job_id: str, key: str, etag: str, upload: dict[str, Any]) -> None:
+        """A staged background upload; ``upload`` (filename, source_uri, classification,
+        metadata) travels as a workflow input, which DBOS stores durably."""
+        self._enqueue(UPLOAD_WORKFLOW, workflow_id(job_id, key), job_id, key, etag, upload)
+
     def close(self) -> None:
         self._client.destroy()
 
@@ -158,7 +166,7 @@ def _rt() -> _Runtime:
     return _RT
 
 
-def _register() -> tuple[Any, Any]:
+def _register() -> tuple[Any, Any, Any]:
     from dbos import DBOS, SetWorkflowID
 
     @DBOS.step(name="docfactory.jobs.plan")
@@ -236,17 +244,54 @@ def _register() -> tuple[Any, Any]:
         )
         return len(outcomes)
 
+    @DBOS.step(name="docfactory.jobs.upload")
+    def upload_step(job_id: str, key: str, etag: str, upload: dict[str, Any], attempt: int) -> int:
+        rt = _rt()
+        job = rt.repo.job_header(job_id)
+        if job is None:
+            return 0
+        state = rt.repo.item_states(job_id).get(key)
+        if state is not None and state[0] == DONE:  # re-run after a crash past the finish
+            return 0
+        rt.repo.start_attempt(job_id, key, attempt)
+        tenant, collection, bucket = job["tenant"], job["collection"], job["bucket"]
+        target = Target(tenant, collection, bucket, int(upload["classification"]))
+        outcome = process_upload(
+            rt.store,
+            rt.uploader,
+            target,
+            key,
+            str(upload["source_uri"]),
+            str(upload["filename"]),
+            dict(upload.get("metadata") or {}),
+        )
+        rt.repo.record_documents(job_id, key, [outcome])
+        rt.repo.finish_item(
+            job_id,
+            tenant=tenant,
+            collection=collection,
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            docs={},
+            remember_object=False,
+        )
+        try:  # the staged copy is no longer needed (the job keeps the outcome)
+            rt.store.remove(bucket, key)
+        except Exception:
+            log.warning("could not remove staged upload s3://%s/%s", bucket, key, exc_info=True)
+        return 1
+
     @DBOS.step(name="docfactory.jobs.fail")
     def fail_step(job_id: str, key: str, reason: str, message: str) -> None:
         _rt().repo.fail_item(job_id, key, reason, message)
 
-    @DBOS.workflow(name=OBJECT_WORKFLOW)
-    def object_workflow(job_id: str, key: str, action: str, etag: str) -> str:
+    def with_retries(job_id: str, key: str, run: Callable[[int], Any]) -> str:
         jobs_cfg = _rt().settings.jobs
         attempts = max(1, jobs_cfg.max_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                process_step(job_id, key, action, etag, attempt)
+                run(attempt)
                 return "DONE"
             except Exception as exc:
                 if isinstance(exc, TransientError):
@@ -261,10 +306,22 @@ def _register() -> tuple[Any, Any]:
                 DBOS.sleep(jobs_cfg.retry_interval_seconds * jobs_cfg.backoff_rate ** (attempt - 1))
         return "FAILED"
 
-    return scan_workflow, object_workflow
+    @DBOS.workflow(name=OBJECT_WORKFLOW)
+    def object_workflow(job_id: str, key: str, action: str, etag: str) -> str:
+        return with_retries(
+            job_id, key, lambda attempt: process_step(job_id, key, action, etag, attempt)
+        )
+
+    @DBOS.workflow(name=UPLOAD_WORKFLOW)
+    def upload_workflow(job_id: str, key: str, etag: str, upload: dict[str, Any]) -> str:
+        return with_retries(
+            job_id, key, lambda attempt: upload_step(job_id, key, etag, upload, attempt)
+        )
+
+    return scan_workflow, object_workflow, upload_workflow
 
 
-_WORKFLOWS: tuple[Any, Any] | None = None
+_WORKFLOWS: tuple[Any, Any, Any] | None = None
 
 
 def _ensure_registered() -> None:
@@ -303,7 +360,9 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         repo=repo,
         store=make_object_store(settings),
         uploader=Uploader(
-            ing_grpc.IngestionServiceStub(channel), worker_api_key(settings), timeout=600.0
+            ing_grpc.IngestionServiceStub(channel),
+            worker_api_key(settings),
+            timeout=settings.jobs.upload_timeout_seconds,
         ),
         limits=archive_limits(settings),
         policy_path=settings.policy_file,

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
-from docfactory.core.errors import InvalidArgument, NotFound
-from docfactory.ingestion.service import validate_collection
+from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from docfactory.ingestion.service import BackgroundUpload, validate_collection
 from docfactory.jobs.repo import DELETE, UPSERT, JobRow, JobsRepository, PlanItem
 from docfactory.jobs.runtime import JobQueue
+from docfactory.jobs.storage import ObjectStore
 
 KIND_PREFIX = "INGEST_PREFIX"
 KIND_NOTIFICATION = "NOTIFICATION"
+KIND_UPLOAD = "UPLOAD"
 
 
 def validate_bucket(bucket: str) -> str:
@@ -23,9 +28,61 @@ def validate_bucket(bucket: str) -> str:
 
 
 class JobsService:
-    def __init__(self, repo: JobsRepository, queue: JobQueue) -> None:
+    def __init__(
+        self,
+        repo: JobsRepository,
+        queue: JobQueue,
+        *,
+        store: ObjectStore | None = None,
+        upload_bucket: str = "docfactory-uploads",
+    ) -> None:
         self.repo = repo
         self.queue = queue
+        self.store = store
+        self.upload_bucket = upload_bucket
+
+    async def submit_upload(self, upload: BackgroundUpload) -> str:
+        """Stage a validated upload in the object store and start a one-document job for it
+        (IngestionService.UploadDocument with background=true). Returns the job id."""
+        if self.store is None:
+            raise FailedPrecondition(
+                "no object store to stage background uploads", reason="BACKGROUND_UNAVAILABLE"
+            )
+        job_id = uuid.uuid4().hex
+        name = PurePosixPath(upload.filename).name or "upload"
+        key = f"{upload.tenant}/{job_id}/{name}"
+        store = self.store
+        info = await asyncio.to_thread(store.put_file, self.upload_bucket, key, upload.path)
+
+        def record() -> None:
+            self.repo.create_job(
+                tenant=upload.tenant,
+                kind=KIND_UPLOAD,
+                bucket=self.upload_bucket,
+                prefix=key,
+                collection=upload.collection,
+                job_id=job_id,
+            )
+            self.repo.add_items(job_id, [PlanItem(key, UPSERT, info.etag)], skipped=0)
+            self.queue.enqueue_upload(
+                job_id,
+                key,
+                info.etag,
+                {
+                    "filename": upload.filename,
+                    "source_uri": upload.source_uri,
+                    "classification": upload.classification,
+                    "metadata": dict(upload.metadata),
+                },
+            )
+
+        try:
+            await asyncio.to_thread(record)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(store.remove, self.upload_bucket, key)
+            raise
+        return job_id
 
     async def ingest_prefix(self, tenant: str, bucket: str, prefix: str, collection: str) -> JobRow:
         bucket = validate_bucket(bucket)

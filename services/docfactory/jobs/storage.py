@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,14 @@ class ObjectStore(Protocol):
 
     def open(self, bucket: str, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 
+    def put_file(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        """Store a local file as an object (creating the bucket if needed)."""
+        ...
+
+    def remove(self, bucket: str, key: str) -> None:
+        """Delete an object; a missing object is not an error."""
+        ...
+
 
 class MinioStore:
     """MinIO (or any S3 API) through the ``minio`` SDK."""
@@ -47,6 +56,7 @@ class MinioStore:
             secure=secure,
             region=region or None,
         )
+        self._known_buckets: set[str] = set()
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         from minio.error import S3Error
@@ -71,6 +81,23 @@ class MinioStore:
                 return None
             raise
         return ObjectInfo(key, (st.etag or "").strip('"'), st.size or 0)
+
+    def put_file(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        from minio.error import S3Error
+
+        if bucket not in self._known_buckets:
+            try:
+                if not self.client.bucket_exists(bucket):
+                    self.client.make_bucket(bucket)
+            except S3Error as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+            self._known_buckets.add(bucket)
+        res = self.client.fput_object(bucket, key, str(path))
+        return ObjectInfo(key, (res.etag or "").strip('"'), path.stat().st_size)
+
+    def remove(self, bucket: str, key: str) -> None:
+        self.client.remove_object(bucket, key)  # S3 DELETE is idempotent
 
     @contextlib.contextmanager
     def open(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
@@ -157,6 +184,19 @@ class LocalStore:
     def open(self, bucket: str, key: str) -> Iterator[IO[bytes]]:
         with open(self._path(bucket, key), "rb") as f:
             yield f
+
+    def put_file(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        dest = self._path(bucket, key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)  # readers never see a half-written object
+        st = dest.stat()
+        return ObjectInfo(key, self._etag(st), st.st_size)
+
+    def remove(self, bucket: str, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(bucket, key).unlink()
 
 
 def make_object_store(settings: Settings) -> ObjectStore:

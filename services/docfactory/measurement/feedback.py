@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from docfactory.core.db import Base
 from docfactory.core.errors import AlreadyExists
+from docfactory.core.migrate import ensure_schema
 from docfactory.governance._sql import utc, utcnow
 
 USED_AS_IS = "USED_AS_IS"
@@ -120,7 +121,7 @@ class FeedbackStore:
         self._engine = engine
         self._clock = clock
         if create_tables:
-            Base.metadata.create_all(engine, tables=[_FEEDBACK])
+            ensure_schema(engine)
 
     def new(self, **fields: Any) -> Feedback:
         """A feedback (not yet stored) with a fresh id and the current time."""

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from docfactory.core.db import Base
+from docfactory.core.migrate import ensure_schema
 
 PROCESSING = "PROCESSING"
 INDEXED = "INDEXED"
@@ -120,7 +121,7 @@ class DocumentRepository(Protocol):
 class SqlDocumentRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        Base.metadata.create_all(engine, tables=[DocumentRow.__table__])  # type: ignore[list-item]
+        ensure_schema(engine)
 
     def get(self, tenant: str, document_id: str) -> DocumentRecord | None:
         with Session(self._engine) as s:

@@ -70,7 +70,7 @@ class Document(_message.Message):
     def __init__(self, name: _Optional[str] = ..., document_id: _Optional[str] = ..., collection: _Optional[str] = ..., filename: _Optional[str] = ..., source_uri: _Optional[str] = ..., sha256: _Optional[str] = ..., version: _Optional[int] = ..., classification: _Optional[_Union[_common_pb2.Classification, str]] = ..., state: _Optional[_Union[DocumentState, str]] = ..., mime_type: _Optional[str] = ..., page_count: _Optional[int] = ..., chunk_count: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class UploadMetadata(_message.Message):
-    __slots__ = ("filename", "collection", "classification", "metadata", "source_uri")
+    __slots__ = ("filename", "collection", "classification", "metadata", "source_uri", "background")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,12 +83,14 @@ class UploadMetadata(_message.Message):
     CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     filename: str
     collection: str
     classification: _common_pb2.Classification
     metadata: _containers.ScalarMap[str, str]
     source_uri: str
-    def __init__(self, filename: _Optional[str] = ..., collection: _Optional[str] = ..., classification: _Optional[_Union[_common_pb2.Classification, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_uri: _Optional[str] = ...) -> None: ...
+    background: bool
+    def __init__(self, filename: _Optional[str] = ..., collection: _Optional[str] = ..., classification: _Optional[_Union[_common_pb2.Classification, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_uri: _Optional[str] = ..., background: _Optional[bool] = ...) -> None: ...
 
 class UploadDocumentRequest(_message.Message):
     __slots__ = ("metadata", "data")
@@ -99,12 +101,14 @@ class UploadDocumentRequest(_message.Message):
     def __init__(self, metadata: _Optional[_Union[UploadMetadata, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadDocumentResponse(_message.Message):
-    __slots__ = ("document", "unchanged")
+    __slots__ = ("document", "unchanged", "job")
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     document: Document
     unchanged: bool
-    def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+    job: str
+    def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., unchanged: _Optional[bool] = ..., job: _Optional[str] = ...) -> None: ...
 
 class IngestPathRequest(_message.Message):
     __slots__ = ("paths", "collection", "classification")

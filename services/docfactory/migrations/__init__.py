@@ -1,0 +1,1 @@
+"""Alembic migrations of docfactory's own tables (run through :mod:`docfactory.core.migrate`)."""

@@ -1,0 +1,1 @@
+"""Revisions (Alembic ignores this file)."""
