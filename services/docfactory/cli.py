@@ -213,6 +213,7 @@ async def _ingest_prefix(ns: argparse.Namespace, settings: Settings, uri: str) -
                 unchanged=job.documents_unchanged,
                 failed=job.documents_failed,
                 deleted=job.documents_deleted,
+                skipped=job.objects_skipped,
             )
             bar.refresh()
             if ns.json:
@@ -220,9 +221,10 @@ async def _ingest_prefix(ns: argparse.Namespace, settings: Settings, uri: str) -
                     json.dumps(
                         {
                             "job": job.name,
-                            "state": job.state,
+                            "state": jpb.JobState.Name(job.state).removeprefix("JOB_STATE_"),
                             "objects_total": job.objects_total,
                             "objects_done": job.objects_done,
+                            "objects_skipped": job.objects_skipped,
                             "indexed": job.documents_indexed,
                             "unchanged": job.documents_unchanged,
                             "failed": job.documents_failed,
@@ -233,10 +235,13 @@ async def _ingest_prefix(ns: argparse.Namespace, settings: Settings, uri: str) -
                 )
         bar.close()
     if not ns.json:
+        state = jpb.JobState.Name(job.state).removeprefix("JOB_STATE_")
         print(
-            f"job {job.name}: {job.objects_done}/{job.objects_total} objects; "
+            f"job {job.name} {state}: {job.objects_done}/{job.objects_total} objects "
+            f"({job.objects_skipped} unchanged objects skipped); "
             f"indexed {job.documents_indexed}, unchanged {job.documents_unchanged}, "
             f"failed {job.documents_failed}, deleted {job.documents_deleted}"
+            + (f"; job error {job.error_reason}: {job.error_message}" if job.error_reason else "")
         )
     return 1 if job.documents_failed or job.error_reason else 0
 
