@@ -248,7 +248,11 @@ async def test_ingest_prefix_incremental_and_worker_death(
         assert docs2[f"s3://{bucket}/notes/old.txt"].outcome == pb.DOCUMENT_OUTCOME_DELETED
         after = await indexed_documents(channel)
         assert f"s3://{bucket}/notes/old.txt" not in after
-        assert after[f"s3://{bucket}/notes/note-0.txt"].version == 2
+        note0 = after[f"s3://{bucket}/notes/note-0.txt"]
+        assert note0.version == 2
+        # The document keeps its source: URI, bucket and the ETag of the object version.
+        etag = minio_client.stat_object(bucket, "notes/note-0.txt").etag.strip('"')
+        assert (note0.metadata["bucket"], note0.metadata["etag"]) == (bucket, etag)
         assert await point_count(channel) == sum(
             d.chunk_count for u, d in after.items() if d.state == ing_pb.DOCUMENT_STATE_INDEXED
         )

@@ -70,6 +70,14 @@ class Target:
     collection: str
     bucket: str
     classification: int
+    etag: str = ""  # of the object being processed: kept in each document's metadata
+
+
+def _object_metadata(target: Target) -> dict[str, str]:
+    meta = {"bucket": target.bucket}
+    if target.etag:
+        meta["etag"] = target.etag
+    return meta
 
 
 class Uploader:
@@ -103,7 +111,7 @@ class Uploader:
                     collection=target.collection,
                     classification=target.classification,  # type: ignore[arg-type]
                     source_uri=source_uri,
-                    metadata={"bucket": target.bucket} if metadata is None else dict(metadata),
+                    metadata=_object_metadata(target) if metadata is None else dict(metadata),
                 )
             )
             while chunk := stream.read(CHUNK):

@@ -220,7 +220,7 @@ def _register() -> tuple[Any, Any, Any]:
                 docs={},
             )
             return len(previous)
-        target = Target(tenant, collection, bucket, rt.classification(bucket, key))
+        target = Target(tenant, collection, bucket, rt.classification(bucket, key), etag)
         outcomes = process_object(
             rt.store,
             rt.uploader,
