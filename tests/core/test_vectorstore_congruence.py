@@ -553,3 +553,39 @@ def test_point_ids_pages_in_scope(store: VectorStore) -> None:
     one_doc, _ = store.point_ids(Scope(tenant="t-a", document_ids=("d1",)), limit=100)
     assert set(one_doc) == {p.id for p in mine if p.payload["document_id"] == "d1"}
     assert set(store.point_ids(Scope(tenant="t-b"), limit=100)[0]) == {p.id for p in other}
+
+
+_KILL_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from docfactory.core.vectorstore import ChunkPoint, point_id
+from docfactory.core.vectorstore_edge import EdgeStore
+store = EdgeStore(path=Path(sys.argv[1]), collection="chunks_test", flush_interval=3600)
+for d in range(5):
+    store.upsert([ChunkPoint(id=point_id(f"d{d}", 1, i), dense=[1.0, 0.1 * i, 0.2, 0.3],
+                             payload={"tenant": "t-a", "collection": "c1", "document_id": f"d{d}",
+                                      "document_version": 1, "classification": 1})
+                  for i in range(20)], 4)
+store.delete_document("t-a", "d4")
+print("written", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no flush, no close
+"""
+
+
+def test_edge_writes_survive_kill_without_flush(tmp_path: Path) -> None:
+    """Writes are flushed to segments only now and then; the WAL replays the rest on load."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_WRITER, str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == -9 and "written" in proc.stdout, proc.stderr
+    store = EdgeStore(path=tmp_path, collection=COLL)
+    try:
+        assert store.count(Scope(tenant="t-a")) == 80
+        assert store.count(Scope(tenant="t-a", document_ids=("d4",))) == 0
+        ids, _ = store.point_ids(Scope(tenant="t-a"), limit=1000)
+        assert set(ids) == {point_id(f"d{d}", 1, i) for d in range(4) for i in range(20)}
+    finally:
+        store.close()
