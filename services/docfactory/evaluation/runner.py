@@ -12,7 +12,8 @@ query embeddings computed up front in batches: the reported per-query latency is
 alone is reported beside it (``query_embed_ms``, measured on a sample).
 
 Modes: ``bm25`` (sparse only), ``dense``, ``hybrid`` (RRF of both, the default of the service)
-and ``hybrid+rerank`` when a reranker is configured.
+and ``hybrid+rerank`` when a reranker is configured (its latency includes the reranker, e.g. the
+passage embeddings of :class:`EmbeddingReranker` not yet in its cache).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from docfactory.answering.adapters.generators import ExtractiveGenerator
-from docfactory.answering.adapters.rerank import Reranker
+from docfactory.answering.adapters.rerank import Reranker, candidate_depth
 from docfactory.answering.service import AnsweringService, CitationsUsed, SearchParams
 from docfactory.core.config import Settings
 from docfactory.core.lexical import Bm25Params, SparseEncoder, detect_language, get_analyzer
@@ -263,6 +264,7 @@ async def _run_mode(
     mode: str,
     dataset: Dataset,
     qids: Sequence[str],
+    out: TextIO | None = None,
 ) -> ModeResult:
     spec = FusionSpec.parse(mode) if mode.startswith("rrf:") else None
     store_mode = MODE_TO_STORE.get(mode, "hybrid")
@@ -270,7 +272,11 @@ async def _run_mode(
     sums["mrr@10"] = 0.0
     sums["ndcg@10"] = 0.0
     latencies: list[float] = []
-    for qid in qids:
+    t0 = last = time.perf_counter()
+    for done, qid in enumerate(qids):
+        if out is not None and time.perf_counter() - last > 60:
+            last = time.perf_counter()
+            _log(out, f"  {mode}: {done}/{len(qids)} queries ({last - t0:.0f} s)")
         params = SearchParams(query=dataset.queries[qid], top_k=DEPTH, mode=store_mode)
         t = time.perf_counter()
         if spec is not None:
@@ -384,6 +390,9 @@ def evaluate(
         "query_language": opts.query_language or "detected",
         "depth": DEPTH,
     }
+    if reranker is not None:
+        report["reranker"] = reranker.name
+        report["rerank_depth"] = settings.search.rerank_depth or candidate_depth(DEPTH)
     _log(out, f"{dataset.name}: {dict(dataset.stats())}, evaluating {len(qids)} queries")
     with tempfile.TemporaryDirectory(prefix="docfactory-eval-") as tmp:
         store = EdgeStore(
@@ -427,7 +436,7 @@ def evaluate(
                 results = []
                 for mode in modes:
                     svc = service(reranker if mode == "hybrid+rerank" else None)
-                    res = await _run_mode(svc, mode, dataset, qids)
+                    res = await _run_mode(svc, mode, dataset, qids, out)
                     _log(out, f"  {mode}: {res.as_dict()}")
                     results.append(res)
                 answers: dict[str, Any] | None = None
@@ -444,6 +453,10 @@ def evaluate(
         finally:
             store.close()
     report["modes"] = [r.as_dict() for r in results]
+    embedded = getattr(reranker, "embedded_passages", None)
+    if isinstance(embedded, int):
+        # EmbeddingReranker: passages embedded by the rerank stage (its cache misses).
+        report["reranker_embedded_passages"] = embedded
     if answers is not None:
         report["answers"] = answers
     return report
@@ -473,6 +486,13 @@ def format_table(report: dict[str, Any]) -> str:
         f"query embedding {qe['batched_ms_per_query']} ms/query batched, "
         f"{qe['single_p50_ms']} ms alone (p50)"
     )
+    if "reranker" in report:
+        embedded = report.get("reranker_embedded_passages")
+        lines.append(
+            f"reranker {report['reranker']}, top {report.get('rerank_depth', '?')} hybrid "
+            "candidates re-scored"
+            + (f" ({embedded} passages embedded, cached)" if embedded is not None else "")
+        )
     if "answers" in report:
         a = report["answers"]
         lines.append(
