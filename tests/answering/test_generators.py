@@ -18,7 +18,7 @@ from docfactory.answering.adapters.generators import (
     TransformersGenerator,
     Usage,
 )
-from docfactory.answering.prompt import PromptPassage, build_messages, cited_markers
+from docfactory.answering.prompt import DONT_KNOW, PromptPassage, build_messages, cited_markers
 from docfactory.app import start_server
 from docfactory.core.config import GenerationConfig, Settings
 from tests.helpers import answer, upload
@@ -113,6 +113,29 @@ async def test_extractive_quotes_best_sentence() -> None:
     assert "extractive" in out.lower()
     assert usage.quotes[1] == "La cantine ouvre à midi."
     assert "« La cantine ouvre à midi. » [1]" in out
+
+
+async def test_extractive_says_so_when_no_passage_supports_an_answer() -> None:
+    gen = ExtractiveGenerator()
+    passages = [
+        PromptPassage(1, "Le parking est au sous-sol. Il ferme à 20 heures.", "guide.md"),
+        PromptPassage(2, "La cantine ouvre à midi.", "cantine.md"),
+    ]
+    usage = Usage()
+    out = "".join(
+        [
+            p
+            async for p in gen.stream(
+                "Quelle est la capitale de la Mongolie ?", passages, "fr", usage
+            )
+        ]
+    )
+    assert usage.quotes == {} and "[1]" not in out and "[2]" not in out
+    assert out.startswith(DONT_KNOW["fr"][:12])
+    # Only the passage that shares a term with the question is quoted.
+    usage = Usage()
+    out = "".join([p async for p in gen.stream("Où est le parking ?", passages, "fr", usage)])
+    assert set(usage.quotes) == {1} and "[2]" not in out
 
 
 def _tiny_mistral(path: Path) -> Path:

@@ -51,6 +51,11 @@ async def _scenario(channel: grpc.aio.Channel, corpus: dict[str, Path]) -> None:
         assert cits and cits[0].document_id == docs[expected].document_id, question
         assert cits[0].quote
         assert summary.total_ms > 0 and summary.retrieval_ms > 0
+    # A question the documents do not answer: the answer says so, with nothing cited.
+    text, cits, summary = await answer(
+        channel, "Quelle est la capitale de la Mongolie ?", collections=["e2e"], top_k=3
+    )
+    assert summary.insufficient_context and not cits, (text, cits)
     # PDF citations carry their page
     res = await search(channel, QUESTIONS[0][0], collections=["e2e"], top_k=1)
     assert list(res.results[0].citation.page_numbers) == [1]

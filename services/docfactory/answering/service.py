@@ -410,6 +410,7 @@ class AnsweringService:
         full = "".join(parts)
         if self.generator.extractive:
             markers = sorted(usage.quotes)
+            insufficient = insufficient or not markers  # no passage supports an answer
         else:
             markers = cited_markers(full, len(usable))
             if (

@@ -61,35 +61,44 @@ class ExtractiveGenerator:
         self._max_passages = max_passages
         self._max_sentences = max_sentences
 
-    def _best_sentences(self, question: str, text: str, language: str) -> str:
+    def _best_sentences(self, question: str, text: str, language: str) -> str | None:
+        """The passage's sentences sharing the most content terms with the question, or None
+        when it shares none (it does not support an answer: nothing to quote)."""
         analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
         q_terms = set(analyzer.tokens(question))
-        sentences = [s.strip() for s in _SENT.split(text) if len(s.strip()) > 3]
-        if not sentences:
-            return text.strip()[:400]
+        sentences = [s.strip() for s in _SENT.split(text) if len(s.strip()) > 3] or [
+            text.strip()[:400]
+        ]
         scored = []
         for i, sentence in enumerate(sentences):
             overlap = len(q_terms & set(analyzer.tokens(sentence)))
             scored.append((overlap, i, sentence))
         top = max(o for o, _, _ in scored)
-        if top == 0:
-            best = [scored[0]]
-        else:
-            ranked = sorted(scored, key=lambda t: (-t[0], t[1]))
-            best = [t for t in ranked[: self._max_sentences] if t[0] * 2 >= top]
-            best.sort(key=lambda t: t[1])  # reading order
+        if top == 0 and q_terms:
+            return None
+        ranked = sorted(scored, key=lambda t: (-t[0], t[1]))
+        best = [t for t in ranked[: self._max_sentences] if t[0] * 2 >= top]
+        best.sort(key=lambda t: t[1])  # reading order
         quote = " ".join(s for _, _, s in best)
         return quote if len(quote) <= 600 else quote[:597] + "..."
 
     async def stream(
         self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
     ) -> AsyncIterator[str]:
-        if not passages:
+        # Its "judgment": a passage that shares no content term (after stemming and stop
+        # words) with the question is not quoted; when none does, it says it does not know.
+        quotes = []
+        for p in passages:
+            quote = self._best_sentences(question, p.text, language)
+            if quote is not None:
+                quotes.append((p, quote))
+            if len(quotes) == self._max_passages:
+                break
+        if not quotes:
             yield DONT_KNOW.get(language, DONT_KNOW["en"])
             return
         yield EXTRACTIVE_LABEL.get(language, EXTRACTIVE_LABEL["en"]) + "\n"
-        for p in passages[: self._max_passages]:
-            quote = self._best_sentences(question, p.text, language)
+        for p, quote in quotes:
             usage.quotes[p.marker] = quote
             yield f"\n« {quote} » [{p.marker}] ({p.source})\n"
 
