@@ -268,6 +268,14 @@ def test_embedding_reranker_caches_passage_embeddings() -> None:
     assert rr.rerank("a", []) == []
 
 
+def test_embedding_reranker_cuts_long_passages() -> None:
+    enc = _CountingEncoder()
+    rr = EmbeddingReranker(enc, max_words=2)
+    scores = rr.rerank("aaa", ["aa aa zz zz zz", "zz zz aa"])
+    assert enc.passage_calls == [["aa aa", "zz zz"]]  # only the first 2 words are embedded
+    assert scores[0] == pytest.approx(1.0) and scores[1] == pytest.approx(0.0)
+
+
 def test_embedding_reranker_is_thread_safe() -> None:
     enc = _CountingEncoder()
     rr = EmbeddingReranker(enc)

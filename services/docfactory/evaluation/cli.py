@@ -63,6 +63,12 @@ def add_parser(sub: Any) -> None:
         "--rerank-threads", type=int, default=0, help="--rerank-local: OpenMP threads (0 = all)"
     )
     e.add_argument(
+        "--rerank-max-words",
+        type=int,
+        default=0,
+        help="--rerank-local: cut passages to their first N words before embedding (0 = whole)",
+    )
+    e.add_argument(
         "--rerank-depth",
         type=int,
         default=0,
@@ -96,7 +102,9 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     elif ns.rerank_model_path:
         reranker = CrossEncoderReranker(ns.rerank_model_path)
     elif ns.rerank_local:
-        reranker = local_reranker(ns.rerank_local, threads=ns.rerank_threads)
+        reranker = local_reranker(
+            ns.rerank_local, threads=ns.rerank_threads, max_words=ns.rerank_max_words
+        )
     else:
         reranker = reranker_from_env()
     from_corpus = ns.bm25_avg_doc_len == "corpus"

