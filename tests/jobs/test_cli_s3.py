@@ -15,13 +15,17 @@ from tests.jobs.conftest import API_KEY, ROOT, Workers
 from tests.jobs.test_bulk import put
 
 
-def _cli(address: str, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+def _run(address: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "docfactory.cli", "--address", address, "--api-key", API_KEY,
          "ingest", *args],
         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+
+
+def _cli(address: str, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    proc = _run(address, *args)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, lines, proc.stderr
 
@@ -64,11 +68,7 @@ async def test_cli_ingest_s3_prefix_with_a_worker(
 
     # Human-readable summary without --json.
     rc3 = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "docfactory.cli", "--address", server.address, "--api-key",
-         API_KEY, "ingest", f"s3://{bucket}/dossier/", "--collection", "baux"],
-        env={k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")},
-        cwd=str(ROOT), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        _run, server.address, f"s3://{bucket}/dossier/", "--collection", "baux"
+    )
     assert rc3.returncode == 0, rc3.stderr
     assert "SUCCEEDED: 0/0 objects (3 unchanged objects skipped)" in rc3.stdout, rc3.stdout

@@ -202,6 +202,23 @@ class IngestionService:
         return lock
 
     # -- ingestion ---------------------------------------------------------------------
+    async def _check_upload(
+        self, path: Path, filename: str, collection: str, classification: int, source_uri: str
+    ) -> tuple[str, int, int, str]:
+        """Validated (collection, classification, size, source URI) of an upload."""
+        collection = validate_collection(collection)
+        classification = validate_classification(classification)
+        if not filename:
+            raise InvalidArgument("filename is required", reason="FILENAME_REQUIRED")
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size > self._settings.parsing.max_file_bytes:
+            raise InvalidArgument(
+                f"{filename}: {size} bytes exceeds the limit of "
+                f"{self._settings.parsing.max_file_bytes}",
+                reason="FILE_TOO_LARGE",
+            )
+        return collection, classification, size, source_uri or f"upload://{collection}/{filename}"
+
     async def submit_background(
         self,
         submitter: BackgroundSubmitter | None,
@@ -222,18 +239,9 @@ class IngestionService:
                 "`docfactory worker`, or `docfactory serve --workers N`)",
                 reason="BACKGROUND_UNAVAILABLE",
             )
-        collection = validate_collection(collection)
-        classification = validate_classification(classification)
-        if not filename:
-            raise InvalidArgument("filename is required", reason="FILENAME_REQUIRED")
-        size = (await asyncio.to_thread(path.stat)).st_size
-        if size > self._settings.parsing.max_file_bytes:
-            raise InvalidArgument(
-                f"{filename}: {size} bytes exceeds the limit of "
-                f"{self._settings.parsing.max_file_bytes}",
-                reason="FILE_TOO_LARGE",
-            )
-        source_uri = source_uri or f"upload://{collection}/{filename}"
+        collection, classification, size, source_uri = await self._check_upload(
+            path, filename, collection, classification, source_uri
+        )
         doc_id = document_id_for(tenant, collection, source_uri)
         job_id = await submitter.submit_upload(
             BackgroundUpload(
@@ -317,18 +325,9 @@ class IngestionService:
         metadata: Mapping[str, str] | None = None,
         source_uri: str = "",
     ) -> IngestResult:
-        collection = validate_collection(collection)
-        classification = validate_classification(classification)
-        if not filename:
-            raise InvalidArgument("filename is required", reason="FILENAME_REQUIRED")
-        size = (await asyncio.to_thread(path.stat)).st_size
-        if size > self._settings.parsing.max_file_bytes:
-            raise InvalidArgument(
-                f"{filename}: {size} bytes exceeds the limit of "
-                f"{self._settings.parsing.max_file_bytes}",
-                reason="FILE_TOO_LARGE",
-            )
-        source_uri = source_uri or f"upload://{collection}/{filename}"
+        collection, classification, size, source_uri = await self._check_upload(
+            path, filename, collection, classification, source_uri
+        )
         doc_id = document_id_for(tenant, collection, source_uri)
         digest = await asyncio.to_thread(sha256_file, path)
         async with self._lock_for(tenant, doc_id):
