@@ -194,19 +194,33 @@ async def start_server(
         from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc
         from docfactory.ingestion import servicer as ing_servicer
         from docfactory.ingestion.adapters.documents import SqlDocumentRepository
-        from docfactory.ingestion.adapters.parser import UnstructuredParser
+        from docfactory.ingestion.adapters.parser import ProcessPoolParser, UnstructuredParser
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
 
         assert store is not None and engine is not None
+        parsing = settings.parsing
+        parser: UnstructuredParser | ProcessPoolParser
+        if parsing.parse_processes > 0:
+            parser = ProcessPoolParser(
+                parsing.parse_processes,
+                pdf_strategy=parsing.pdf_strategy,
+                ocr_fallback=parsing.ocr_fallback,
+                ocr_languages=parsing.ocr_languages,
+            )
+            closers.append(parser.close)
+            # The children import unstructured before this server reports SERVING.
+            await asyncio.to_thread(parser.warm_up)
+        else:
+            parser = UnstructuredParser(
+                pdf_strategy=parsing.pdf_strategy,
+                ocr_fallback=parsing.ocr_fallback,
+                ocr_languages=parsing.ocr_languages,
+            )
         ing = IngestionService(
             settings=settings,
             repo=SqlDocumentRepository(engine),
-            parser=UnstructuredParser(
-                pdf_strategy=settings.parsing.pdf_strategy,
-                ocr_fallback=settings.parsing.ocr_fallback,
-                ocr_languages=settings.parsing.ocr_languages,
-            ),
+            parser=parser,
             chunker=GrpcChunker(channels.stub(addr.chunking, chunk_grpc.ChunkingServiceStub)),
             embedder=GrpcEmbedder(channels.stub(addr.embedding, emb_grpc.EmbeddingServiceStub)),
             store=store,

@@ -88,7 +88,9 @@ def pg_url() -> Iterator[str]:
 def jobs_env(tmp_path: Path, s3: dict[str, str]) -> Callable[..., tuple[Settings, dict[str, str]]]:
     """Settings for the server and the matching environment for worker processes."""
 
-    def make(database_url: str = "", **jobs: Any) -> tuple[Settings, dict[str, str]]:
+    def make(
+        database_url: str = "", parsing: dict[str, Any] | None = None, **jobs: Any
+    ) -> tuple[Settings, dict[str, str]]:
         data = tmp_path / "data"
         data.mkdir(exist_ok=True)
         keys = write_keys(tmp_path / "keys.yaml")
@@ -112,6 +114,8 @@ def jobs_env(tmp_path: Path, s3: dict[str, str]) -> Callable[..., tuple[Settings
             },
             "jobs": jobs_cfg,
         }
+        if parsing:
+            overrides["parsing"] = parsing
         if database_url:
             overrides["database_url"] = database_url
         settings = load_settings(env={}, overrides=overrides)

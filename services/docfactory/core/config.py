@@ -127,6 +127,9 @@ class ParsingConfig:
     ocr_languages: str = "fra+eng"
     max_file_bytes: int = 256 * 1024 * 1024
     max_concurrent_parses: int = 2
+    # Parse in this many child processes (0 = threads of the server process). Parsing holds the
+    # GIL, so servers that ingest big documents should set it (e.g. to their CPU count).
+    parse_processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,8 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_OCR_FALLBACK": ("parsing", "ocr_fallback"),
     "DOCFACTORY_OCR_LANGUAGES": ("parsing", "ocr_languages"),
     "DOCFACTORY_MAX_FILE_BYTES": ("parsing", "max_file_bytes"),
+    "DOCFACTORY_MAX_CONCURRENT_PARSES": ("parsing", "max_concurrent_parses"),
+    "DOCFACTORY_PARSE_PROCESSES": ("parsing", "parse_processes"),
     "DOCFACTORY_SEARCH_TOP_K": ("search", "top_k"),
     "DOCFACTORY_SEARCH_MODE": ("search", "mode"),
     "DOCFACTORY_SEARCH_MIN_SCORE": ("search", "min_score"),

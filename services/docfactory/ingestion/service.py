@@ -152,7 +152,10 @@ class IngestionService:
         self._embedder = embedder
         self._store = store
         self._sparse = sparse or SparseEncoder()
-        self._parse_slots = asyncio.Semaphore(max(1, settings.parsing.max_concurrent_parses))
+        parsing = settings.parsing
+        self._parse_slots = asyncio.Semaphore(
+            max(1, parsing.max_concurrent_parses, parsing.parse_processes)
+        )
         # One ingestion at a time per document id within this process.
         self._doc_locks: dict[str, asyncio.Lock] = {}
 

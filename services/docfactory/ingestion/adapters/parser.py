@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from docfactory.core.errors import FailedPrecondition, InvalidArgument
+from docfactory.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
@@ -291,3 +294,99 @@ _MIME = {
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
 }
+
+
+# -- parsing in child processes ------------------------------------------------------------
+_CHILD_PARSER: UnstructuredParser | None = None
+
+
+def _child_init(pdf_strategy: str, ocr_fallback: bool, ocr_languages: str) -> None:
+    global _CHILD_PARSER
+    _CHILD_PARSER = UnstructuredParser(
+        pdf_strategy=pdf_strategy, ocr_fallback=ocr_fallback, ocr_languages=ocr_languages
+    )
+    # Import unstructured and load the spaCy pipeline now, not during the first document.
+    _install_offline_nlp()
+
+
+def _child_parse(path: str, filename: str) -> ParsedDocument:
+    assert _CHILD_PARSER is not None, "parser process not initialised"
+    return _CHILD_PARSER.parse(Path(path), filename)
+
+
+class ProcessPoolParser:
+    """Runs :class:`UnstructuredParser` in ``processes`` child processes.
+
+    Parsing is CPU-bound Python (pdfminer, lxml, unstructured's heuristics) and holds the GIL:
+    in threads of the server process, one book-length PDF slows every RPC of that process and
+    two parses never use two cores. Here each parse runs in a child (``spawn``: no inherited
+    gRPC or event-loop state), the caller only waits. Errors raised by the parser
+    (:class:`~docfactory.core.errors.DocfactoryError` with their reason) come back as they are.
+
+    A child that dies (killed by the OOM killer, a crash in a native library) fails the parse
+    it was running with ``PARSER_CRASHED`` and the pool is replaced for the next document;
+    children are recycled after ``max_tasks_per_child`` documents to bound memory growth.
+    """
+
+    def __init__(
+        self,
+        processes: int,
+        *,
+        pdf_strategy: str = "fast",
+        ocr_fallback: bool = True,
+        ocr_languages: str = "fra+eng",
+        max_tasks_per_child: int = 500,
+    ) -> None:
+        if processes < 1:
+            raise ValueError("processes must be >= 1")
+        self.processes = processes
+        self._init_args = (pdf_strategy, ocr_fallback, ocr_languages)
+        self._max_tasks = max(1, max_tasks_per_child)
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise Unavailable("the parser is shut down", reason="SHUTTING_DOWN")
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_child_init,
+                    initargs=self._init_args,
+                    max_tasks_per_child=self._max_tasks,
+                )
+            return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=False)
+
+    def warm_up(self) -> None:
+        """Start the children now (they import unstructured: seconds each)."""
+        pool = self._executor()
+        for fut in [pool.submit(os.getpid) for _ in range(self.processes)]:
+            fut.result()
+
+    def parse(self, path: Path, filename: str) -> ParsedDocument:
+        pool = self._executor()
+        try:
+            return pool.submit(_child_parse, str(path), filename).result()
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            raise Unavailable(
+                f"{filename}: the parser process died while reading this file "
+                "(out of memory or a crash in a native library)",
+                reason="PARSER_CRASHED",
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
