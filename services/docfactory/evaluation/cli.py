@@ -69,6 +69,11 @@ def add_parser(sub: Any) -> None:
         help="--rerank-local: cut passages to their first N words before embedding (0 = whole)",
     )
     e.add_argument(
+        "--rerank-cache",
+        help="--rerank-local: passage embeddings file, loaded when it exists and written back "
+        "after the run (build one ahead of time with python -m docfactory.evaluation.rerank_cache)",
+    )
+    e.add_argument(
         "--rerank-depth",
         type=int,
         default=0,
@@ -81,6 +86,7 @@ def add_parser(sub: Any) -> None:
 def _run(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.answering.adapters.rerank import (
         CrossEncoderReranker,
+        EmbeddingReranker,
         OpenAIRerankClient,
         OpenAIScoreClient,
         Reranker,
@@ -107,6 +113,13 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         reranker = reranker_from_env()
+    cache_file = Path(ns.rerank_cache).expanduser() if ns.rerank_cache else None
+    if cache_file is not None and not isinstance(reranker, EmbeddingReranker):
+        raise SystemExit("docfactory: --rerank-cache needs --rerank-local")
+    if cache_file is not None and cache_file.exists():
+        assert isinstance(reranker, EmbeddingReranker)
+        loaded = reranker.load_cache(cache_file)
+        print(f"reranker cache: {loaded} passage embeddings from {cache_file}", flush=True)
     from_corpus = ns.bm25_avg_doc_len == "corpus"
     bm25 = Bm25Params(
         k1=ns.bm25_k1, b=ns.bm25_b, avg_doc_len=256.0 if from_corpus else float(ns.bm25_avg_doc_len)
@@ -129,6 +142,8 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     dataset = load_dataset(path, split=ns.split, max_articles=ns.max_articles)
     model = load_model(settings.embedding)
     report = evaluate(dataset, model, settings=settings, opts=opts, reranker=reranker)
+    if cache_file is not None and isinstance(reranker, EmbeddingReranker):
+        reranker.save_cache(cache_file)
     if ns.out:
         write_json(report, Path(ns.out))
     print(json.dumps(report, ensure_ascii=False) if ns.json else format_table(report))

@@ -325,6 +325,57 @@ class EmbeddingReranker:
         with self._lock:
             return len(self._cache)
 
+    def embed_passages(self, texts: Sequence[str]) -> int:
+        """Embed ``texts`` into the cache (to build a cache file ahead of time); returns how
+        many were not cached yet."""
+        with self._lock:
+            before = self.embedded_passages
+            self._passage_vectors(texts)
+            return self.embedded_passages - before
+
+    def save_cache(self, path: str | os.PathLike[str]) -> int:
+        """Write the passage cache to ``path`` (``.npz``: BLAKE2b keys, vectors, model name and
+        passage cut); returns the number of passages written."""
+        with self._lock:
+            keys = list(self._cache)
+            vectors = [self._cache[k] for k in keys]
+        key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+        vec_arr = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+        with open(path, "wb") as fh:
+            np.savez(
+                fh,
+                keys=key_arr,
+                vectors=vec_arr.astype(np.float32),
+                model=np.array(self.name),
+                max_words=np.array(self._max_words),
+            )
+        return len(keys)
+
+    def load_cache(self, path: str | os.PathLike[str]) -> int:
+        """Add the passages of a file written by :meth:`save_cache` (same model and passage
+        cut, else :class:`ConfigError`); returns the number of passages loaded."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                model = str(data["model"])
+                max_words = int(data["max_words"])
+                keys = data["keys"]
+                vectors = data["vectors"].astype(np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a reranker cache file ({exc})") from exc
+        if model != self.name or max_words != self._max_words:
+            raise ConfigError(
+                f"{path}: cache of {model} with passages cut to {max_words} words, but this "
+                f"reranker is {self.name} with {self._max_words}"
+            )
+        if keys.ndim != 2 or keys.shape[1] != 16 or len(keys) != len(vectors):
+            raise ConfigError(f"{path}: inconsistent reranker cache file")
+        with self._lock:
+            for key, vec in zip(keys, vectors, strict=True):
+                self._cache[key.tobytes()] = vec
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return len(keys)
+
 
 def reranker_from_env(env: Mapping[str, str] | None = None) -> Reranker | None:
     env = os.environ if env is None else env
