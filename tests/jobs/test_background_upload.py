@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -120,6 +121,39 @@ async def test_background_upload_returns_a_job_and_a_worker_indexes_it(
         assert again.document.document_id == resp.document.document_id
         done2 = await wait_job(jobs, again.job, limit_s=120)
         assert (done2.documents_unchanged, done2.documents_indexed) == (1, 0), done2
+
+
+async def test_background_upload_failed_for_good_keeps_the_reason_and_drops_the_copy(
+    jobs_env: Any, jobs_server: Any, workers: Workers, minio_client: Any, tmp_path: Path
+) -> None:
+    settings, env = jobs_env()
+    server = await jobs_server(settings)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        ing = ing_grpc.IngestionServiceStub(channel)
+        jobs = pb_grpc.JobsServiceStub(channel)
+        resp = await ing.UploadDocument(
+            _requests(b"Le bail est renouvele.", filename="bail.txt", collection="rh"),
+            metadata=MD,
+        )
+        assert len(list(minio_client.list_objects(settings.jobs.upload_bucket, recursive=True)))
+        # A worker that cannot reach IngestionService: every attempt is UNAVAILABLE.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"127.0.0.1:{s.getsockname()[1]}"
+        env = env | {"DOCFACTORY_JOBS_MAX_ATTEMPTS": "2"}
+        workers.start(env, dead, tmp_path / "w.log")
+        done = await wait_job(jobs, resp.job, limit_s=120)
+        # The upload is the job: FAILED, with the reason of its last attempt.
+        assert done.state == pb.JOB_STATE_FAILED, done
+        assert done.error_reason == "UNAVAILABLE", done
+        assert "after 2 attempt(s)" in done.error_message, done
+        # The staged copy does not outlive the job.
+        for _ in range(50):
+            left = list(minio_client.list_objects(settings.jobs.upload_bucket, recursive=True))
+            if not left:
+                break
+            await asyncio.sleep(0.2)
+        assert left == []
 
 
 def _read_address(proc: subprocess.Popen[str], limit_s: float) -> str:

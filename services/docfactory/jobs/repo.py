@@ -31,6 +31,10 @@ metadata = sa.MetaData()
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
 DONE = "DONE"
+# Job kinds.
+KIND_PREFIX = "INGEST_PREFIX"
+KIND_NOTIFICATION = "NOTIFICATION"
+KIND_UPLOAD = "UPLOAD"  # a background UploadDocument: one item, its failure is the job's
 UPSERT, DELETE = "UPSERT", "DELETE"
 INDEXED, UNCHANGED, DELETED = "INDEXED", "UNCHANGED", "DELETED"
 
@@ -490,6 +494,22 @@ class JobsRepository:
                     updated_at=time.time(),
                 )
             )
+            kind = conn.execute(
+                sa.select(jobs.c.kind).where(jobs.c.job_id == job_id)
+            ).scalar_one_or_none()
+            if kind == KIND_UPLOAD:
+                # The upload is the job: its caller must see FAILED and the reason.
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id)
+                    .values(
+                        state=FAILED,
+                        error_reason=reason[:64],
+                        error_message=message[:4000],
+                        updated_at=time.time(),
+                    )
+                )
+                return
             self._maybe_finish(conn, job_id)
 
     def item_states(self, job_id: str) -> dict[str, tuple[str, int, str, str]]:

@@ -166,6 +166,14 @@ def _rt() -> _Runtime:
     return _RT
 
 
+def _remove_staged(rt: _Runtime, bucket: str, key: str) -> None:
+    """Remove a staged background upload (the job keeps the outcome); never fails the job."""
+    try:
+        rt.store.remove(bucket, key)
+    except Exception:
+        log.warning("could not remove staged upload s3://%s/%s", bucket, key, exc_info=True)
+
+
 def _register() -> tuple[Any, Any, Any]:
     from dbos import DBOS, SetWorkflowID
 
@@ -276,11 +284,15 @@ def _register() -> tuple[Any, Any, Any]:
             docs={},
             remember_object=False,
         )
-        try:  # the staged copy is no longer needed (the job keeps the outcome)
-            rt.store.remove(bucket, key)
-        except Exception:
-            log.warning("could not remove staged upload s3://%s/%s", bucket, key, exc_info=True)
+        _remove_staged(rt, bucket, key)
         return 1
+
+    @DBOS.step(name="docfactory.jobs.discard_upload")
+    def discard_step(job_id: str, key: str) -> None:
+        rt = _rt()
+        job = rt.repo.job_header(job_id)
+        if job is not None:
+            _remove_staged(rt, job["bucket"], key)
 
     @DBOS.step(name="docfactory.jobs.fail")
     def fail_step(job_id: str, key: str, reason: str, message: str) -> None:
@@ -314,9 +326,13 @@ def _register() -> tuple[Any, Any, Any]:
 
     @DBOS.workflow(name=UPLOAD_WORKFLOW)
     def upload_workflow(job_id: str, key: str, etag: str, upload: dict[str, Any]) -> str:
-        return with_retries(
+        outcome = with_retries(
             job_id, key, lambda attempt: upload_step(job_id, key, etag, upload, attempt)
         )
+        if outcome == "FAILED":
+            # Failed for good: the job keeps the reason; the caller re-uploads to try again.
+            discard_step(job_id, key)
+        return outcome
 
     return scan_workflow, object_workflow, upload_workflow
 

@@ -12,13 +12,20 @@ from typing import Any
 
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from docfactory.ingestion.service import BackgroundUpload, validate_collection
-from docfactory.jobs.repo import DELETE, UPSERT, JobRow, JobsRepository, PlanItem
+from docfactory.jobs.repo import (
+    DELETE,
+    KIND_NOTIFICATION,
+    KIND_PREFIX,
+    KIND_UPLOAD,
+    UPSERT,
+    JobRow,
+    JobsRepository,
+    PlanItem,
+)
 from docfactory.jobs.runtime import JobQueue
 from docfactory.jobs.storage import ObjectStore
 
-KIND_PREFIX = "INGEST_PREFIX"
-KIND_NOTIFICATION = "NOTIFICATION"
-KIND_UPLOAD = "UPLOAD"
+__all__ = ["KIND_NOTIFICATION", "KIND_PREFIX", "KIND_UPLOAD", "JobsService"]
 
 
 def validate_bucket(bucket: str) -> str:
