@@ -82,6 +82,34 @@ def test_killed_child_fails_that_parse_and_pool_recovers(
     assert pool_parser.parse(GUIDE, GUIDE.name).elements
 
 
+def test_close_does_not_wait_for_a_long_parse(tmp_path: Path) -> None:
+    parser = ProcessPoolParser(1)
+    parser.warm_up()
+    assert parser._pool is not None
+    children = list(parser._pool._processes.values())  # type: ignore[attr-defined]
+    big = tmp_path / "big.txt"
+    paragraph = "Le contrat est formé par la rencontre d'une offre et d'une acceptation. " * 8
+    big.write_text("\n\n".join(f"{i}. {paragraph}" for i in range(40_000)), encoding="utf-8")
+    outcome: dict[str, BaseException | object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = parser.parse(big, "big.txt")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.0)
+    started = time.monotonic()
+    parser.close()
+    assert time.monotonic() - started < 10
+    t.join(30)
+    assert not t.is_alive()
+    assert isinstance(outcome.get("error"), Unavailable), outcome
+    assert not any(c.is_alive() for c in children)
+
+
 def test_closed_parser_refuses(tmp_path: Path) -> None:
     parser = ProcessPoolParser(1)
     parser.close()

@@ -384,9 +384,20 @@ class ProcessPoolParser:
                 reason="PARSER_CRASHED",
             ) from exc
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the children without waiting for a parse in progress (a book can take
+        minutes: longer than a pod's grace period); its caller gets ``PARSER_CRASHED``."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        children = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+        for child in children:
+            child.join(timeout)
+            if child.is_alive():
+                child.kill()
