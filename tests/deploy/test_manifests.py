@@ -411,7 +411,7 @@ def test_every_docfactory_container_has_probes(objs: tuple[Obj, ...]) -> None:
             found += 1
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert probe in c, f"{wl['metadata']['name']}: missing {probe}"
-            if "serve" in c["command"]:
+            if "serve" in c["args"]:
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     assert c[probe]["grpc"]["port"] == 50051
     assert found == 2
@@ -421,8 +421,9 @@ def test_every_docfactory_container_has_probes(objs: tuple[Obj, ...]) -> None:
 def test_docfactory_commands_and_ports(objs: tuple[Obj, ...]) -> None:
     api = containers(named(objs, "Deployment", "docfactory-api"))[0]
     worker = containers(named(objs, "Deployment", "docfactory-worker"))[0]
-    assert api["command"] == ["docfactory", "serve"]
-    assert worker["command"] == ["docfactory", "worker"]
+    # `args`, not `command`: the image's entrypoint (tini, PID 1) stays in front.
+    assert api["args"] == ["docfactory", "serve"] and "command" not in api
+    assert worker["args"] == ["docfactory", "worker"] and "command" not in worker
     assert {p["containerPort"] for p in api["ports"]} == {50051, 9090}
     assert {p["containerPort"] for p in worker["ports"]} == {9090}
     required = {
@@ -790,3 +791,64 @@ def test_prometheus_scrapes_docfactory_and_vllm() -> None:
     assert vllm_names == set(VLLM_DEPLOYMENTS)
     mounts = _compose()["services"]["prometheus"]["volumes"]
     assert any(str(m).startswith("./deploy/prometheus/prometheus.yml:") for m in mounts)
+
+
+# --------------------------------------------------------------------------- image
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pending = f"{pending} {line[:-1]}" if line.endswith("\\") else f"{pending} {line}"
+        if line.endswith("\\"):
+            continue
+        word, _, rest = pending.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+        pending = ""
+    return out
+
+
+def test_dockerfile_matches_the_deployments() -> None:
+    """The image the manifests run (no Docker engine here: checked for consistency, not built)."""
+    import json as _json
+
+    steps = _dockerfile()
+    kinds = [k for k, _ in steps]
+    froms = [a for k, a in steps if k == "FROM"]
+    assert len(froms) == 2, "a build stage and a runtime stage"
+    args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
+    assert args["PYTHON_IMAGE"].startswith("python:3.11"), "pyproject requires Python 3.11"
+    runs = " ".join(a for k, a in steps if k == "RUN")
+    # CPU torch from PyTorch's CPU index before the package (else a CUDA build is pulled).
+    assert "download.pytorch.org/whl/cpu" in runs and '"torch==2.13.0"' in runs
+    assert runs.index("whl/cpu") < runs.index(".[parsing,embeddings")
+    assert '--no-deps "unstructured-inference==1.6.14"' in runs
+    for pkg in ("tesseract-ocr-fra", "poppler-utils", "tini"):
+        assert pkg in runs
+    # Same user as the pods' securityContext, and the ports the pods declare.
+    user = [a for k, a in steps if k == "USER"][-1]
+    assert user == "10001:10001"
+    for name in DOCFACTORY_DEPLOYMENTS:
+        text = (K8S_DIR / "base" / f"{name}.yaml").read_text(encoding="utf-8")
+        assert "runAsUser: 10001" in text and "runAsGroup: 10001" in text
+    exposed = {int(p) for k, a in steps if k == "EXPOSE" for p in a.split()}
+    assert {50051, 9090} <= exposed
+    assert _json.loads([a for k, a in steps if k == "ENTRYPOINT"][-1]) == ["tini", "--"]
+    assert _json.loads([a for k, a in steps if k == "CMD"][-1]) == ["docfactory", "serve"]
+    env = " ".join(a for k, a in steps if k == "ENV")
+    for var in ("DO_NOT_TRACK=1", "HF_HUB_OFFLINE=1", "DOCFACTORY_DATA_DIR=/tmp/docfactory"):
+        assert var in env
+    assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
+    # The build context holds the package only (no .venv, .git, secrets or test data).
+    ignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ignore[ignore.index("*")] == "*" and "!services/" in ignore
+    copies = " ".join(a for k, a in steps if k == "COPY")
+    for path in ("pyproject.toml", "README.md", "services"):
+        assert path in copies
