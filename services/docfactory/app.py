@@ -147,7 +147,12 @@ async def start_server(
         service_name=f"docfactory-{services[0]}" if len(services) == 1 else "docfactory",
     )
     server = grpc.aio.server(
-        interceptors=[TracingInterceptor(), ServiceInterceptor(authenticator)],
+        interceptors=[
+            TracingInterceptor(),
+            ServiceInterceptor(
+                authenticator, authorize=gate.authorize_method if gate is not None else None
+            ),
+        ],
         options=options,
         maximum_concurrent_rpcs=srv_cfg.max_concurrent_rpcs,
     )

@@ -199,6 +199,7 @@ _DELETE = object()
         (["object_classifications", 3], "site", "object_classifications[3]: must be a mapping"),
         (["tenants"], {"id": "x"}, "tenants: must be a list"),
         (["default_classification"], "HIGH", "default_classification: unknown level 'HIGH'"),
+        (["ingestion_requires_role"], "yes", "ingestion_requires_role: must be true or false"),
     ],
 )
 def test_validation_errors_name_the_field(path: list[Any], value: Any, expected: str) -> None:

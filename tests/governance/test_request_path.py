@@ -429,3 +429,69 @@ async def test_raising_classification_takes_effect_on_chunks(
         assert not res.results
         res = await search(ch, "projet de fusion", key="key-sud", use_case="uc-restricted")
         assert [r.citation.document_id for r in res.results] == [first.document.document_id]
+
+
+async def test_ingestion_requires_the_ingester_role_when_the_policy_says_so(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.yaml")
+    raw = yaml.safe_load(policy.read_text())
+    raw["ingestion_requires_role"] = True
+    raw["api_keys"] += [
+        {"id": "ingest-nord", "tenant": "nord", "sha256": _h("ing-nord"), "roles": ["ingester"]},
+        {"id": "worker-sud", "tenant": "sud", "sha256": _h("wrk-sud"), "roles": ["worker"]},
+    ]
+    policy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    running = await start_server(make_settings(policy_file=str(policy)), port=0)
+    note = tmp_path / "note.txt"
+    note.write_text("Procédure de remboursement des frais de mission : 45 euros par nuit.")
+    try:
+        async with grpc.aio.insecure_channel(running.address) as ch:
+            stub = ing_grpc.IngestionServiceStub(ch)
+            # A key without the role cannot write...
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await upload(ch, note, key="key-nord", collection="rh")
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert error_reason(err.value) == "INGESTER_ROLE_REQUIRED"
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.IngestPath(
+                    ing_pb.IngestPathRequest(paths=[str(note)]), metadata=md("key-nord")
+                ).read()
+            assert error_reason(err.value) == "INGESTER_ROLE_REQUIRED"
+            # ... an ingester key can, and the reader key still reads.
+            doc = (await upload(ch, note, key="ing-nord", collection="rh")).document
+            assert doc.state == ing_pb.DOCUMENT_STATE_INDEXED
+            hits = await search(ch, "frais de mission", key="key-nord", use_case="uc-internal")
+            assert hits.results and hits.results[0].citation.document_id == doc.document_id
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.DeleteDocument(
+                    ing_pb.DeleteDocumentRequest(name=doc.name), metadata=md("key-nord")
+                )
+            assert error_reason(err.value) == "INGESTER_ROLE_REQUIRED"
+            # The refused deletion changed nothing.
+            got = await stub.GetDocument(
+                ing_pb.GetDocumentRequest(name=doc.name), metadata=md("key-nord")
+            )
+            assert got.document.state == ing_pb.DOCUMENT_STATE_INDEXED
+            # A worker acting for the tenant writes (its job was authorized when submitted).
+            worker_md = (*md("wrk-sud"), ("x-docfactory-on-behalf-of", "nord"))
+            again = await stub.DeleteDocument(
+                ing_pb.DeleteDocumentRequest(name=doc.name), metadata=worker_md
+            )
+            assert again is not None
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetDocument(
+                    ing_pb.GetDocumentRequest(name=doc.name), metadata=md("key-nord")
+                )
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await running.stop(0.5)
+    log = AuditLog(make_engine(make_settings().resolved_database_url), create_tables=False)
+    denied = [r for r in log.records() if r.action == "DENIED"]
+    assert [r.outcome for r in denied] == ["INGESTER_ROLE_REQUIRED"] * 3
+    assert {r.key_id for r in denied} == {"app-nord"}
+    assert sorted(r.details["rpc"] for r in denied) == [
+        "DeleteDocument",
+        "IngestPath",
+        "UploadDocument",
+    ]

@@ -76,8 +76,14 @@ def _split(method: str) -> tuple[str, str]:
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, keys: Authenticator) -> None:
+    def __init__(
+        self,
+        keys: Authenticator,
+        authorize: Callable[[str, Principal], None] | None = None,
+    ) -> None:
         self._keys = keys
+        # Role checks by RPC (the governance gate's ``authorize_method``), after authentication.
+        self._authorize = authorize
 
     async def intercept_service(
         self,
@@ -90,13 +96,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         return self._wrap(handler, method)
 
-    def _begin(self, context: grpc.aio.ServicerContext) -> Principal:
+    def _begin(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
         remaining = context.time_remaining()
         set_deadline(time.monotonic() + remaining if remaining is not None else None)
         md = context.invocation_metadata()
         principal = self._keys.authenticate(key_from_metadata(md))
         principal = act_on_behalf(principal, on_behalf_from_metadata(md))
         set_principal(principal)
+        if self._authorize is not None:
+            self._authorize(method, principal)
         return principal
 
     async def _fail(
@@ -139,7 +147,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
                 gauge.inc()
                 try:
-                    tenant = interceptor._begin(context).tenant
+                    tenant = interceptor._begin(context, method).tenant
                     stream: AsyncIterator[Any] = inner_stream(request, context)
                     async for item in stream:
                         yield item
@@ -172,7 +180,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
             gauge.inc()
             try:
-                tenant = interceptor._begin(context).tenant
+                tenant = interceptor._begin(context, method).tenant
                 return await inner_unary(request, context)
             except grpc.aio.AbortError:
                 raise

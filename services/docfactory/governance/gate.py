@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from docfactory.core.auth import KeyStore, Principal
+from docfactory.core.errors import PermissionDenied
 from docfactory.governance.audit import AuditLog
 from docfactory.governance.policy import Decision, PolicyStore
 from docfactory.governance.quotas import QuotaEnforcer, SqlQuotaStore
@@ -49,6 +50,19 @@ class PolicyKeys:
         )
 
 
+#: RPCs that write documents (uploads, path ingestion, deletions, bulk jobs).
+INGESTION_WRITE_METHODS = frozenset(
+    {
+        "/docfactory.ingestion.v1.IngestionService/UploadDocument",
+        "/docfactory.ingestion.v1.IngestionService/IngestPath",
+        "/docfactory.ingestion.v1.IngestionService/DeleteDocument",
+        "/docfactory.jobs.v1.JobsService/IngestPrefix",
+    }
+)
+#: Roles that may call them when the policy says ``ingestion_requires_role: true``.
+WRITE_ROLES = frozenset({"ingester", "admin", "worker"})
+
+
 class GovernanceGate:
     def __init__(
         self,
@@ -75,6 +89,29 @@ class GovernanceGate:
 
     def authenticator(self, fallback: KeyStore | None) -> Any:
         return PolicyKeys(self.policy) if self.policy else fallback
+
+    def authorize_method(self, method: str, principal: Principal) -> None:
+        """Role checks by RPC, run by the interceptor once the caller is authenticated.
+
+        With ``ingestion_requires_role: true`` in the policy, the RPCs that write documents
+        (:data:`INGESTION_WRITE_METHODS`) need the ``ingester`` or ``admin`` role. A worker
+        acting for a tenant (``x-docfactory-on-behalf-of``) passes: the job it runs was
+        authorized when it was submitted. A refusal is audited (``DENIED``)."""
+        if self.policy is None or method not in INGESTION_WRITE_METHODS:
+            return
+        if not self.policy.current().ingestion_requires_role:
+            return
+        if principal.on_behalf_of or principal.roles & WRITE_ROLES:
+            return
+        rpc = method.rsplit("/", 1)[-1]
+        self.record(
+            principal, action="DENIED", outcome="INGESTER_ROLE_REQUIRED", details={"rpc": rpc}
+        )
+        raise PermissionDenied(
+            f"{rpc} needs a key with the ingester role (policy: ingestion_requires_role)",
+            reason="INGESTER_ROLE_REQUIRED",
+            metadata={"key_id": principal.key_id, "rpc": rpc},
+        )
 
     def authorize(
         self, principal: Principal, use_case: str, collections: Sequence[str], model: str

@@ -3,6 +3,7 @@
 ```yaml
 version: 7                          # required; recorded in audit records
 default_classification: INTERNAL    # objects matched by no rule below (default INTERNAL)
+ingestion_requires_role: true       # optional (default false): writes need the ingester role
 tenants:
   - {id: caisse-nord, name: Caisse régionale Nord}
 api_keys:                           # several active keys per app = rotation
@@ -342,6 +343,8 @@ class Policy:
     use_cases: Mapping[str, UseCase]
     object_rules: tuple[ObjectRule, ...]
     default_classification: int = LEVELS["INTERNAL"]
+    # Uploads, deletions and bulk jobs need the ``ingester`` (or ``admin``) role.
+    ingestion_requires_role: bool = False
     source: str = "<memory>"
     _by_hash: Mapping[str, ApiKey] = field(default_factory=dict, repr=False, compare=False)
 
@@ -373,8 +376,21 @@ class Policy:
             raw,
             "",
             ("version", "tenants", "use_cases"),
-            ("api_keys", "object_classifications", "default_classification", "classifications"),
+            (
+                "api_keys",
+                "object_classifications",
+                "default_classification",
+                "classifications",
+                "ingestion_requires_role",
+            ),
         )
+        ingestion_requires_role = raw.get("ingestion_requires_role", False)
+        if not isinstance(ingestion_requires_role, bool):
+            c.err(
+                "ingestion_requires_role",
+                f"must be true or false, got {_kind(ingestion_requires_role)}",
+            )
+            ingestion_requires_role = False
         version_raw = raw.get("version")
         version = ""
         if isinstance(version_raw, bool) or not isinstance(version_raw, int | str):
@@ -549,6 +565,7 @@ class Policy:
             use_cases=use_cases,
             object_rules=tuple(rules),
             default_classification=default_level,
+            ingestion_requires_role=ingestion_requires_role,
             source=source,
             _by_hash=by_hash,
         )
