@@ -17,6 +17,26 @@ REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "en" / "operator-guide.md"
 
 
+def _parse_in_background(
+    parser: ProcessPoolParser, tmp_path: Path
+) -> tuple[threading.Thread, dict[str, object]]:
+    """Start parsing a ~24 MB text (seconds of work) in a thread; the outcome lands in the dict."""
+    big = tmp_path / "big.txt"
+    paragraph = "Le contrat est formé par la rencontre d'une offre et d'une acceptation. " * 8
+    big.write_text("\n\n".join(f"{i}. {paragraph}" for i in range(40_000)), encoding="utf-8")
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = parser.parse(big, "big.txt")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, outcome
+
+
 @pytest.fixture
 def pool_parser():
     parser = ProcessPoolParser(1)
@@ -56,19 +76,7 @@ def test_killed_child_fails_that_parse_and_pool_recovers(
     pool_parser: ProcessPoolParser, tmp_path: Path
 ) -> None:
     pool_parser.warm_up()
-    big = tmp_path / "big.txt"
-    paragraph = "Le contrat est formé par la rencontre d'une offre et d'une acceptation. " * 8
-    big.write_text("\n\n".join(f"{i}. {paragraph}" for i in range(40_000)), encoding="utf-8")
-    outcome: dict[str, BaseException | object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = pool_parser.parse(big, "big.txt")
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, outcome = _parse_in_background(pool_parser, tmp_path)
     time.sleep(1.0)
     assert pool_parser._pool is not None
     for pid in list(pool_parser._pool._processes):  # type: ignore[attr-defined]
@@ -87,19 +95,7 @@ def test_close_does_not_wait_for_a_long_parse(tmp_path: Path) -> None:
     parser.warm_up()
     assert parser._pool is not None
     children = list(parser._pool._processes.values())  # type: ignore[attr-defined]
-    big = tmp_path / "big.txt"
-    paragraph = "Le contrat est formé par la rencontre d'une offre et d'une acceptation. " * 8
-    big.write_text("\n\n".join(f"{i}. {paragraph}" for i in range(40_000)), encoding="utf-8")
-    outcome: dict[str, BaseException | object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = parser.parse(big, "big.txt")
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, outcome = _parse_in_background(parser, tmp_path)
     time.sleep(1.0)
     started = time.monotonic()
     parser.close()

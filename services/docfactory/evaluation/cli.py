@@ -114,12 +114,12 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     else:
         reranker = reranker_from_env()
     cache_file = Path(ns.rerank_cache).expanduser() if ns.rerank_cache else None
-    if cache_file is not None and not isinstance(reranker, EmbeddingReranker):
-        raise SystemExit("docfactory: --rerank-cache needs --rerank-local")
-    if cache_file is not None and cache_file.exists():
-        assert isinstance(reranker, EmbeddingReranker)
-        loaded = reranker.load_cache(cache_file)
-        print(f"reranker cache: {loaded} passage embeddings from {cache_file}", flush=True)
+    if cache_file is not None:
+        if not isinstance(reranker, EmbeddingReranker):
+            raise SystemExit("docfactory: --rerank-cache needs --rerank-local")
+        if cache_file.exists():
+            loaded = reranker.load_cache(cache_file)
+            print(f"reranker cache: {loaded} passage embeddings from {cache_file}", flush=True)
     from_corpus = ns.bm25_avg_doc_len == "corpus"
     bm25 = Bm25Params(
         k1=ns.bm25_k1, b=ns.bm25_b, avg_doc_len=256.0 if from_corpus else float(ns.bm25_avg_doc_len)
