@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 #: Classification levels and their ranks (higher = more sensitive).
 LEVELS: dict[str, int] = {"PUBLIC": 1, "INTERNAL": 2, "CONFIDENTIAL": 3, "RESTRICTED": 4}
 LEVEL_NAMES: dict[int, str] = {rank: name for name, rank in LEVELS.items()}
-KNOWN_ROLES = frozenset({"reviewer", "admin", "auditor", "ingester", "worker"})
+KNOWN_ROLES = frozenset({"reviewer", "admin", "auditor", "ingester", "worker", "operator", "owner"})
 ANY = "*"
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

@@ -5,6 +5,11 @@ text) and AMENDED (the reviewer's text) answers are released. A decision is one 
 ``UPDATE ... WHERE state = 'PENDING_REVIEW'``: of two reviewers deciding at once, on any
 replica, exactly one wins; the other gets FailedPrecondition REVIEW_ALREADY_DECIDED.
 
+A reviewer may first *claim* a pending draft (``claim``): for ``ttl`` the claim is a lock, so
+two reviewers do not work on the same item; another key's ``claim`` or ``decide`` then gets
+FailedPrecondition REVIEW_CLAIMED (one conditional ``UPDATE``, race-free across replicas). An
+expired claim no longer binds.
+
 The caller checks the reviewer's role (``Policy.has_role(key_id, "reviewer")``); the store
 enforces the four-eyes rule (a key cannot review its own request: PermissionDenied
 SELF_REVIEW_FORBIDDEN) and tenant isolation (a review of another tenant is NotFound).
@@ -21,7 +26,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Table, Text, select, update
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,6 +77,10 @@ class ReviewRow(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     amended_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     comment: Mapped[str] = mapped_column(Text, default="")
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
     __table_args__ = (Index("ix_review_drafts_tenant_state_seq", "tenant", "state", "seq"),)
 
@@ -84,6 +104,18 @@ class Review:
     decided_at: dt.datetime | None
     amended_text: str | None
     comment: str
+    claimed_by: str | None = None
+    claimed_until: dt.datetime | None = None
+
+    def claim_holder(self, now: dt.datetime) -> str | None:
+        """The key holding a live claim at ``now`` (None: unclaimed or expired)."""
+        if self.claimed_by and self.claimed_until is not None and self.claimed_until > now:
+            return self.claimed_by
+        return None
+
+
+MAX_CLAIM = dt.timedelta(days=1)
+DEFAULT_CLAIM = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -112,6 +144,8 @@ def _to_review(row: Any) -> Review:
         decided_at=utc(row.decided_at) if row.decided_at else None,
         amended_text=row.amended_text,
         comment=row.comment or "",
+        claimed_by=row.claimed_by,
+        claimed_until=utc(row.claimed_until) if row.claimed_until else None,
     )
 
 
@@ -257,35 +291,107 @@ class ReviewStore:
                 reason="AMENDED_TEXT_UNEXPECTED",
             )
         current = self.get(tenant, review_id)
-        if current.requester_key_id == reviewer_key_id:
-            raise PermissionDenied(
-                "a key cannot review an answer it requested (four-eyes rule)",
-                reason="SELF_REVIEW_FORBIDDEN",
-                metadata={"review_id": review_id},
-            )
+        self._check_four_eyes(current, reviewer_key_id)
+        now = utc(self._clock())
         with self._engine.begin() as conn:
             result = conn.execute(
                 update(_REVIEWS)
                 .where(_REVIEWS.c.review_id == review_id)
                 .where(_REVIEWS.c.tenant == tenant)
                 .where(_REVIEWS.c.state == PENDING_REVIEW)
+                .where(self._free_for(reviewer_key_id, now))
                 .values(
                     state=decision,
                     reviewer_key_id=reviewer_key_id,
                     decided_at=utc(self._clock()),
                     amended_text=amended_text if decision == AMENDED else None,
                     comment=comment,
+                    claimed_by=None,
+                    claimed_until=None,
                 )
             )
             won = result.rowcount == 1
         decided = self.get(tenant, review_id)
         if not won:
+            self._raise_if_claimed(decided, reviewer_key_id, now)
             raise FailedPrecondition(
                 f"review {review_id!r} was already decided: {decided.state}",
                 reason="REVIEW_ALREADY_DECIDED",
                 metadata={"review_id": review_id, "state": decided.state},
             )
         return decided
+
+    @staticmethod
+    def _check_four_eyes(review: Review, reviewer_key_id: str) -> None:
+        if review.requester_key_id == reviewer_key_id:
+            raise PermissionDenied(
+                "a key cannot review an answer it requested (four-eyes rule)",
+                reason="SELF_REVIEW_FORBIDDEN",
+                metadata={"review_id": review.review_id},
+            )
+
+    @staticmethod
+    def _free_for(reviewer_key_id: str, now: dt.datetime) -> Any:
+        """SQL condition: no live claim by another key."""
+        return or_(
+            _REVIEWS.c.claimed_by.is_(None),
+            _REVIEWS.c.claimed_by == reviewer_key_id,
+            _REVIEWS.c.claimed_until.is_(None),
+            _REVIEWS.c.claimed_until <= now,
+        )
+
+    @staticmethod
+    def _raise_if_claimed(review: Review, reviewer_key_id: str, now: dt.datetime) -> None:
+        holder = review.claim_holder(now)
+        if review.state == PENDING_REVIEW and holder and holder != reviewer_key_id:
+            assert review.claimed_until is not None
+            raise FailedPrecondition(
+                f"review {review.review_id!r} is claimed by {holder} until "
+                f"{review.claimed_until.isoformat()}",
+                reason="REVIEW_CLAIMED",
+                metadata={"review_id": review.review_id, "claimed_by": holder},
+            )
+
+    def claim(
+        self,
+        tenant: str,
+        review_id: str,
+        *,
+        reviewer_key_id: str,
+        ttl: dt.timedelta = DEFAULT_CLAIM,
+    ) -> Review:
+        """Claim a pending draft for ``ttl`` (renewed when the same key claims again).
+
+        FailedPrecondition REVIEW_CLAIMED when another key holds a live claim,
+        REVIEW_ALREADY_DECIDED when it is no longer pending.
+        """
+        if ttl <= dt.timedelta(0) or ttl > MAX_CLAIM:
+            raise InvalidArgument(
+                f"a claim lasts between 1 second and {int(MAX_CLAIM.total_seconds())} seconds",
+                reason="INVALID_CLAIM_TTL",
+            )
+        current = self.get(tenant, review_id)
+        self._check_four_eyes(current, reviewer_key_id)
+        now = utc(self._clock())
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(_REVIEWS)
+                .where(_REVIEWS.c.review_id == review_id)
+                .where(_REVIEWS.c.tenant == tenant)
+                .where(_REVIEWS.c.state == PENDING_REVIEW)
+                .where(self._free_for(reviewer_key_id, now))
+                .values(claimed_by=reviewer_key_id, claimed_until=now + ttl)
+            )
+            won = result.rowcount == 1
+        claimed = self.get(tenant, review_id)
+        if not won:
+            self._raise_if_claimed(claimed, reviewer_key_id, now)
+            raise FailedPrecondition(
+                f"review {review_id!r} was already decided: {claimed.state}",
+                reason="REVIEW_ALREADY_DECIDED",
+                metadata={"review_id": review_id, "state": claimed.state},
+            )
+        return claimed
 
     def released_answer(self, tenant: str, review_id: str) -> ReleasedAnswer:
         """The answer as released to the requester; FailedPrecondition REVIEW_PENDING or

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +14,7 @@ from docfactory.common.v1 import common_pb2
 from docfactory.core.auth import Principal, current_principal
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from docfactory.governance.gate import GovernanceGate
-from docfactory.governance.reviews import Review
+from docfactory.governance.reviews import DEFAULT_CLAIM, Review
 from docfactory.governance.v1 import governance_service_pb2 as pb
 from docfactory.governance.v1 import governance_service_pb2_grpc as pb_grpc
 
@@ -43,7 +44,17 @@ def _citation(d: Mapping[str, Any]) -> common_pb2.Citation:
 def _review(r: Review) -> pb.Review:
     ts = Timestamp()
     ts.FromDatetime(r.created_at)
+    holder = r.claim_holder(dt.datetime.now(dt.UTC))
+    claim_end = None
+    if holder and r.claimed_until is not None:
+        claim_end = Timestamp()
+        claim_end.FromDatetime(r.claimed_until)
     return pb.Review(
+        claimed_by_key_id=holder or "",
+        claim_expire_time=claim_end,
+        reviewer_key_id=r.reviewer_key_id or "",
+        comment=r.comment,
+        amended_text=r.amended_text or "",
         review_id=r.review_id,
         use_case=r.use_case,
         requester_key_id=r.requester_key_id,
@@ -177,6 +188,56 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
             checked=report.checked,
             problems=[pb.AuditProblem(seq=p.seq, kind=p.kind) for p in report.problems],
         )
+
+
+    async def GetCaller(
+        self, request: pb.GetCallerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCallerResponse:
+        principal = current_principal()
+        return pb.GetCallerResponse(
+            tenant=principal.tenant,
+            key_id=principal.key_id,
+            roles=sorted(principal.roles),
+            policy_configured=self._gate.policy is not None,
+        )
+
+    async def GetReview(
+        self, request: pb.GetReviewRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetReviewResponse:
+        self._require_policy()
+        principal = current_principal()
+        self._require_role(principal, "reviewer")
+        assert self._gate.reviews is not None
+        reviews = self._gate.reviews
+        review = await asyncio.to_thread(lambda: reviews.get(principal.tenant, request.review_id))
+        return pb.GetReviewResponse(review=_review(review))
+
+    async def ClaimReview(
+        self, request: pb.ClaimReviewRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClaimReviewResponse:
+        self._require_policy()
+        principal = current_principal()
+        self._require_role(principal, "reviewer")
+        if request.ttl_seconds < 0:
+            raise InvalidArgument("ttl_seconds must not be negative", reason="INVALID_CLAIM_TTL")
+        ttl = dt.timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else DEFAULT_CLAIM
+        assert self._gate.reviews is not None
+        reviews = self._gate.reviews
+        review = await asyncio.to_thread(
+            lambda: reviews.claim(
+                principal.tenant, request.review_id, reviewer_key_id=principal.key_id, ttl=ttl
+            )
+        )
+        await asyncio.to_thread(
+            lambda: self._gate.record(
+                principal,
+                action="REVIEW_CLAIM",
+                use_case=review.use_case,
+                outcome="CLAIMED",
+                details={"review_id": review.review_id, "ttl_seconds": int(ttl.total_seconds())},
+            )
+        )
+        return pb.ClaimReviewResponse(review=_review(review))
 
 
 def register(server: grpc.aio.Server, gate: GovernanceGate) -> str:

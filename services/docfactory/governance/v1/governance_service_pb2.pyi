@@ -55,7 +55,7 @@ class GetPolicyResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., use_cases: _Optional[_Iterable[_Union[UseCase, _Mapping]]] = ...) -> None: ...
 
 class Review(_message.Message):
-    __slots__ = ("review_id", "use_case", "requester_key_id", "state", "draft_text", "citations", "model", "create_time")
+    __slots__ = ("review_id", "use_case", "requester_key_id", "state", "draft_text", "citations", "model", "create_time", "claimed_by_key_id", "claim_expire_time", "reviewer_key_id", "comment", "amended_text")
     REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,11 @@ class Review(_message.Message):
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_BY_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    AMENDED_TEXT_FIELD_NUMBER: _ClassVar[int]
     review_id: str
     use_case: str
     requester_key_id: str
@@ -72,7 +77,12 @@ class Review(_message.Message):
     citations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]
     model: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, review_id: _Optional[str] = ..., use_case: _Optional[str] = ..., requester_key_id: _Optional[str] = ..., state: _Optional[str] = ..., draft_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., model: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    claimed_by_key_id: str
+    claim_expire_time: _timestamp_pb2.Timestamp
+    reviewer_key_id: str
+    comment: str
+    amended_text: str
+    def __init__(self, review_id: _Optional[str] = ..., use_case: _Optional[str] = ..., requester_key_id: _Optional[str] = ..., state: _Optional[str] = ..., draft_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., model: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claimed_by_key_id: _Optional[str] = ..., claim_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reviewer_key_id: _Optional[str] = ..., comment: _Optional[str] = ..., amended_text: _Optional[str] = ...) -> None: ...
 
 class ListReviewsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "use_case")
@@ -149,3 +159,45 @@ class VerifyAuditResponse(_message.Message):
     checked: int
     problems: _containers.RepeatedCompositeFieldContainer[AuditProblem]
     def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., problems: _Optional[_Iterable[_Union[AuditProblem, _Mapping]]] = ...) -> None: ...
+
+class GetCallerRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCallerResponse(_message.Message):
+    __slots__ = ("tenant", "key_id", "roles", "policy_configured")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key_id: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    policy_configured: bool
+    def __init__(self, tenant: _Optional[str] = ..., key_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., policy_configured: _Optional[bool] = ...) -> None: ...
+
+class GetReviewRequest(_message.Message):
+    __slots__ = ("review_id",)
+    REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
+    review_id: str
+    def __init__(self, review_id: _Optional[str] = ...) -> None: ...
+
+class GetReviewResponse(_message.Message):
+    __slots__ = ("review",)
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    review: Review
+    def __init__(self, review: _Optional[_Union[Review, _Mapping]] = ...) -> None: ...
+
+class ClaimReviewRequest(_message.Message):
+    __slots__ = ("review_id", "ttl_seconds")
+    REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    review_id: str
+    ttl_seconds: int
+    def __init__(self, review_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ClaimReviewResponse(_message.Message):
+    __slots__ = ("review",)
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    review: Review
+    def __init__(self, review: _Optional[_Union[Review, _Mapping]] = ...) -> None: ...

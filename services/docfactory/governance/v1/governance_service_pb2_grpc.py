@@ -60,6 +60,21 @@ class GovernanceServiceStub:
                 request_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/docfactory.governance.v1.GovernanceService/GetCaller',
+                request_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
+        self.GetReview = channel.unary_unary(
+                '/docfactory.governance.v1.GovernanceService/GetReview',
+                request_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetReviewRequest.SerializeToString,
+                response_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetReviewResponse.FromString,
+                _registered_method=True)
+        self.ClaimReview = channel.unary_unary(
+                '/docfactory.governance.v1.GovernanceService/ClaimReview',
+                request_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewRequest.SerializeToString,
+                response_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewResponse.FromString,
+                _registered_method=True)
 
 
 class GovernanceServiceServicer:
@@ -101,6 +116,28 @@ class GovernanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Who the caller is: tenant, key id and roles (any valid key; works without a policy).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReview(self, request, context):
+        """One review of the caller's tenant, in any state (reviewer role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimReview(self, request, context):
+        """Claims a pending review for a while, so that two reviewers do not work on the same item
+        (reviewer role; not one's own request). DecideReview by another key is refused meanwhile.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GovernanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +165,21 @@ def add_GovernanceServiceServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.VerifyAuditRequest.FromString,
                     response_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetCallerRequest.FromString,
+                    response_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetCallerResponse.SerializeToString,
+            ),
+            'GetReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReview,
+                    request_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetReviewRequest.FromString,
+                    response_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetReviewResponse.SerializeToString,
+            ),
+            'ClaimReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimReview,
+                    request_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewRequest.FromString,
+                    response_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +318,87 @@ class GovernanceService:
             '/docfactory.governance.v1.GovernanceService/VerifyAudit',
             docfactory_dot_governance_dot_v1_dot_governance__service__pb2.VerifyAuditRequest.SerializeToString,
             docfactory_dot_governance_dot_v1_dot_governance__service__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.governance.v1.GovernanceService/GetCaller',
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetCallerRequest.SerializeToString,
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetCallerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.governance.v1.GovernanceService/GetReview',
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetReviewRequest.SerializeToString,
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.GetReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.governance.v1.GovernanceService/ClaimReview',
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewRequest.SerializeToString,
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
