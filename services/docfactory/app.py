@@ -240,6 +240,9 @@ async def start_server(
             )
         )
         names.append(jobs_name)
+        from docfactory.workflows.app import attach as attach_workflows
+
+        names.append(attach_workflows(server, settings, engine, closers, ing, parser, gate))
 
     if "answering" in services:
         from docfactory.answering import servicer as ans_servicer

@@ -25,6 +25,7 @@ use_cases:
     allowed_keys: "*"               # optional (default "*": every key of an allowed tenant)
     human_review: required          # required | optional
     retention: 30d                  # question text kept: none | <n>h | <n>d | <n>w | <n>y
+    flows: [financement]            # optional: dossier workflows it may run ("*" = all)
     quotas: {requests_per_minute: 60, requests_per_day: 5000, tokens_per_day: 2000000}
 object_classifications:             # MinIO bucket/prefix defaults, longest prefix wins
   - {bucket: rh, prefix: "", classification: INTERNAL}
@@ -151,6 +152,8 @@ class UseCase:
     human_review: bool
     retention: Retention
     quotas: QuotaLimits
+    # Dossier workflows (docfactory.workflows) this use case may run; None = "*".
+    flows: frozenset[str] | None = frozenset()
 
 
 @dataclass(frozen=True)
@@ -484,7 +487,7 @@ class Policy:
                     "human_review",
                     "retention",
                 ),
-                ("tenant", "tenants", "allowed_keys", "quotas"),
+                ("tenant", "tenants", "allowed_keys", "quotas", "flows"),
             )
             uid = c.string(m, "id", path, ident=True)
             uc_tenants: frozenset[str] = frozenset()
@@ -531,6 +534,7 @@ class Policy:
                 human_review=review == "required",
                 retention=c.retention(m.get("retention"), _join(path, "retention")),
                 quotas=c.quotas(m.get("quotas"), _join(path, "quotas")),
+                flows=c.str_set(m, "flows", path, star=True) if "flows" in m else frozenset(),
             )
             if uid and uid in use_cases:
                 c.err(_join(path, "id"), f"duplicate use case {uid!r}")

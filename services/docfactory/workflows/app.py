@@ -1,0 +1,82 @@
+"""Wiring of WorkflowService into a docfactory server (called by docfactory.app)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+from sqlalchemy.engine import Engine
+
+from docfactory.core.config import Settings
+from docfactory.workflows.flows import FlowRegistry, shipped_flows_dir
+
+FLOWS_DIR_ENV = "DOCFACTORY_FLOWS_DIR"
+
+
+def flows_dir() -> Path:
+    """The flow files: DOCFACTORY_FLOWS_DIR, else the flows shipped with docfactory."""
+    return Path(os.environ.get(FLOWS_DIR_ENV) or shipped_flows_dir())
+
+
+class LazyRunQueue:
+    """The DBOS client, created on the first run started (servers that never run a dossier
+    pay nothing)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._queue: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._queue is None:
+                from docfactory.workflows.engine import RunQueue, system_database_url
+
+                self._queue = RunQueue(system_database_url(self._settings))
+            return self._queue
+
+    def start(self, run_id: str) -> None:
+        self._get().start(run_id)
+
+    def notify(self, run_id: str, decision_id: str) -> None:
+        self._get().notify(run_id, decision_id)
+
+    def cancel(self, run_id: str) -> None:
+        self._get().cancel(run_id)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._queue is not None:
+                self._queue.close()
+                self._queue = None
+
+
+def attach(
+    server: grpc.aio.Server,
+    settings: Settings,
+    engine: Engine,
+    closers: list[Any],
+    ingestion: Any,
+    parser: Any,
+    gate: Any,
+) -> str:
+    """Register WorkflowService; return its full name."""
+    from docfactory.workflows import servicer
+    from docfactory.workflows.repo import WorkflowRepository
+    from docfactory.workflows.service import WorkflowService
+
+    queue = LazyRunQueue(settings)
+    closers.append(queue.close)
+    service = WorkflowService(
+        WorkflowRepository(engine),
+        queue,
+        FlowRegistry(flows_dir()),
+        gate=gate,
+        ingestion=ingestion,
+        parser=parser,
+        max_file_bytes=settings.parsing.max_file_bytes,
+    )
+    return servicer.register(server, service)

@@ -1,0 +1,386 @@
+"""Durable execution of dossier runs on DBOS Transact (the job engine's runtime).
+
+One run = one DBOS workflow (``docfactory.workflows.run``, workflow id = run id) on the
+``docfactory-dossier`` queue; each step (start, classify, required, extract per document, check,
+retrieve, draft, sign-off bookkeeping, release) is a DBOS step with declared retries
+(``retries_allowed``, ``max_attempts``, exponential backoff). The wait for a decision is
+durable: ``DBOS.recv`` on the ``decision`` topic with the sign-off deadline as timeout; the
+server records each decision in the database and wakes the run with ``DBOSClient.send``. On
+timeout the run is ESCALATED and waits again.
+
+Workers (``python -m docfactory.workflows.engine``, or ``docfactory dossier worker``) are DBOS
+executors. As in docfactory.jobs, each heartbeats (``workflow_executors``); survivors claim an
+executor silent for ``executor_timeout_seconds`` and recover its pending runs through DBOS's
+recovery (re-enqueue; one worker dequeues). Finished steps are not re-run (their outputs are
+checkpointed); the step in flight is, and its effects are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from docfactory.core.config import Settings
+from docfactory.core.db import make_engine
+from docfactory.workflows.note import Passage
+from docfactory.workflows.repo import CANCELLED, REJECTED, WorkflowRepository
+from docfactory.workflows.steps import AMENDED, APPROVED, WAIT, RunSteps
+
+log = logging.getLogger("docfactory.workflows")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+QUEUE = "docfactory-dossier"
+APP_NAME = "docfactory"
+APP_VERSION = "docfactory-workflows-1"
+RUN_WORKFLOW = "docfactory.workflows.run"
+DECISION_TOPIC = "decision"
+# Step retry policy (DBOS): transient failures (database busy, search unavailable) are retried.
+MAX_ATTEMPTS = 3
+RETRY_INTERVAL_SECONDS = 1.0
+BACKOFF_RATE = 2.0
+
+
+def system_database_url(settings: Settings) -> str:
+    from docfactory.jobs.runtime import system_database_url as jobs_url
+
+    return jobs_url(settings)
+
+
+# --------------------------------------------------------------------------- server side
+
+
+class RunQueue:
+    """Starts runs and delivers decisions from outside the workers (the gRPC server)."""
+
+    def __init__(self, url: str) -> None:
+        from dbos import DBOS, DBOSClient
+
+        DBOS.migrate(url)
+        self._client = DBOSClient(system_database_url=url, application_name=APP_NAME)
+
+    def start(self, run_id: str) -> None:
+        self._client.enqueue(
+            {
+                "workflow_name": RUN_WORKFLOW,
+                "queue_name": QUEUE,
+                "workflow_id": run_id,
+                "app_version": APP_VERSION,
+            },
+            run_id,
+        )
+
+    def notify(self, run_id: str, decision_id: str) -> None:
+        self._client.send(run_id, decision_id, DECISION_TOPIC)
+
+    def cancel(self, run_id: str) -> None:
+        self._client.cancel_workflow(run_id)
+
+    def close(self) -> None:
+        self._client.destroy()
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+class GrpcSearcher:
+    """Passages of the rule collections through AnsweringService.Search, with the worker's
+    key acting for the run's tenant (as the jobs workers upload)."""
+
+    def __init__(self, address: str, api_key: str, timeout: float = 30.0) -> None:
+        from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
+
+        self._channel = grpc.insecure_channel(address)
+        self._stub = ans_grpc.AnsweringServiceStub(self._channel)
+        self._key = api_key
+        self._timeout = timeout
+
+    def search(
+        self,
+        *,
+        tenant: str,
+        use_case: str,
+        query: str,
+        collections: Sequence[str],
+        top_k: int,
+    ) -> list[Passage]:
+        from docfactory.answering.v1 import answering_service_pb2 as ans_pb
+        from docfactory.core.auth import API_KEY_HEADER, ON_BEHALF_HEADER
+
+        resp = self._stub.Search(
+            ans_pb.SearchRequest(
+                query=query, collections=list(collections), top_k=top_k, use_case=use_case
+            ),
+            metadata=((API_KEY_HEADER, self._key), (ON_BEHALF_HEADER, tenant)),
+            timeout=self._timeout,
+        )
+        return [
+            Passage(
+                document_id=r.citation.document_id,
+                filename=r.citation.document_name,
+                page=r.citation.page_numbers[0] if r.citation.page_numbers else 0,
+                quote=r.text,
+                score=float(r.score),
+                collection=r.citation.collection,
+            )
+            for r in resp.results
+        ]
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def make_extractor() -> tuple[Any, str]:
+    """vLLM structured outputs when DOCFACTORY_WORKFLOWS_VLLM_URL is set, else the embedded
+    typed extractors."""
+    from docfactory.workflows import extract
+
+    url = os.environ.get("DOCFACTORY_WORKFLOWS_VLLM_URL", "")
+    if url:
+        model = os.environ.get("DOCFACTORY_WORKFLOWS_VLLM_MODEL", "mistral-small")
+        return extract.vllm_extractor(url, model), model
+    return extract.typed_extractor(), "typed"
+
+
+_STEPS: RunSteps | None = None
+
+
+def _steps() -> RunSteps:
+    if _STEPS is None:
+        raise RuntimeError("workflow runtime not started in this process")
+    return _STEPS
+
+
+def _register() -> Any:
+    from dbos import DBOS
+
+    def step(name: str) -> Callable[[F], F]:
+        return DBOS.step(  # type: ignore[return-value]
+            name=name,
+            retries_allowed=True,
+            max_attempts=MAX_ATTEMPTS,
+            interval_seconds=RETRY_INTERVAL_SECONDS,
+            backoff_rate=BACKOFF_RATE,
+        )
+
+    @step("docfactory.workflows.start")
+    def start_step(run_id: str) -> bool:
+        return _steps().start(run_id)
+
+    @step("docfactory.workflows.classify")
+    def classify_step(run_id: str) -> dict[str, str]:
+        return _steps().classify(run_id)
+
+    @step("docfactory.workflows.required")
+    def required_step(run_id: str, types: dict[str, str]) -> list[str]:
+        return _steps().required(run_id, types)
+
+    @step("docfactory.workflows.extract")
+    def extract_step(run_id: str, document_id: str) -> int:
+        return _steps().extract(run_id, document_id)
+
+    @step("docfactory.workflows.check")
+    def check_step(run_id: str, round_: int) -> int:
+        return _steps().check(run_id, round_)
+
+    @step("docfactory.workflows.retrieve")
+    def retrieve_step(run_id: str) -> int:
+        return _steps().retrieve(run_id)
+
+    @step("docfactory.workflows.draft")
+    def draft_step(run_id: str, round_: int) -> int:
+        return _steps().draft(run_id, round_)
+
+    @step("docfactory.workflows.await")
+    def await_step(run_id: str) -> float:
+        return _steps().await_signoff(run_id)
+
+    @step("docfactory.workflows.escalate")
+    def escalate_step(run_id: str) -> None:
+        _steps().escalate(run_id)
+
+    @step("docfactory.workflows.decisions")
+    def decisions_step(run_id: str) -> str:
+        return _steps().evaluate_decisions(run_id)
+
+    @step("docfactory.workflows.release")
+    def release_step(run_id: str) -> None:
+        _steps().release(run_id)
+
+    @step("docfactory.workflows.reject")
+    def reject_step(run_id: str) -> None:
+        _steps().reject(run_id)
+
+    @step("docfactory.workflows.fail")
+    def fail_step(run_id: str, reason: str, message: str) -> None:
+        _steps().fail(run_id, reason, message)
+
+    @DBOS.workflow(name=RUN_WORKFLOW)
+    def run_workflow(run_id: str) -> str:
+        try:
+            if not start_step(run_id):
+                return CANCELLED
+            types = classify_step(run_id)
+            if required_step(run_id, types):
+                return "INCOMPLETE"
+            for document_id, doc_type in types.items():
+                if doc_type:
+                    extract_step(run_id, document_id)
+            round_ = 0
+            check_step(run_id, round_)
+            retrieve_step(run_id)
+            draft_step(run_id, round_)
+        except Exception as exc:  # a step out of retries: the run fails with its reason
+            fail_step(run_id, "STEP_FAILED", f"{type(exc).__name__}: {exc}")
+            return "FAILED"
+        while True:
+            outcome = decisions_step(run_id)
+            if outcome == AMENDED:
+                round_ += 1
+                check_step(run_id, round_)
+                draft_step(run_id, round_)
+                continue
+            if outcome == APPROVED:
+                release_step(run_id)
+                return "COMPLETED"
+            if outcome == REJECTED:
+                reject_step(run_id)
+                return REJECTED
+            if outcome != WAIT:
+                return outcome  # cancelled or ended elsewhere
+            remaining = await_step(run_id)
+            if remaining <= 0:
+                continue
+            message = DBOS.recv(DECISION_TOPIC, timeout_seconds=remaining)
+            if message is None:
+                escalate_step(run_id)
+
+    return run_workflow
+
+
+_WORKFLOW: Any = None
+
+
+def _ensure_registered() -> None:
+    global _WORKFLOW
+    if _WORKFLOW is None:
+        _WORKFLOW = _register()
+
+
+def _worker_key(settings: Settings) -> str:
+    from docfactory.jobs.runtime import worker_api_key
+
+    try:
+        return worker_api_key(settings)
+    except Exception:
+        return ""
+
+
+@dataclass
+class WorkerOptions:
+    executor_id: str = ""
+    heartbeat_seconds: float = 2.0
+    executor_timeout_seconds: float = 10.0
+    concurrency: int = 2
+    polling_seconds: float = 0.5
+
+
+def run_worker(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    options: WorkerOptions | None = None,
+    ready: threading.Event | None = None,
+) -> None:
+    """Run one workflow worker (DBOS executor) until ``stop`` is set or SIGTERM/SIGINT."""
+    from dbos import DBOS
+
+    from docfactory.governance.audit import AuditLog
+
+    global _STEPS
+    opts = options or WorkerOptions(
+        heartbeat_seconds=float(os.environ.get("DOCFACTORY_WORKFLOWS_HEARTBEAT_SECONDS", "2")),
+        executor_timeout_seconds=float(
+            os.environ.get("DOCFACTORY_WORKFLOWS_EXECUTOR_TIMEOUT_SECONDS", "10")
+        ),
+    )
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    executor_id = opts.executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(settings.resolved_database_url)
+    repo = WorkflowRepository(engine)
+    repo.heartbeat(executor_id, socket.gethostname(), os.getpid())
+    address = (
+        os.environ.get("DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS", "")
+        or settings.addresses.answering
+        or os.environ.get("DOCFACTORY_ADDRESS", "")
+    )
+    key = _worker_key(settings)
+    searcher = GrpcSearcher(address, key) if address and key else None
+    extractor, extractor_name = make_extractor()
+    _STEPS = RunSteps(
+        repo,
+        extractor,
+        audit=AuditLog(engine),
+        searcher=searcher,
+        extractor_name=extractor_name,
+    )
+    _ensure_registered()
+    DBOS(
+        config={
+            "name": APP_NAME,
+            "system_database_url": system_database_url(settings),
+            "executor_id": executor_id,
+            "application_version": APP_VERSION,
+            "log_level": "WARNING",
+        }
+    )
+    DBOS.launch()
+    DBOS.register_queue(
+        QUEUE,
+        worker_concurrency=max(1, opts.concurrency),
+        polling_interval_sec=opts.polling_seconds,
+    )
+    print(f"docfactory workflow worker {executor_id} ready", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        while not stop.is_set():
+            try:
+                repo.heartbeat(executor_id, socket.gethostname(), os.getpid())
+                for dead in repo.claim_dead_executors(executor_id, opts.executor_timeout_seconds):
+                    handles = DBOS._recover_pending_workflows([dead])
+                    log.warning("recovered %d runs of dead worker %s", len(handles), dead)
+                    print(f"recovered {len(handles)} runs of {dead}", flush=True)
+            except Exception:  # keep the worker alive through a database hiccup
+                log.exception("heartbeat/reaper failed")
+            stop.wait(opts.heartbeat_seconds)
+    finally:
+        repo.mark_stopped(executor_id)
+        DBOS.destroy(workflow_completion_timeout_sec=0)
+        if searcher is not None:
+            searcher.close()
+        engine.dispose()
+        _STEPS = None
+
+
+def main() -> None:
+    from docfactory.core.config import load_settings
+    from docfactory.core.logging import setup_logging
+
+    setup_logging()
+    run_worker(load_settings())
+
+
+if __name__ == "__main__":
+    main()
