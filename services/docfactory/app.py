@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from docfactory.core import tls
 from docfactory.core.auth import KeyStore, ensure_local_keys
 from docfactory.core.clients import Channels
 from docfactory.core.config import Settings
@@ -138,9 +139,23 @@ async def start_server(
         from docfactory.governance.policy import PolicyStore
 
         policy_store = gate.policy if gate and gate.policy else None
-        authenticator: Any = PolicyKeys(policy_store or PolicyStore(Path(settings.policy_file)))
+        policy_store = policy_store or PolicyStore(Path(settings.policy_file))
+        # Keys bound to a client certificate can only match under mTLS: refused at load.
+        tls.check_policy_subjects(
+            [(k.id, k.mtls_subject) for k in policy_store.current().api_keys.values()],
+            settings.tls,
+        )
+        authenticator: Any = PolicyKeys(policy_store)
     else:
         authenticator = _keys(settings)
+    peers = settings.addresses
+    identity = tls.service_identity(  # how this server calls the others, and whom it trusts
+        settings.tls,
+        service_key=srv_cfg.service_key,
+        calls_only_itself=not (
+            peers.ingestion or peers.chunking or peers.embedding or peers.answering
+        ),
+    )
     # Tracing first, so its span covers authentication and errors (off: handlers untouched).
     tracing_on = setup_tracing(
         settings.tracing,
@@ -150,13 +165,15 @@ async def start_server(
         interceptors=[
             TracingInterceptor(),
             ServiceInterceptor(
-                authenticator, authorize=gate.authorize_method if gate is not None else None
+                authenticator,
+                authorize=gate.authorize_method if gate is not None else None,
+                identity=identity,
             ),
         ],
         options=options,
         maximum_concurrent_rpcs=srv_cfg.max_concurrent_rpcs,
     )
-    channels = Channels(srv_cfg.max_message_bytes)
+    channels = Channels(srv_cfg.max_message_bytes, settings.tls)
     closers: list[Any] = [channels.close]
     if tracing_on:
         closers.insert(0, flush_traces)
@@ -286,9 +303,7 @@ async def start_server(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     bind_port = srv_cfg.port if port is None else port
-    bound = server.add_insecure_port(f"{srv_cfg.host}:{bind_port}")
-    if bound == 0:
-        raise ConfigError(f"cannot bind {srv_cfg.host}:{bind_port}")
+    bound = tls.bind(server, srv_cfg.host, bind_port, settings.tls)
     local_host = "127.0.0.1" if srv_cfg.host in ("0.0.0.0", "::", "[::]") else srv_cfg.host
     channels.set_self_address(f"{local_host}:{bound}")
     metrics_port = None

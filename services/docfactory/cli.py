@@ -56,10 +56,13 @@ class Session:
             raise SystemExit(
                 "docfactory: set DOCFACTORY_API_KEY (or --api-key) for a remote server"
             )
+        from docfactory.core.tls import aio_channel
+
         mb = self.settings.server.max_message_bytes
-        self.channel = grpc.aio.insecure_channel(
+        self.channel = aio_channel(  # TLS when DOCFACTORY_TLS_CA (or a certificate) is set
             self.address,
-            options=[("grpc.max_receive_message_length", mb), ("grpc.max_send_message_length", mb)],
+            self.settings.tls,
+            [("grpc.max_receive_message_length", mb), ("grpc.max_send_message_length", mb)],
         )
         return self
 
@@ -564,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--api-key", default=os.environ.get("DOCFACTORY_API_KEY"))
     p.add_argument("--data-dir", help="data directory of the embedded default")
+    p.add_argument("--tls-cert", help="PEM certificate chain (DOCFACTORY_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key (DOCFACTORY_TLS_KEY)")
+    p.add_argument("--tls-ca", help="CA bundle of servers and clients (DOCFACTORY_TLS_CA)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -574,6 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--host")
     s.add_argument("--metrics-port", type=int)
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without TLS (DOCFACTORY_INSECURE)",
+    )
     s.add_argument(
         "--workers",
         type=int,
@@ -699,6 +710,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if ns.data_dir:
         overrides["data_dir"] = ns.data_dir
+    tls_flags = {"cert": ns.tls_cert, "key": ns.tls_key, "ca": ns.tls_ca}
+    overrides["tls"] = {k: v for k, v in tls_flags.items() if v}
+    if getattr(ns, "insecure", False):
+        overrides["tls"]["insecure"] = True
     if ns.command == "serve":
         server: dict[str, Any] = {}
         if ns.port is not None:

@@ -41,6 +41,7 @@ class PromptPassage:
     marker: int
     text: str
     source: str  # "file.pdf, p. 3 — Section"
+    headings: tuple[str, ...] = ()  # the chunk's section path: context, never an answer
 
 
 def build_messages(

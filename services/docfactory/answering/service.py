@@ -387,7 +387,8 @@ class AnsweringService:
         min_score = self._settings.search.min_score
         usable = [p for p in passages if p.score >= min_score] if min_score else passages
         prompt_passages = [
-            PromptPassage(i, p.text, p.citation.label()) for i, p in enumerate(usable, 1)
+            PromptPassage(i, p.text, p.citation.label(), p.citation.section_path)
+            for i, p in enumerate(usable, 1)
         ]
         usage = Usage()
         gen_start = time.perf_counter()

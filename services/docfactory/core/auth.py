@@ -182,7 +182,9 @@ def on_behalf_from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) 
 
 
 class Authenticator(Protocol):
-    def authenticate(self, api_key: str | None) -> Principal: ...
+    def authenticate(self, api_key: str | None, *, mtls_subject: str | None = None) -> Principal:
+        """``mtls_subject``: the verified client certificate's subject (mTLS), if any."""
+        ...
 
 
 class KeyStore:
@@ -223,7 +225,7 @@ class KeyStore:
             self._by_hash = {e.sha256: e for e in entries}
             self._mtime = mtime
 
-    def authenticate(self, api_key: str | None) -> Principal:
+    def authenticate(self, api_key: str | None, *, mtls_subject: str | None = None) -> Principal:
         if not api_key:
             raise Unauthenticated(
                 f"missing API key: send it in the '{API_KEY_HEADER}' metadata "

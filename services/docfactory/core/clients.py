@@ -1,5 +1,7 @@
-"""Channels to other docfactory services. The caller's API key and remaining deadline travel
-with every downstream call, so tenancy and deadlines hold across service boundaries.
+"""Channels to other docfactory services (TLS when configured, core/tls.py). The caller's
+identity and remaining deadline travel with every downstream call, so tenancy and deadlines hold
+across service boundaries: attested by this service's own identity (client certificate or
+service key) rather than by re-sending the caller's API key.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from docfactory.core import tls
 from docfactory.core.auth import current_principal, remaining_seconds
+from docfactory.core.config import TlsConfig
 from docfactory.core.tracing import outgoing_metadata
 
 T = TypeVar("T")
@@ -27,9 +31,12 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 class Channels:
     """Lazily opened channels keyed by address; the all-in-one address is set after bind."""
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, tls_config: TlsConfig | None = None) -> None:
         self._max = max_message_bytes
+        self._tls = tls_config or TlsConfig()
+        self._stamp = tls.files_stamp(self._tls)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._retired: list[grpc.aio.Channel] = []
         self._self_address = ""
 
     def set_self_address(self, address: str) -> None:
@@ -39,35 +46,44 @@ class Channels:
         target = address or self._self_address
         if not target:
             raise RuntimeError("service address not known yet (server not bound)")
+        stamp = tls.files_stamp(self._tls)
+        if stamp != self._stamp:  # certificates rotated: new connections use the new ones
+            self._stamp = stamp
+            self._retired.extend(self._channels.values())
+            self._channels.clear()
         ch = self._channels.get(target)
         if ch is None:
-            ch = grpc.aio.insecure_channel(target, options=channel_options(self._max))
+            ch = tls.aio_channel(target, self._tls, channel_options(self._max))
             self._channels[target] = ch
         return ch
 
     def stub(self, address: str, factory: Callable[[grpc.aio.Channel], T]) -> Callable[[], T]:
         """A callable returning a stub on the (lazily opened) channel."""
-        cache: dict[str, T] = {}
+        cache: dict[str, tuple[grpc.aio.Channel, T]] = {}
 
         def get() -> T:
+            channel = self.get(address)
             target = address or self._self_address
-            if target not in cache:
-                cache[target] = factory(self.get(address))
-            return cache[target]
+            cached = cache.get(target)
+            if cached is None or cached[0] is not channel:
+                cached = cache[target] = (channel, factory(channel))
+            return cached[1]
 
         return get
 
     async def close(self) -> None:
-        for ch in self._channels.values():
+        for ch in [*self._retired, *self._channels.values()]:
             await ch.close()
         self._channels.clear()
+        self._retired.clear()
 
 
 def call_options(default_timeout: float = 300.0) -> dict[str, Any]:
-    """Metadata and timeout for a downstream call made on behalf of the current caller
-    (API key, and the W3C trace context of the current span when tracing is on)."""
+    """Metadata and timeout for a downstream call made on behalf of the current caller (the
+    attested caller, or its API key when this service has no identity of its own; and the W3C
+    trace context of the current span when tracing is on)."""
     principal = current_principal()
     return {
-        "metadata": (*principal.metadata(), *outgoing_metadata()),
+        "metadata": (*tls.outgoing_metadata(principal), *outgoing_metadata()),
         "timeout": remaining_seconds(default_timeout),
     }

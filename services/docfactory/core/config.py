@@ -30,6 +30,9 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     grace_seconds: float = 10.0
     max_concurrent_rpcs: int = 256
+    # Shared key of docfactory services: internal hops without client certificates
+    # (docfactory.core.tls) and the internal index listener.
+    service_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,27 @@ class TracingConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """TLS on every gRPC hop (docfactory.core.tls). Off while ``cert`` is empty."""
+
+    cert: str = ""  # PEM certificate chain of this process (server; client under mTLS)
+    key: str = ""  # its PEM private key
+    ca: str = ""  # CA bundle: verifies the servers this process calls, and client certificates
+    # "require" (mTLS: every client presents a certificate signed by `ca`) or "none";
+    # default: require when `ca` is set.
+    client_auth: str = ""
+    # Name expected in the servers' certificates when the dialled address is not in them.
+    server_name: str = ""
+    # Client-certificate subjects trusted as docfactory services, ";"-separated RFC 4514 names
+    # (default: the subject of this process's own certificate).
+    internal_subjects: str = ""
+    # (The services' shared key, for internal hops without client certificates, is
+    # server.service_key / DOCFACTORY_SERVICE_KEY.)
+    # Allow a non-loopback bind without TLS (traffic encrypted by a mesh, or a lab).
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     database_url: str = ""  # default: sqlite:///<data_dir>/docfactory.db
@@ -239,6 +263,7 @@ class Settings:
     s3: S3Config = field(default_factory=S3Config)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     @property
     def resolved_database_url(self) -> str:
@@ -264,6 +289,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_METRICS_PORT": ("server", "metrics_port"),
     "DOCFACTORY_MAX_MESSAGE_BYTES": ("server", "max_message_bytes"),
     "DOCFACTORY_GRACE_SECONDS": ("server", "grace_seconds"),
+    "DOCFACTORY_SERVICE_KEY": ("server", "service_key"),
     "DOCFACTORY_INGESTION_ADDRESS": ("addresses", "ingestion"),
     "DOCFACTORY_CHUNKING_ADDRESS": ("addresses", "chunking"),
     "DOCFACTORY_EMBEDDING_ADDRESS": ("addresses", "embedding"),
@@ -342,6 +368,13 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_WEBHOOK_COLLECTION": ("jobs", "webhook_collection"),
     "DOCFACTORY_OTEL_EXPORTER": ("tracing", "exporter"),
     "DOCFACTORY_OTEL_ENDPOINT": ("tracing", "endpoint"),
+    "DOCFACTORY_TLS_CERT": ("tls", "cert"),
+    "DOCFACTORY_TLS_KEY": ("tls", "key"),
+    "DOCFACTORY_TLS_CA": ("tls", "ca"),
+    "DOCFACTORY_TLS_CLIENT_AUTH": ("tls", "client_auth"),
+    "DOCFACTORY_TLS_SERVER_NAME": ("tls", "server_name"),
+    "DOCFACTORY_TLS_INTERNAL_SUBJECTS": ("tls", "internal_subjects"),
+    "DOCFACTORY_INSECURE": ("tls", "insecure"),
 }
 
 

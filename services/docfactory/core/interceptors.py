@@ -14,7 +14,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from docfactory.core import metrics
+from docfactory.core import metrics, tls
 from docfactory.core.auth import (
     Authenticator,
     Principal,
@@ -80,8 +80,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self,
         keys: Authenticator,
         authorize: Callable[[str, Principal], None] | None = None,
+        identity: tls.ServiceIdentity | None = None,
     ) -> None:
         self._keys = keys
+        # This server's service identity: which peers may attest a caller (core/tls.py).
+        self._identity = identity
         # Role checks by RPC (the governance gate's ``authorize_method``), after authentication.
         self._authorize = authorize
 
@@ -99,10 +102,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _begin(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
         remaining = context.time_remaining()
         set_deadline(time.monotonic() + remaining if remaining is not None else None)
-        md = context.invocation_metadata()
-        principal = self._keys.authenticate(key_from_metadata(md))
-        principal = act_on_behalf(principal, on_behalf_from_metadata(md))
+        md = context.invocation_metadata() or ()
+        subject = tls.peer_subject(context)
+        # An internal peer (client certificate or service key) attests the end user.
+        attested = self._identity.attested_principal(md, subject) if self._identity else None
+        if attested is not None:
+            principal = attested
+        else:
+            principal = self._keys.authenticate(key_from_metadata(md), mtls_subject=subject)
+            principal = act_on_behalf(principal, on_behalf_from_metadata(md))
         set_principal(principal)
+        tls.set_identity(self._identity)
         if self._authorize is not None:
             self._authorize(method, principal)
         return principal

@@ -34,7 +34,13 @@ import numpy as np
 
 from docfactory.answering.adapters.generators import ExtractiveGenerator
 from docfactory.answering.adapters.rerank import Reranker, candidate_depth
-from docfactory.answering.service import AnsweringService, CitationsUsed, SearchParams
+from docfactory.answering.sentences import split_units
+from docfactory.answering.service import (
+    AnsweringService,
+    CitationsUsed,
+    SearchParams,
+    Summary,
+)
 from docfactory.core.config import Settings
 from docfactory.core.lexical import Bm25Params, SparseEncoder, detect_language, get_analyzer
 from docfactory.core.vectorstore import ChunkPoint, Sparse, point_id
@@ -302,10 +308,28 @@ async def _run_mode(
     )
 
 
+def quotes_heading(quote: str, passage: str, section_path: Sequence[str] = ()) -> bool:
+    """Whether ``quote`` contains one of the headings or titles of ``passage`` (its lines that
+    :func:`split_units` classifies as heading or question), as whole words."""
+    text = f" {' '.join(quote.split())} "
+    for unit in split_units(passage, section_path):
+        if unit.answer:
+            continue
+        h = unit.text
+        if any(f"{pre}{h}{post}" in text for pre in (" ", "«") for post in (" ", "»", ".")):
+            return True
+    return False
+
+
 async def _run_answers(
     service: AnsweringService, dataset: Dataset, qids: Sequence[str], opts: EvalOptions
 ) -> dict[str, float]:
-    cited = em = f1 = contains = 0.0
+    """Answer figures over ``qids``: the gold paragraph cited; EM/F1 and gold-in-quote of the
+    first quote (comparable with earlier runs) and of all the quotes of the answer together;
+    the quoted words per answer; the share of answers quoting a heading; the share answered
+    "insufficient context"."""
+    cited = em = f1 = f1_all = contains = contains_any = headings = refused = 0.0
+    words: list[float] = []
     for qid in qids:
         question = dataset.queries[qid]
         golds = dataset.answers[qid]
@@ -317,20 +341,46 @@ async def _run_answers(
         async for event in service.answer(TENANT, params):
             if isinstance(event, CitationsUsed):
                 citations = list(event.citations)
+            elif isinstance(event, Summary):
+                refused += float(event.insufficient_context)
         cited += float(any(c.document_id == gold_doc for c in citations))
         quote = citations[0].quote if citations else ""
+        quoted = " ".join(c.quote for c in citations)
         lang = detect_language(question)
         em += exact_match(quote, golds, lang)
         f1 += f1_score(quote, golds, lang)
+        f1_all += f1_score(quoted, golds, lang)
+        norm_golds = [f" {normalize_answer(g, lang)} " for g in golds]
         norm_quote = f" {normalize_answer(quote, lang)} "
-        contains += float(any(f" {normalize_answer(g, lang)} " in norm_quote for g in golds))
+        contains += float(any(g in norm_quote for g in norm_golds))
+        norm_quoted = f" {normalize_answer(quoted, lang)} "
+        contains_any += float(any(g in norm_quoted for g in norm_golds))
+        if citations:
+            words.append(float(len(quoted.split())))
+            headings += float(
+                any(
+                    c.document_id in dataset.corpus
+                    and quotes_heading(
+                        c.quote, dataset.corpus[c.document_id].passage, c.section_path
+                    )
+                    for c in citations
+                )
+            )
     n = max(1, len(qids))
+    answered = max(1, len(words))
     return {
         "questions": float(len(qids)),
         "citation_accuracy": round(cited / n, 4),
         "exact_match": round(em / n, 4),
         "f1": round(f1 / n, 4),
         "answer_in_quote": round(contains / n, 4),
+        "f1_all_quotes": round(f1_all / n, 4),
+        "answer_in_any_quote": round(contains_any / n, 4),
+        "quote_words_median": round(percentile(words, 50), 1),
+        "quote_words_mean": round(sum(words) / answered, 1),
+        "quote_words_p90": round(percentile(words, 90), 1),
+        "heading_quoted": round(headings / answered, 4),
+        "insufficient_context": round(refused / n, 4),
     }
 
 
@@ -500,6 +550,14 @@ def format_table(report: dict[str, Any]) -> str:
             f"accuracy {a['citation_accuracy']:.4f}, EM {a['exact_match']:.4f}, "
             f"F1 {a['f1']:.4f}, gold answer in quote {a['answer_in_quote']:.4f}"
         )
+        if "answer_in_any_quote" in a:
+            lines.append(
+                f"  all quotes of an answer: gold answer inside {a['answer_in_any_quote']:.4f}, "
+                f"F1 {a['f1_all_quotes']:.4f}; quoted words per answer median "
+                f"{a['quote_words_median']:.0f} (mean {a['quote_words_mean']:.0f}, p90 "
+                f"{a['quote_words_p90']:.0f}); answers quoting a heading "
+                f"{a['heading_quoted']:.4f}; insufficient context {a['insufficient_context']:.4f}"
+            )
     return "\n".join(lines)
 
 

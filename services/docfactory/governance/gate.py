@@ -42,9 +42,9 @@ class PolicyKeys:
     def __init__(self, store: PolicyStore) -> None:
         self._store = store
 
-    def authenticate(self, api_key: str | None) -> Principal:
+    def authenticate(self, api_key: str | None, *, mtls_subject: str | None = None) -> Principal:
         policy = self._store.current()
-        key = policy.authenticate(api_key or "")
+        key = policy.authenticate(api_key or "", mtls_subject=mtls_subject)
         return Principal(
             tenant=key.tenant, key_id=key.id, api_key=api_key or "", roles=frozenset(key.roles)
         )

@@ -56,6 +56,7 @@ import yaml
 
 from docfactory.core.auth import hash_key
 from docfactory.core.errors import ConfigError, InvalidArgument, PermissionDenied, Unauthenticated
+from docfactory.core.tls import subjects_equal
 
 log = logging.getLogger(__name__)
 
@@ -598,9 +599,11 @@ class Policy:
                 reason="API_KEY_EXPIRED",
                 metadata={"key_id": entry.id},
             )
-        if entry.mtls_subject is not None and mtls_subject != entry.mtls_subject:
+        if entry.mtls_subject is not None and not subjects_equal(mtls_subject, entry.mtls_subject):
             raise Unauthenticated(
-                f"API key {entry.id!r} must be presented with its client certificate",
+                f"API key {entry.id!r} must be presented with its client certificate "
+                f"({entry.mtls_subject!r}); "
+                + (f"the peer presented {mtls_subject!r}" if mtls_subject else "none presented"),
                 reason="MTLS_SUBJECT_MISMATCH",
                 metadata={"key_id": entry.id},
             )

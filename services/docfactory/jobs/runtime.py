@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from docfactory.core.clients import channel_options
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
 from docfactory.core.errors import ConfigError, DocfactoryError
+from docfactory.core.tls import sync_channel
 from docfactory.ingestion.archives import ArchiveLimits
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from docfactory.jobs.pipeline import (
@@ -368,8 +367,10 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
     engine = make_engine(settings.resolved_database_url)
     repo = JobsRepository(engine)
     repo.heartbeat(executor_id, socket.gethostname(), os.getpid())
-    channel = grpc.insecure_channel(
-        _ingestion_address(settings), options=channel_options(settings.server.max_message_bytes)
+    channel = sync_channel(  # TLS (and the worker's client certificate) when configured
+        _ingestion_address(settings),
+        settings.tls,
+        channel_options(settings.server.max_message_bytes),
     )
     _RT = _Runtime(
         settings=settings,

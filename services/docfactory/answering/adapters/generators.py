@@ -1,7 +1,8 @@
 """Answer generators behind one Protocol.
 
-- ``ExtractiveGenerator`` (default without a model): quotes the best sentences of the best
-  passages with their markers, clearly labelled as extractive.
+- ``ExtractiveGenerator`` (default without a model): quotes the sentences that answer
+  (``docfactory.answering.sentences``) with their passages' markers, clearly labelled as
+  extractive; the generative backends send the passages in the order of the same selection.
 - ``OpenAIChatGenerator``: OpenAI-compatible chat completions with streaming (how docfactory
   talks to vLLM serving Mistral), through an endpoint pool (``docfactory.core.pool``), with
   ``complete_json`` for structured extraction.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +26,15 @@ from docfactory.answering.prompt import (
     PromptPassage,
     build_messages,
 )
+from docfactory.answering.sentences import (
+    Selection,
+    SelectionConfig,
+    SentenceEmbedder,
+    order_passages,
+    select,
+)
 from docfactory.core.config import GenerationConfig
 from docfactory.core.errors import ConfigError, DocfactoryError, Unavailable
-from docfactory.core.lexical import get_analyzer
 from docfactory.core.pool import EndpointPool, PoolSettings
 
 
@@ -50,60 +56,63 @@ class Generator(Protocol):
     async def close(self) -> None: ...
 
 
-_SENT = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
 class ExtractiveGenerator:
+    """Quotes the sentences of the passages that answer the question (``sentences.select``):
+    the best one, up to two more that score close to it, each with the minimum context to read
+    correctly and its passage's marker; headings and titles are never quoted. When no sentence
+    shares enough of the question's terms it says it does not know (insufficient context).
+
+    ``embedder`` (optional) adds the embedding model's question/sentence similarity to the
+    lexical score."""
+
     name = "extractive"
     extractive = True
 
-    def __init__(self, max_passages: int = 3, max_sentences: int = 2) -> None:
-        self._max_passages = max_passages
-        self._max_sentences = max_sentences
+    def __init__(
+        self, config: SelectionConfig | None = None, embedder: SentenceEmbedder | None = None
+    ) -> None:
+        self._config = config or SelectionConfig()
+        self._embedder = embedder
 
-    def _best_sentences(self, question: str, text: str, language: str) -> str | None:
-        """The passage's sentences sharing the most content terms with the question, or None
-        when it shares none (it does not support an answer: nothing to quote)."""
-        analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
-        q_terms = set(analyzer.tokens(question))
-        sentences = [s.strip() for s in _SENT.split(text) if len(s.strip()) > 3] or [
-            text.strip()[:400]
-        ]
-        scored = []
-        for i, sentence in enumerate(sentences):
-            overlap = len(q_terms & set(analyzer.tokens(sentence)))
-            scored.append((overlap, i, sentence))
-        top = max(o for o, _, _ in scored)
-        if top == 0 and q_terms:
-            return None
-        ranked = sorted(scored, key=lambda t: (-t[0], t[1]))
-        best = [t for t in ranked[: self._max_sentences] if t[0] * 2 >= top]
-        best.sort(key=lambda t: t[1])  # reading order
-        quote = " ".join(s for _, _, s in best)
-        return quote if len(quote) <= 600 else quote[:597] + "..."
+    def select(self, question: str, passages: Sequence[PromptPassage], language: str) -> Selection:
+        return select(
+            question,
+            [p.text for p in passages],
+            language,
+            headings=[p.headings for p in passages],
+            cfg=self._config,
+            embedder=self._embedder,
+        )
 
     async def stream(
         self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
     ) -> AsyncIterator[str]:
-        # Its "judgment": a passage that shares no content term (after stemming and stop
-        # words) with the question is not quoted; when none does, it says it does not know.
-        quotes = []
-        for p in passages:
-            quote = self._best_sentences(question, p.text, language)
-            if quote is not None:
-                quotes.append((p, quote))
-            if len(quotes) == self._max_passages:
-                break
-        if not quotes:
+        selection = await asyncio.to_thread(self.select, question, passages, language)
+        if selection.insufficient:
             yield DONT_KNOW.get(language, DONT_KNOW["en"])
             return
         yield EXTRACTIVE_LABEL.get(language, EXTRACTIVE_LABEL["en"]) + "\n"
-        for p, quote in quotes:
+        for position, quote in selection.quotes:
+            p = passages[position]
             usage.quotes[p.marker] = quote
             yield f"\n« {quote} » [{p.marker}] ({p.source})\n"
 
     async def close(self) -> None:
         return None
+
+
+def answer_first(
+    question: str, passages: Sequence[PromptPassage], language: str
+) -> list[PromptPassage]:
+    """The passages in the order to show a model: the most answer-bearing first (the
+    extractive selection's passage order); markers are kept, so citations still point to the
+    right passage."""
+    if len(passages) < 2:
+        return list(passages)
+    order = order_passages(
+        question, [p.text for p in passages], language, [p.headings for p in passages]
+    )
+    return [passages[i] for i in order]
 
 
 @dataclass(frozen=True)
@@ -320,7 +329,8 @@ class OpenAIChatGenerator:
     async def stream(
         self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
     ) -> AsyncIterator[str]:
-        fitted = await self.fit_passages(question, passages, language)
+        ordered = await asyncio.to_thread(answer_first, question, passages, language)
+        fitted = await self.fit_passages(question, ordered, language)
         pieces = self.stream_messages(build_messages(question, fitted, language), usage)
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
@@ -433,7 +443,8 @@ class TransformersGenerator:
     ) -> AsyncIterator[str]:
         from transformers import TextIteratorStreamer
 
-        messages = build_messages(question, passages, language)
+        ordered = answer_first(question, passages, language)
+        messages = build_messages(question, ordered, language)
         input_ids = self._prompt_ids(messages)
         budget = self._cfg.context_tokens - self._cfg.max_tokens
         if input_ids.shape[1] > budget:
