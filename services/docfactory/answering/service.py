@@ -432,6 +432,8 @@ class AnsweringService:
         metrics.GENERATION_TOKENS.labels(self.generator.name, "out").inc(usage.completion_tokens)
         review_id = ""
         if held and self._gov is not None and self._gov.reviews is not None:
+            from docfactory.governance.reviews import review_metadata
+
             review = await asyncio.to_thread(
                 lambda: self._gov.reviews.create_draft(  # type: ignore[union-attr]
                     tenant=principal.tenant,
@@ -440,6 +442,8 @@ class AnsweringService:
                     answer_text=full,
                     citations=[citation_dict(c) for c in used],
                     model=getattr(self.generator, "model", "") or "",
+                    # the reviewer sees the question only where the use case keeps it
+                    metadata=review_metadata(params.query, grant),
                 )
             )
             review_id = review.review_id

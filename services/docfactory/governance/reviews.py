@@ -114,6 +114,34 @@ class Review:
         return None
 
 
+    def question(self, now: dt.datetime) -> str:
+        """The requester's question, kept with the draft only where the use case's retention
+        keeps questions, and only until that retention ends ("" otherwise)."""
+        question = self.metadata.get("question")
+        expires = self.metadata.get("question_expires_at")
+        if not isinstance(question, str) or not isinstance(expires, str):
+            return ""
+        try:
+            if dt.datetime.fromisoformat(expires) <= now:
+                return ""
+        except ValueError:
+            return ""
+        return question
+
+
+def review_metadata(question: str, grant: Any) -> dict[str, Any]:
+    """Draft metadata for a held answer: the question and when it must be forgotten, where the
+    use case keeps questions (``grant.keep_question``); nothing otherwise."""
+    decision = getattr(grant, "decision", None)
+    if not question or decision is None or not getattr(grant, "keep_question", False):
+        return {}
+    duration = decision.retention.duration
+    if duration is None:
+        return {}
+    expires = dt.datetime.now(dt.UTC) + duration
+    return {"question": question, "question_expires_at": expires.isoformat()}
+
+
 MAX_CLAIM = dt.timedelta(days=1)
 DEFAULT_CLAIM = dt.timedelta(minutes=15)
 
@@ -167,7 +195,7 @@ def _decode_token(token: str) -> int:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         after = data["after"]
-        if not isinstance(after, int) or after < 0:
+        if not isinstance(after, int) or not 0 <= after <= 2**62:
             raise ValueError(after)
         return after
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:

@@ -44,7 +44,8 @@ def _citation(d: Mapping[str, Any]) -> common_pb2.Citation:
 def _review(r: Review) -> pb.Review:
     ts = Timestamp()
     ts.FromDatetime(r.created_at)
-    holder = r.claim_holder(dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    holder = r.claim_holder(now)
     claim_end = None
     if holder and r.claimed_until is not None:
         claim_end = Timestamp()
@@ -55,6 +56,7 @@ def _review(r: Review) -> pb.Review:
         reviewer_key_id=r.reviewer_key_id or "",
         comment=r.comment,
         amended_text=r.amended_text or "",
+        question=r.question(now),
         review_id=r.review_id,
         use_case=r.use_case,
         requester_key_id=r.requester_key_id,

@@ -26,15 +26,15 @@ from docfactory.common.v1 import common_pb2 as docfactory_dot_common_dot_v1_dot_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1docfactory/governance/v1/governance_service.proto\x12\x18\x64ocfactory.governance.v1\x1a!docfactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetPolicyRequest\"\xe7\x01\n\x07UseCase\x12\x13\n\x0buse_case_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x1b\n\x13\x61llowed_collections\x18\x04 \x03(\t\x12@\n\x12max_classification\x18\x05 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12\x16\n\x0e\x61llowed_models\x18\x06 \x03(\t\x12\x1d\n\x15human_review_required\x18\x07 \x01(\x08\x12\x11\n\tretention\x18\x08 \x01(\t\"Z\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\tuse_cases\x18\x02 \x03(\x0b\x32!.docfactory.governance.v1.UseCase\"\xef\x02\n\x06Review\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12\x18\n\x10requester_key_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ndraft_text\x18\x05 \x01(\t\x12\x31\n\tcitations\x18\x06 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\r\n\x05model\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63laimed_by_key_id\x18\t \x01(\t\x12\x35\n\x11\x63laim_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0freviewer_key_id\x18\x0b \x01(\t\x12\x0f\n\x07\x63omment\x18\x0c \x01(\t\x12\x14\n\x0c\x61mended_text\x18\r \x01(\t\"M\n\x12ListReviewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08use_case\x18\x03 \x01(\t\"a\n\x13ListReviewsResponse\x12\x31\n\x07reviews\x18\x01 \x03(\x0b\x32 .docfactory.governance.v1.Review\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8b\x01\n\x13\x44\x65\x63ideReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12:\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32(.docfactory.governance.v1.ReviewDecision\x12\x14\n\x0c\x61mended_text\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"H\n\x14\x44\x65\x63ideReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"-\n\x18GetReviewedAnswerRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"\x84\x01\n\x19GetReviewedAnswerResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x31\n\tcitations\x18\x03 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\x17\n\x0freviewer_key_id\x18\x04 \x01(\t\"\x14\n\x12VerifyAuditRequest\")\n\x0c\x41uditProblem\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\"l\n\x13VerifyAuditResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x38\n\x08problems\x18\x03 \x03(\x0b\x32&.docfactory.governance.v1.AuditProblem\"\x12\n\x10GetCallerRequest\"]\n\x11GetCallerResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x19\n\x11policy_configured\x18\x04 \x01(\x08\"%\n\x10GetReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"E\n\x11GetReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"<\n\x12\x43laimReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"G\n\x13\x43laimReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review*\x85\x01\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x19\n\x15REVIEW_DECISION_AMEND\x10\x02\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x03\x32\xf6\x06\n\x11GovernanceService\x12\x64\n\tGetPolicy\x12*.docfactory.governance.v1.GetPolicyRequest\x1a+.docfactory.governance.v1.GetPolicyResponse\x12j\n\x0bListReviews\x12,.docfactory.governance.v1.ListReviewsRequest\x1a-.docfactory.governance.v1.ListReviewsResponse\x12m\n\x0c\x44\x65\x63ideReview\x12-.docfactory.governance.v1.DecideReviewRequest\x1a..docfactory.governance.v1.DecideReviewResponse\x12|\n\x11GetReviewedAnswer\x12\x32.docfactory.governance.v1.GetReviewedAnswerRequest\x1a\x33.docfactory.governance.v1.GetReviewedAnswerResponse\x12j\n\x0bVerifyAudit\x12,.docfactory.governance.v1.VerifyAuditRequest\x1a-.docfactory.governance.v1.VerifyAuditResponse\x12\x64\n\tGetCaller\x12*.docfactory.governance.v1.GetCallerRequest\x1a+.docfactory.governance.v1.GetCallerResponse\x12\x64\n\tGetReview\x12*.docfactory.governance.v1.GetReviewRequest\x1a+.docfactory.governance.v1.GetReviewResponse\x12j\n\x0b\x43laimReview\x12,.docfactory.governance.v1.ClaimReviewRequest\x1a-.docfactory.governance.v1.ClaimReviewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1docfactory/governance/v1/governance_service.proto\x12\x18\x64ocfactory.governance.v1\x1a!docfactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetPolicyRequest\"\xe7\x01\n\x07UseCase\x12\x13\n\x0buse_case_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x1b\n\x13\x61llowed_collections\x18\x04 \x03(\t\x12@\n\x12max_classification\x18\x05 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12\x16\n\x0e\x61llowed_models\x18\x06 \x03(\t\x12\x1d\n\x15human_review_required\x18\x07 \x01(\x08\x12\x11\n\tretention\x18\x08 \x01(\t\"Z\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\tuse_cases\x18\x02 \x03(\x0b\x32!.docfactory.governance.v1.UseCase\"\x81\x03\n\x06Review\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12\x18\n\x10requester_key_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ndraft_text\x18\x05 \x01(\t\x12\x31\n\tcitations\x18\x06 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\r\n\x05model\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63laimed_by_key_id\x18\t \x01(\t\x12\x35\n\x11\x63laim_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0freviewer_key_id\x18\x0b \x01(\t\x12\x0f\n\x07\x63omment\x18\x0c \x01(\t\x12\x14\n\x0c\x61mended_text\x18\r \x01(\t\x12\x10\n\x08question\x18\x0e \x01(\t\"M\n\x12ListReviewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08use_case\x18\x03 \x01(\t\"a\n\x13ListReviewsResponse\x12\x31\n\x07reviews\x18\x01 \x03(\x0b\x32 .docfactory.governance.v1.Review\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8b\x01\n\x13\x44\x65\x63ideReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12:\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32(.docfactory.governance.v1.ReviewDecision\x12\x14\n\x0c\x61mended_text\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"H\n\x14\x44\x65\x63ideReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"-\n\x18GetReviewedAnswerRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"\x84\x01\n\x19GetReviewedAnswerResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x31\n\tcitations\x18\x03 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\x17\n\x0freviewer_key_id\x18\x04 \x01(\t\"\x14\n\x12VerifyAuditRequest\")\n\x0c\x41uditProblem\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\"l\n\x13VerifyAuditResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x38\n\x08problems\x18\x03 \x03(\x0b\x32&.docfactory.governance.v1.AuditProblem\"\x12\n\x10GetCallerRequest\"]\n\x11GetCallerResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x19\n\x11policy_configured\x18\x04 \x01(\x08\"%\n\x10GetReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"E\n\x11GetReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"<\n\x12\x43laimReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"G\n\x13\x43laimReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review*\x85\x01\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x19\n\x15REVIEW_DECISION_AMEND\x10\x02\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x03\x32\xf6\x06\n\x11GovernanceService\x12\x64\n\tGetPolicy\x12*.docfactory.governance.v1.GetPolicyRequest\x1a+.docfactory.governance.v1.GetPolicyResponse\x12j\n\x0bListReviews\x12,.docfactory.governance.v1.ListReviewsRequest\x1a-.docfactory.governance.v1.ListReviewsResponse\x12m\n\x0c\x44\x65\x63ideReview\x12-.docfactory.governance.v1.DecideReviewRequest\x1a..docfactory.governance.v1.DecideReviewResponse\x12|\n\x11GetReviewedAnswer\x12\x32.docfactory.governance.v1.GetReviewedAnswerRequest\x1a\x33.docfactory.governance.v1.GetReviewedAnswerResponse\x12j\n\x0bVerifyAudit\x12,.docfactory.governance.v1.VerifyAuditRequest\x1a-.docfactory.governance.v1.VerifyAuditResponse\x12\x64\n\tGetCaller\x12*.docfactory.governance.v1.GetCallerRequest\x1a+.docfactory.governance.v1.GetCallerResponse\x12\x64\n\tGetReview\x12*.docfactory.governance.v1.GetReviewRequest\x1a+.docfactory.governance.v1.GetReviewResponse\x12j\n\x0b\x43laimReview\x12,.docfactory.governance.v1.ClaimReviewRequest\x1a-.docfactory.governance.v1.ClaimReviewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.governance.v1.governance_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWDECISION']._serialized_start=1975
-  _globals['_REVIEWDECISION']._serialized_end=2108
+  _globals['_REVIEWDECISION']._serialized_start=1993
+  _globals['_REVIEWDECISION']._serialized_end=2126
   _globals['_GETPOLICYREQUEST']._serialized_start=147
   _globals['_GETPOLICYREQUEST']._serialized_end=165
   _globals['_USECASE']._serialized_start=168
@@ -42,37 +42,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPOLICYRESPONSE']._serialized_start=401
   _globals['_GETPOLICYRESPONSE']._serialized_end=491
   _globals['_REVIEW']._serialized_start=494
-  _globals['_REVIEW']._serialized_end=861
-  _globals['_LISTREVIEWSREQUEST']._serialized_start=863
-  _globals['_LISTREVIEWSREQUEST']._serialized_end=940
-  _globals['_LISTREVIEWSRESPONSE']._serialized_start=942
-  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1039
-  _globals['_DECIDEREVIEWREQUEST']._serialized_start=1042
-  _globals['_DECIDEREVIEWREQUEST']._serialized_end=1181
-  _globals['_DECIDEREVIEWRESPONSE']._serialized_start=1183
-  _globals['_DECIDEREVIEWRESPONSE']._serialized_end=1255
-  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_start=1257
-  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_end=1302
-  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_start=1305
-  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_end=1437
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=1439
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=1459
-  _globals['_AUDITPROBLEM']._serialized_start=1461
-  _globals['_AUDITPROBLEM']._serialized_end=1502
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1504
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1612
-  _globals['_GETCALLERREQUEST']._serialized_start=1614
-  _globals['_GETCALLERREQUEST']._serialized_end=1632
-  _globals['_GETCALLERRESPONSE']._serialized_start=1634
-  _globals['_GETCALLERRESPONSE']._serialized_end=1727
-  _globals['_GETREVIEWREQUEST']._serialized_start=1729
-  _globals['_GETREVIEWREQUEST']._serialized_end=1766
-  _globals['_GETREVIEWRESPONSE']._serialized_start=1768
-  _globals['_GETREVIEWRESPONSE']._serialized_end=1837
-  _globals['_CLAIMREVIEWREQUEST']._serialized_start=1839
-  _globals['_CLAIMREVIEWREQUEST']._serialized_end=1899
-  _globals['_CLAIMREVIEWRESPONSE']._serialized_start=1901
-  _globals['_CLAIMREVIEWRESPONSE']._serialized_end=1972
-  _globals['_GOVERNANCESERVICE']._serialized_start=2111
-  _globals['_GOVERNANCESERVICE']._serialized_end=2997
+  _globals['_REVIEW']._serialized_end=879
+  _globals['_LISTREVIEWSREQUEST']._serialized_start=881
+  _globals['_LISTREVIEWSREQUEST']._serialized_end=958
+  _globals['_LISTREVIEWSRESPONSE']._serialized_start=960
+  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1057
+  _globals['_DECIDEREVIEWREQUEST']._serialized_start=1060
+  _globals['_DECIDEREVIEWREQUEST']._serialized_end=1199
+  _globals['_DECIDEREVIEWRESPONSE']._serialized_start=1201
+  _globals['_DECIDEREVIEWRESPONSE']._serialized_end=1273
+  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_start=1275
+  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_end=1320
+  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_start=1323
+  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_end=1455
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=1457
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=1477
+  _globals['_AUDITPROBLEM']._serialized_start=1479
+  _globals['_AUDITPROBLEM']._serialized_end=1520
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1522
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1630
+  _globals['_GETCALLERREQUEST']._serialized_start=1632
+  _globals['_GETCALLERREQUEST']._serialized_end=1650
+  _globals['_GETCALLERRESPONSE']._serialized_start=1652
+  _globals['_GETCALLERRESPONSE']._serialized_end=1745
+  _globals['_GETREVIEWREQUEST']._serialized_start=1747
+  _globals['_GETREVIEWREQUEST']._serialized_end=1784
+  _globals['_GETREVIEWRESPONSE']._serialized_start=1786
+  _globals['_GETREVIEWRESPONSE']._serialized_end=1855
+  _globals['_CLAIMREVIEWREQUEST']._serialized_start=1857
+  _globals['_CLAIMREVIEWREQUEST']._serialized_end=1917
+  _globals['_CLAIMREVIEWRESPONSE']._serialized_start=1919
+  _globals['_CLAIMREVIEWRESPONSE']._serialized_end=1990
+  _globals['_GOVERNANCESERVICE']._serialized_start=2129
+  _globals['_GOVERNANCESERVICE']._serialized_end=3015
 # @@protoc_insertion_point(module_scope)

@@ -55,7 +55,7 @@ class GetPolicyResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., use_cases: _Optional[_Iterable[_Union[UseCase, _Mapping]]] = ...) -> None: ...
 
 class Review(_message.Message):
-    __slots__ = ("review_id", "use_case", "requester_key_id", "state", "draft_text", "citations", "model", "create_time", "claimed_by_key_id", "claim_expire_time", "reviewer_key_id", "comment", "amended_text")
+    __slots__ = ("review_id", "use_case", "requester_key_id", "state", "draft_text", "citations", "model", "create_time", "claimed_by_key_id", "claim_expire_time", "reviewer_key_id", "comment", "amended_text", "question")
     REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class Review(_message.Message):
     REVIEWER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
     AMENDED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
     review_id: str
     use_case: str
     requester_key_id: str
@@ -82,7 +83,8 @@ class Review(_message.Message):
     reviewer_key_id: str
     comment: str
     amended_text: str
-    def __init__(self, review_id: _Optional[str] = ..., use_case: _Optional[str] = ..., requester_key_id: _Optional[str] = ..., state: _Optional[str] = ..., draft_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., model: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claimed_by_key_id: _Optional[str] = ..., claim_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reviewer_key_id: _Optional[str] = ..., comment: _Optional[str] = ..., amended_text: _Optional[str] = ...) -> None: ...
+    question: str
+    def __init__(self, review_id: _Optional[str] = ..., use_case: _Optional[str] = ..., requester_key_id: _Optional[str] = ..., state: _Optional[str] = ..., draft_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., model: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claimed_by_key_id: _Optional[str] = ..., claim_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reviewer_key_id: _Optional[str] = ..., comment: _Optional[str] = ..., amended_text: _Optional[str] = ..., question: _Optional[str] = ...) -> None: ...
 
 class ListReviewsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "use_case")

@@ -1,0 +1,1 @@
+"""Web console for reviewers, document teams, operators and use-case owners (issue 14)."""

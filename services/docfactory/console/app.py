@@ -1,0 +1,336 @@
+"""The web console: a Starlette application rendering Jinja2 pages, htmx for the live parts.
+
+It reaches the services only through their gRPC APIs (:mod:`docfactory.console.backend`) with
+the signed-in person's key, so every page and decision goes through the same authentication,
+policy and audit as the API. ``docfactory console`` runs it; without ``--address`` it first
+starts the embedded default in-process, like the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from docfactory.console import i18n
+from docfactory.console.auth import COOKIE, PERMISSIONS, Session, SessionStore
+from docfactory.console.backend import Backend, ServiceError
+
+log = logging.getLogger("docfactory.console")
+
+HERE = Path(__file__).resolve().parent
+LANG_COOKIE = "docfactory_console_lang"
+
+#: Navigation: (permission, path, label key).
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("inbox", "/inbox", "inbox"),
+    ("dossiers", "/dossiers", "dossiers"),
+    ("documents", "/documents", "documents"),
+    ("jobs", "/jobs", "jobs"),
+    ("usage", "/usage", "usage"),
+    ("audit", "/audit", "audit"),
+)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """Console settings. ``auth_header``: a header set by an authenticating reverse proxy that
+    carries the person's API key (trusted only when configured; strip it at the proxy).
+    ``cookie_secure``: "auto" (Secure when the request came over TLS), "always" or "never"."""
+
+    address: str
+    session_ttl_seconds: float = 8 * 3600
+    auth_header: str = ""
+    cookie_secure: str = "auto"
+    dossiers: bool = False
+
+
+class SignInRequired(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    def __init__(self, permission: str) -> None:
+        self.permission = permission
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+class BadForm(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class Console:
+    """Everything a request handler needs: backend, sessions, templates, settings."""
+
+    def __init__(self, config: ConsoleConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.sessions = SessionStore(config.session_ttl_seconds)
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.globals["fmt_time"] = fmt_time
+        self.templates.env.globals["pct"] = pct
+
+    # -- request helpers ---------------------------------------------------------------------
+
+    def lang(self, request: Request) -> str:
+        return i18n.pick(
+            request.query_params.get("lang"),
+            request.cookies.get(LANG_COOKIE),
+            request.headers.get("accept-language"),
+        )
+
+    def session(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    def require(self, request: Request, permission: str) -> Session:
+        """The person's session with the permission, else sign-in (redirect) or 403."""
+        session = self.session(request)
+        if session is None:
+            raise SignInRequired()
+        if not session.may(permission):
+            raise Forbidden(permission)
+        return session
+
+    async def form(self, request: Request, session: Session) -> dict[str, str]:
+        """The posted form, after its CSRF token is checked (CsrfRefused otherwise)."""
+        try:
+            raw = await request.form()
+        except Exception as exc:
+            raise BadForm(f"malformed form: {type(exc).__name__}") from None
+        data = {k: v for k, v in raw.items() if isinstance(v, str)}
+        if not session.check_csrf(data.get("csrf_token")):
+            raise CsrfRefused()
+        return data
+
+    def secure(self, request: Request) -> bool:
+        mode = self.config.cookie_secure
+        return mode == "always" or (mode == "auto" and request.url.scheme == "https")
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: dict[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        session: Session | None = None,
+    ) -> Response:
+        lang = self.lang(request)
+        session = session if session is not None else self.session(request)
+        nav = []
+        if session is not None:
+            nav = [(path, key) for perm, path, key in NAV if session.may(perm)]
+            if not self.config.dossiers:
+                nav = [n for n in nav if n[0] != "/dossiers"]
+        ctx: dict[str, Any] = {
+            "request": request,
+            "t": i18n.translator(lang),
+            "lang": lang,
+            "other_lang": "en" if lang == "fr" else "fr",
+            "session": session,
+            "csrf": session.csrf_token if session else "",
+            "nav": nav,
+            "path": request.url.path,
+            "flashes": session.take_flashes() if session else [],
+            "permissions": PERMISSIONS,
+        }
+        ctx.update(context or {})
+        response = self.templates.TemplateResponse(request, template, ctx, status_code=status_code)
+        if request.query_params.get("lang") in i18n.LANGS:
+            response.set_cookie(
+                LANG_COOKIE, lang, max_age=365 * 86400, samesite="strict",
+                secure=self.secure(request), httponly=True,
+            )  # fmt: skip
+        return response
+
+    def error_page(
+        self, request: Request, status_code: int, title_key: str, message: str
+    ) -> Response:
+        return self.render(
+            request,
+            "error.html",
+            {"title_key": title_key, "message": message},
+            status_code=status_code,
+        )
+
+
+def fmt_time(ts: Any) -> str:
+    """A protobuf Timestamp or datetime as 'YYYY-MM-DD HH:MM UTC' ('' when unset)."""
+    if ts is None:
+        return ""
+    if hasattr(ts, "ToDatetime"):
+        if not ts.seconds and not ts.nanos:
+            return ""
+        ts = ts.ToDatetime(tzinfo=dt.UTC)
+    if isinstance(ts, dt.datetime):
+        return ts.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return str(ts)
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.0f} %"
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+def create_app(config: ConsoleConfig, backend: Backend | None = None) -> Starlette:
+    from docfactory.console import routes
+
+    console = Console(config, backend or Backend(config.address))
+
+    async def on_sign_in_required(request: Request, exc: Exception) -> Response:
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/signin?next={_quote(target)}", status_code=303)
+        return console.error_page(
+            request, 401, "signin", i18n.translator(console.lang(request))("signin_required")
+        )
+
+    async def on_forbidden(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Forbidden)
+        t = i18n.translator(console.lang(request))
+        needed = ", ".join(sorted(PERMISSIONS[exc.permission]))
+        return console.error_page(request, 403, "forbidden_title", t("forbidden", needed=needed))
+
+    async def on_csrf(request: Request, exc: Exception) -> Response:
+        t = i18n.translator(console.lang(request))
+        return console.error_page(request, 403, "csrf_title", t("csrf"))
+
+    async def on_bad_form(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadForm)
+        return console.error_page(request, 400, "bad_form_title", exc.message)
+
+    async def on_service_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        t = i18n.translator(console.lang(request))
+        if exc.code == "NOT_FOUND":
+            return console.error_page(request, 404, "not_found_title", t("not_found"))
+        if exc.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            log.warning("console: service unavailable: %s", exc)
+            return console.error_page(
+                request, 503, "unavailable_title", t("unavailable", address=backend_address)
+            )
+        if exc.code == "UNAUTHENTICATED":
+            console.sessions.end(request.cookies.get(COOKIE))
+            return await on_sign_in_required(request, exc)
+        if exc.code == "PERMISSION_DENIED":
+            message = f"{exc.reason}: {exc.message}"
+            return console.error_page(request, 403, "forbidden_title", message)
+        if exc.code == "UNIMPLEMENTED":
+            return console.error_page(request, 501, "error", t("unsupported", message=exc.message))
+        status = 409 if exc.code in ("FAILED_PRECONDITION", "ABORTED", "ALREADY_EXISTS") else 400
+        if exc.code in ("INTERNAL", "UNKNOWN", "DATA_LOSS"):
+            status = 502
+        return console.error_page(request, status, "error", f"{exc.reason}: {exc.message}")
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        t = i18n.translator(console.lang(request))
+        if exc.status_code == 404:
+            return console.error_page(request, 404, "not_found_title", t("not_found"))
+        return console.error_page(request, exc.status_code, "error", str(exc.detail))
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("console: unexpected error on %s %s", request.method, request.url.path)
+        t = i18n.translator(console.lang(request))
+        return console.error_page(request, 500, "internal_title", t("internal"))
+
+    backend_address = console.backend.address
+    app = Starlette(
+        routes=[
+            *routes.build(console),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={
+            SignInRequired: on_sign_in_required,
+            Forbidden: on_forbidden,
+            CsrfRefused: on_csrf,
+            BadForm: on_bad_form,
+            ServiceError: on_service_error,
+            HTTPException: on_http,
+            Exception: on_crash,
+        },
+        lifespan=_lifespan(console),
+    )
+    app.state.console = console
+    return app
+
+
+def _lifespan(console: Console) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await console.backend.close()
+
+    return lifespan
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+async def serve_console(
+    config: ConsoleConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    sockets: Sequence[socket.socket] | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    """Serve the console with uvicorn until cancelled (or SIGINT/SIGTERM when run alone)."""
+    import uvicorn
+
+    app = create_app(config)
+    uv_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        lifespan="on",
+    )
+    server = uvicorn.Server(uv_config)
+    await server.serve(sockets=list(sockets) if sockets else None)

@@ -1,0 +1,491 @@
+"""Pages and actions of the console. Each handler checks the person's role first (server side),
+then the form's CSRF token, then calls the services' gRPC APIs with the person's key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from docfactory.console import i18n
+from docfactory.console.auth import COOKIE, PRE_COOKIE
+from docfactory.console.backend import ServiceError
+from docfactory.governance.v1 import governance_service_pb2 as gov_pb
+from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
+from docfactory.jobs.v1 import jobs_service_pb2 as jobs_pb
+
+if TYPE_CHECKING:
+    from docfactory.console.app import Console
+
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DECISIONS = {
+    "approve": gov_pb.REVIEW_DECISION_APPROVE,
+    "amend": gov_pb.REVIEW_DECISION_AMEND,
+    "reject": gov_pb.REVIEW_DECISION_REJECT,
+}
+CLASSIFICATIONS = {0: "", 1: "PUBLIC", 2: "INTERNAL", 3: "CONFIDENTIAL", 4: "RESTRICTED"}
+MAX_TEXT = 20_000
+
+
+def _valid_id(value: str) -> str:
+    """Ids go into resource names: anything else is a 404, without calling a service."""
+    from starlette.exceptions import HTTPException
+
+    if not _ID.match(value):
+        raise HTTPException(404)
+    return value
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _job_state(state: int) -> str:
+    return jobs_pb.JobState.Name(state).removeprefix("JOB_STATE_")  # type: ignore[arg-type]
+
+
+def _doc_state(state: int) -> str:
+    return ing_pb.DocumentState.Name(state).removeprefix("DOCUMENT_STATE_")  # type: ignore[arg-type]
+
+
+def build(console: Console) -> list[Route]:
+    from docfactory.console.app import BadForm
+
+    backend = console.backend
+
+    # -- health, home, sign-in ---------------------------------------------------------------
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def home(request: Request) -> Response:
+        session = console.session(request)
+        if session is None:
+            return RedirectResponse("/signin", status_code=303)
+        return console.render(request, "home.html", session=session)
+
+    async def signin_form(request: Request) -> Response:
+        nxt = _safe_next(request.query_params.get("next"))
+        header = console.config.auth_header
+        if header and request.headers.get(header):
+            return await _sign_in(request, request.headers[header].strip(), nxt)
+        token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(32)
+        response = console.render(
+            request,
+            "signin.html",
+            {"signin_csrf": token, "next": nxt, "signed_out": "out" in request.query_params},
+            session=None,
+        )
+        response.set_cookie(
+            PRE_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+            secure=console.secure(request),
+        )  # fmt: skip
+        return response
+
+    async def _sign_in(request: Request, key: str, nxt: str) -> Response:
+        t = i18n.translator(console.lang(request))
+        try:
+            caller = await backend.caller(key)
+        except ServiceError as exc:
+            if exc.code in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
+                return console.render(
+                    request,
+                    "signin.html",
+                    {
+                        "signin_csrf": request.cookies.get(PRE_COOKIE, ""),
+                        "next": nxt,
+                        "error": t("signin_failed", message=f"{exc.reason}: {exc.message}"),
+                    },
+                    status_code=401,
+                    session=None,
+                )
+            raise
+        session = console.sessions.create(key, caller)
+        response = RedirectResponse(nxt, status_code=303)
+        response.set_cookie(
+            COOKIE, session.session_id, max_age=int(console.config.session_ttl_seconds),
+            httponly=True, samesite="strict", secure=console.secure(request), path="/",
+        )  # fmt: skip
+        response.delete_cookie(PRE_COOKIE)
+        return response
+
+    async def signin(request: Request) -> Response:
+        from docfactory.console.app import CsrfRefused
+
+        try:
+            raw = await request.form()
+        except Exception as exc:
+            raise BadForm(f"malformed form: {type(exc).__name__}") from None
+        form = {k: v for k, v in raw.items() if isinstance(v, str)}
+        expected = request.cookies.get(PRE_COOKIE, "")
+        if not expected or not secrets.compare_digest(expected, form.get("csrf_token", "")):
+            raise CsrfRefused()
+        key = form.get("api_key", "").strip()
+        nxt = _safe_next(form.get("next"))
+        if not key:
+            t = i18n.translator(console.lang(request))
+            return console.render(
+                request,
+                "signin.html",
+                {
+                    "signin_csrf": expected,
+                    "next": nxt,
+                    "error": t("signin_failed", message=t("api_key")),
+                },
+                status_code=400,
+                session=None,
+            )
+        return await _sign_in(request, key, nxt)
+
+    async def signout(request: Request) -> Response:
+        from docfactory.console.app import CsrfRefused, SignInRequired
+
+        session = console.session(request)
+        if session is None:
+            raise SignInRequired()
+        raw = await request.form()
+        if not session.check_csrf(str(raw.get("csrf_token") or "")):
+            raise CsrfRefused()
+        console.sessions.end(session.session_id)
+        response = RedirectResponse("/signin?out=1", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- reviewer inbox ------------------------------------------------------------------------
+
+    async def inbox(request: Request) -> Response:
+        session = console.require(request, "inbox")
+        notice = ""
+        reviews: list[Any] = []
+        next_token = ""
+        try:
+            resp = await backend.list_reviews(
+                session.api_key, page_token=request.query_params.get("page_token", "")
+            )
+            reviews, next_token = list(resp.reviews), resp.next_page_token
+        except ServiceError as exc:
+            if exc.reason != "NO_POLICY":
+                raise
+            notice = i18n.translator(console.lang(request))("no_policy")
+        return console.render(
+            request,
+            "inbox.html",
+            {"reviews": reviews, "next_token": next_token, "notice": notice},
+            session=session,
+        )
+
+    async def _review_page(
+        request: Request, session: Any, review_id: str, *, error: str = "", status: int = 200,
+        form: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
+        review = await backend.get_review(session.api_key, review_id)
+        return console.render(
+            request,
+            "review.html",
+            {"review": review, "error": error, "form": form or {}},
+            status_code=status,
+            session=session,
+        )
+
+    async def review(request: Request) -> Response:
+        session = console.require(request, "inbox")
+        return await _review_page(request, session, _valid_id(request.path_params["review_id"]))
+
+    async def claim(request: Request) -> Response:
+        session = console.require(request, "inbox")
+        review_id = _valid_id(request.path_params["review_id"])
+        await console.form(request, session)
+        t = i18n.translator(console.lang(request))
+        try:
+            await backend.claim_review(session.api_key, review_id)
+        except ServiceError as exc:
+            if exc.code in ("FAILED_PRECONDITION", "PERMISSION_DENIED"):
+                status = 409 if exc.code == "FAILED_PRECONDITION" else 403
+                return await _review_page(
+                    request, session, review_id, error=f"{exc.reason}: {exc.message}",
+                    status=status,
+                )  # fmt: skip
+            raise
+        session.flash("ok", t("claimed_ok"))
+        return RedirectResponse(f"/inbox/{review_id}", status_code=303)
+
+    async def decide(request: Request) -> Response:
+        session = console.require(request, "inbox")
+        review_id = _valid_id(request.path_params["review_id"])
+        form = await console.form(request, session)
+        t = i18n.translator(console.lang(request))
+        choice = form.get("decision", "")
+        amended = form.get("amended_text", "").strip()
+        comment = form.get("comment", "").strip()
+        problem = ""
+        if choice not in DECISIONS:
+            problem = t("bad_decision")
+        elif choice == "amend" and not amended:
+            problem = t("amend_needs_text")
+        elif choice != "amend" and amended:
+            problem = t("text_only_for_amend")
+        elif len(amended) > MAX_TEXT or len(comment) > MAX_TEXT:
+            problem = f"{MAX_TEXT} characters at most"
+        if problem:
+            return await _review_page(
+                request, session, review_id, error=problem, status=400, form=form
+            )
+        try:
+            decided = await backend.decide_review(
+                session.api_key, review_id, DECISIONS[choice], amended_text=amended,
+                comment=comment,
+            )  # fmt: skip
+        except ServiceError as exc:
+            if exc.code in ("FAILED_PRECONDITION", "PERMISSION_DENIED", "INVALID_ARGUMENT"):
+                status = {"FAILED_PRECONDITION": 409, "PERMISSION_DENIED": 403}.get(exc.code, 400)
+                return await _review_page(
+                    request, session, review_id, error=f"{exc.reason}: {exc.message}",
+                    status=status, form=form,
+                )  # fmt: skip
+            raise
+        session.flash("ok", t("decided_ok", state=decided.state))
+        return RedirectResponse("/inbox", status_code=303)
+
+    # -- documents ---------------------------------------------------------------------------
+
+    async def documents(request: Request) -> Response:
+        session = console.require(request, "documents")
+        q = request.query_params
+        query = q.get("q", "").strip()
+        collection = q.get("collection", "").strip()
+        use_case = q.get("use_case", "").strip()
+        use_cases: list[str] = []
+        if session.caller.policy_configured:
+            policy = await backend.policy(session.api_key)
+            use_cases = [u.use_case_id for u in policy.use_cases]
+        results = None
+        error = ""
+        if "q" in q:
+            if not query:
+                error = i18n.translator(console.lang(request))("query_required")
+            else:
+                try:
+                    results = await backend.search(
+                        session.api_key, query, use_case=use_case,
+                        collections=[collection] if collection else [],
+                    )  # fmt: skip
+                except ServiceError as exc:
+                    if exc.code not in ("INVALID_ARGUMENT", "PERMISSION_DENIED"):
+                        raise
+                    error = f"{exc.reason}: {exc.message}"
+        listing = await backend.list_documents(
+            session.api_key, collection=collection, page_token=q.get("page_token", "")
+        )
+        return console.render(
+            request,
+            "documents.html",
+            {
+                "query": query,
+                "collection": collection,
+                "use_case": use_case,
+                "use_cases": use_cases,
+                "results": results,
+                "error": error,
+                "documents": list(listing.documents),
+                "next_token": listing.next_page_token,
+                "doc_state": _doc_state,
+                "classes": CLASSIFICATIONS,
+            },
+            status_code=400 if error else 200,
+            session=session,
+        )
+
+    async def document(request: Request) -> Response:
+        session = console.require(request, "documents")
+        doc_id = _valid_id(request.path_params["document_id"])
+        doc = await backend.get_document(session.api_key, f"documents/{doc_id}")
+        return console.render(
+            request,
+            "document.html",
+            {"doc": doc, "doc_state": _doc_state, "classes": CLASSIFICATIONS, "error": ""},
+            session=session,
+        )
+
+    async def delete_document(request: Request) -> Response:
+        session = console.require(request, "documents.delete")
+        doc_id = _valid_id(request.path_params["document_id"])
+        form = await console.form(request, session)
+        t = i18n.translator(console.lang(request))
+        if form.get("confirm") != "yes":
+            doc = await backend.get_document(session.api_key, f"documents/{doc_id}")
+            return console.render(
+                request,
+                "document.html",
+                {
+                    "doc": doc,
+                    "doc_state": _doc_state,
+                    "classes": CLASSIFICATIONS,
+                    "error": t("delete_needs_confirm"),
+                },
+                status_code=400,
+                session=session,
+            )
+        chunks = await backend.delete_document(session.api_key, f"documents/{doc_id}")
+        session.flash("ok", t("deleted_ok", chunks=chunks))
+        return RedirectResponse("/documents", status_code=303)
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    async def jobs(request: Request) -> Response:
+        session = console.require(request, "jobs")
+        resp = await backend.list_jobs(
+            session.api_key, page_token=request.query_params.get("page_token", "")
+        )
+        return console.render(
+            request,
+            "jobs.html",
+            {"jobs": list(resp.jobs), "next_token": resp.next_page_token, "state": _job_state},
+            session=session,
+        )
+
+    def _terminal(job: Any) -> bool:
+        return job.state in (jobs_pb.JOB_STATE_SUCCEEDED, jobs_pb.JOB_STATE_FAILED)
+
+    async def job(request: Request) -> Response:
+        session = console.require(request, "jobs")
+        job_id = _valid_id(request.path_params["job_id"])
+        got = await backend.get_job(session.api_key, f"jobs/{job_id}")
+        failures = await backend.job_failures(session.api_key, f"jobs/{job_id}")
+        return console.render(
+            request,
+            "job.html",
+            {"job": got, "failures": failures, "state": _job_state, "terminal": _terminal(got)},
+            session=session,
+        )
+
+    async def job_progress(request: Request) -> Response:
+        """The live part of a job page (htmx polls it until the job ends)."""
+        session = console.require(request, "jobs")
+        job_id = _valid_id(request.path_params["job_id"])
+        got = await backend.get_job(session.api_key, f"jobs/{job_id}")
+        failures = await backend.job_failures(session.api_key, f"jobs/{job_id}")
+        return console.render(
+            request,
+            "_job_progress.html",
+            {"job": got, "failures": failures, "state": _job_state, "terminal": _terminal(got)},
+            session=session,
+        )
+
+    # -- usage -----------------------------------------------------------------------------------
+
+    async def usage(request: Request) -> Response:
+        session = console.require(request, "usage")
+        q = request.query_params
+        t = i18n.translator(console.lang(request))
+        from_date, to_date = q.get("from", "").strip(), q.get("to", "").strip()
+        use_case = q.get("use_case", "").strip()
+        for value in (from_date, to_date):
+            if value and not _is_date(value):
+                return console.render(
+                    request,
+                    "usage.html",
+                    {"error": t("bad_date"), "records": [], "from_date": from_date,
+                     "to_date": to_date, "use_case": use_case, "charts": {}},
+                    status_code=400,
+                    session=session,
+                )  # fmt: skip
+        resp = await backend.usage(
+            session.api_key, use_case=use_case, from_date=from_date, to_date=to_date
+        )
+        charts = {f"{r.tenant}/{r.use_case}": bar_chart(r.daily) for r in resp.records}
+        return console.render(
+            request,
+            "usage.html",
+            {
+                "records": list(resp.records),
+                "from_date": resp.from_date,
+                "to_date": resp.to_date,
+                "use_case": use_case,
+                "charts": charts,
+                "error": "",
+            },
+            session=session,
+        )
+
+    # -- audit -------------------------------------------------------------------------------
+
+    async def audit(request: Request) -> Response:
+        session = console.require(request, "audit")
+        report = await backend.verify_audit(session.api_key)
+        return console.render(request, "audit.html", {"report": report}, session=session)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/", home),
+        Route("/signin", signin_form, methods=["GET"]),
+        Route("/signin", signin, methods=["POST"]),
+        Route("/signout", signout, methods=["POST"]),
+        Route("/inbox", inbox),
+        Route("/inbox/{review_id}", review),
+        Route("/inbox/{review_id}/claim", claim, methods=["POST"]),
+        Route("/inbox/{review_id}/decide", decide, methods=["POST"]),
+        Route("/documents", documents),
+        Route("/documents/{document_id}", document),
+        Route("/documents/{document_id}/delete", delete_document, methods=["POST"]),
+        Route("/jobs", jobs),
+        Route("/jobs/{job_id}", job),
+        Route("/jobs/{job_id}/progress", job_progress),
+        Route("/usage", usage),
+        Route("/audit", audit),
+    ]
+    if console.config.dossiers:
+        from docfactory.console import dossiers
+
+        routes += dossiers.build(console)
+    return routes
+
+
+def _is_date(value: str) -> bool:
+    if not _DATE.match(value):
+        return False
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def bar_chart(daily: Any, width: int = 640, height: int = 160) -> dict[str, Any]:
+    """Inline-SVG geometry of questions and searches per day (no JavaScript, no library)."""
+    days = list(daily)
+    peak = max([max(d.questions, d.searches) for d in days] + [1])
+    slot = width / max(len(days), 1)
+    bar = max(slot / 2 - 1, 1)
+    bars = []
+    for i, d in enumerate(days):
+        x = i * slot
+        for j, (kind, value) in enumerate((("questions", d.questions), ("searches", d.searches))):
+            h = (height - 20) * value / peak
+            bars.append(
+                {
+                    "x": round(x + j * bar, 1),
+                    "y": round(height - 20 - h, 1),
+                    "w": round(bar, 1),
+                    "h": round(h, 1),
+                    "kind": kind,
+                    "label": f"{d.date}: {value} {kind}",
+                }
+            )
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "peak": peak,
+        "first": days[0].date if days else "",
+        "last": days[-1].date if days else "",
+        "query": urlencode({}),
+    }

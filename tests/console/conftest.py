@@ -1,0 +1,248 @@
+"""One real docfactory server (policy, SQLite, embedded vector engine) and one console (uvicorn on
+a real socket) per module, in a background thread with its own event loop; one headless Debian
+chromium (Playwright, never a downloaded browser) per module, one browser context per test."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+
+from docfactory.answering.v1 import answering_service_pb2 as ans_pb
+from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
+from docfactory.core.config import Settings, load_settings
+from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
+from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+DOSSIERS = False
+IMG = ROOT / "docs" / "img"
+CHROMIUM = os.environ.get("DOCFACTORY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+#: key -> (key id, tenant, roles)
+KEYS: dict[str, tuple[str, str, list[str]]] = {
+    "key-requester": ("app-nord", "nord", []),
+    "key-rev-a": ("reviewer-alice", "nord", ["reviewer", "auditor"]),
+    "key-rev-b": ("reviewer-bob", "nord", ["reviewer"]),
+    "key-ops": ("ops-nord", "nord", ["ingester", "operator", "owner"]),
+    "key-owner": ("owner-nord", "nord", ["owner"]),
+}
+
+
+def _h(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def write_policy(path: Path) -> Path:
+    uc = {
+        "tenants": ["nord"],
+        "owner": "conformite@nord.example",
+        "allowed_collections": "*",
+        "max_classification": "INTERNAL",
+        "allowed_models": "*",
+        "retention": "30d",
+    }
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 3,
+                "ingestion_requires_role": True,
+                "tenants": [{"id": "nord", "name": "Caisse Nord"}],
+                "api_keys": [
+                    {"id": kid, "tenant": tenant, "sha256": _h(key), "roles": roles}
+                    for key, (kid, tenant, roles) in KEYS.items()
+                ],
+                "use_cases": [
+                    {**uc, "id": "uc-reviewed", "purpose": "réponses aux clients",
+                     "human_review": "required"},
+                    {**uc, "id": "uc-open", "purpose": "recherche interne",
+                     "human_review": "optional"},
+                ],
+            },
+            sort_keys=False,
+        )
+    )  # fmt: skip
+    return path
+
+
+def md(key: str) -> tuple[tuple[str, str], ...]:
+    return (("x-api-key", key),)
+
+
+@dataclass
+class Stack:
+    """A running server + console; ``url`` is the console's base URL."""
+
+    settings: Settings
+    grpc_address: str = ""
+    url: str = ""
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    thread: threading.Thread | None = None
+    _running: Any = None
+    _uvicorn: Any = None
+
+    def start(self, *, console_address: str | None = None) -> Stack:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        async def main() -> None:
+            import uvicorn
+
+            from docfactory.app import start_server
+            from docfactory.console.app import ConsoleConfig, create_app
+
+            try:
+                self._running = await start_server(self.settings, port=0)
+                self.grpc_address = self._running.address
+                app = create_app(
+                    ConsoleConfig(address=console_address or self.grpc_address, dossiers=DOSSIERS)
+                )
+                config = uvicorn.Config(app, log_level="warning", access_log=False)
+                self._uvicorn = uvicorn.Server(config)
+                serving = asyncio.ensure_future(self._uvicorn.serve(sockets=[sock]))
+                while not self._uvicorn.started:
+                    if serving.done():
+                        serving.result()
+                    await asyncio.sleep(0.02)
+            except BaseException as exc:
+                errors.append(exc)
+                started.set()
+                return
+            started.set()
+            await serving
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(main())
+            if self._running is not None:
+                self.loop.run_until_complete(self._running.stop(0.5))
+            self.loop.close()
+            sock.close()
+
+        self.thread = threading.Thread(target=run, name="console-stack", daemon=True)
+        self.thread.start()
+        started.wait(300)
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self.thread is not None:
+            self.thread.join(60)
+
+    # -- gRPC helpers (sync channel from the test thread) ------------------------------------
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.grpc_address)
+
+    def upload(self, name: str, text: str, key: str = "key-ops") -> ing_pb.Document:
+        with self.channel() as ch:
+            stub = ing_grpc.IngestionServiceStub(ch)
+            reqs = iter(
+                [
+                    ing_pb.UploadDocumentRequest(
+                        metadata=ing_pb.UploadMetadata(filename=name, collection="faq")
+                    ),
+                    ing_pb.UploadDocumentRequest(data=text.encode()),
+                ]
+            )
+            doc: ing_pb.Document = stub.UploadDocument(reqs, metadata=md(key), timeout=120).document
+            return doc
+
+    def ask_held(self, question: str, key: str = "key-requester") -> str:
+        """An answer of the reviewed use case: held, returns its review id."""
+        with self.channel() as ch:
+            stub = ans_grpc.AnsweringServiceStub(ch)
+            summary = None
+            for msg in stub.Answer(
+                ans_pb.AnswerRequest(question=question, use_case="uc-reviewed"),
+                metadata=md(key),
+                timeout=120,
+            ):
+                if msg.WhichOneof("content") == "summary":
+                    summary = msg.summary
+            assert summary is not None and summary.pending_review, summary
+            return str(summary.review_id)
+
+
+def make_settings(tmp: Path, **extra: Any) -> Settings:
+    data = tmp / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    base: dict[str, Any] = {
+        "data_dir": str(data),
+        "policy_file": str(write_policy(tmp / "policy.yaml")),
+        "server": {"host": "127.0.0.1", "port": 0},
+        **extra,
+    }
+    return load_settings(env={}, overrides=base)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("console")
+    running = Stack(make_settings(tmp)).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        pytest.skip(f"Debian chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Any]:
+    """Factory of pages, each in its own context (own cookies = own person)."""
+    contexts: list[Any] = []
+
+    def factory(lang: str = "fr-FR") -> Any:
+        context = browser.new_context(locale=lang, viewport={"width": 1280, "height": 860})
+        contexts.append(context)
+        return context.new_page()
+
+    yield factory
+    for context in contexts:
+        context.close()
+
+
+def sign_in(page: Any, url: str, key: str) -> None:
+    page.goto(f"{url}/signin")
+    page.locator("#api_key").fill(key)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_load_state()

@@ -1,0 +1,290 @@
+"""The web console in a real browser (Debian chromium through Playwright) against a real server:
+review flow with claims, roles, CSRF, sign-out, bad input, documents, jobs, usage, audit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from docfactory.core.db import make_engine
+from docfactory.governance.audit import AuditLog
+from docfactory.governance.v1 import governance_service_pb2 as gov_pb
+from docfactory.governance.v1 import governance_service_pb2_grpc as gov_grpc
+from tests.console.conftest import IMG, Stack, md, sign_in
+
+pytestmark = pytest.mark.slow
+
+FAQ = (
+    "Frais de mission. Les frais de repas sont remboursés jusqu'à 45 euros par jour sur "
+    "présentation des justificatifs. Les nuits d'hôtel sont remboursées jusqu'à 120 euros."
+)
+QUESTION = "Quel est le plafond des frais de repas ?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def corpus(stack: Stack) -> Iterator[None]:
+    stack.upload("frais-de-mission.txt", FAQ)
+    yield
+
+
+def _review_state(stack: Stack, review_id: str) -> gov_pb.Review:
+    with stack.channel() as ch:
+        stub = gov_grpc.GovernanceServiceStub(ch)
+        review: gov_pb.Review = stub.GetReview(
+            gov_pb.GetReviewRequest(review_id=review_id), metadata=md("key-rev-b"), timeout=30
+        ).review
+        return review
+
+
+def _csrf(page: Any) -> str:
+    return str(page.locator("input[name=csrf_token]").first.get_attribute("value"))
+
+
+def _no_trace(page: Any) -> None:
+    body = page.content()
+    assert "Traceback" not in body and 'File "' not in body
+
+
+def test_reviewer_approves_and_the_requester_receives_the_answer(
+    stack: Stack, new_page: Any
+) -> None:
+    review_id = stack.ask_held(QUESTION)
+    with stack.channel() as ch, pytest.raises(grpc.RpcError) as pending:
+        gov_grpc.GovernanceServiceStub(ch).GetReviewedAnswer(
+            gov_pb.GetReviewedAnswerRequest(review_id=review_id), metadata=md("key-requester")
+        )
+    assert pending.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    page = new_page()
+    sign_in(page, stack.url, "key-rev-a")
+    page.get_by_role("navigation").get_by_role("link", name="À relire").click()
+    link = page.locator(f"a[data-review='{review_id}']")
+    assert link.count() == 1
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMG / "console-inbox.png"), full_page=True)
+    link.click()
+    # the question beside the cited passages, highlighted, with the page of the document
+    assert page.locator("blockquote.question").inner_text() == QUESTION
+    assert "45 euros" in page.locator(".passage mark").first.inner_text()
+    page.get_by_role("button", name="Prendre en charge").click()
+    assert "Prise par vous" in page.locator("#claim-state").inner_text()
+    page.get_by_label("Approuver").check()
+    page.get_by_label("Commentaire").fill("Conforme au barème 2025.")
+    page.get_by_role("button", name="Enregistrer la décision").click()
+    assert page.url.endswith("/inbox")
+    assert "Décision enregistrée : APPROVED" in page.locator(".flash").inner_text()
+    assert page.locator(f"a[data-review='{review_id}']").count() == 0
+
+    with stack.channel() as ch:
+        released = gov_grpc.GovernanceServiceStub(ch).GetReviewedAnswer(
+            gov_pb.GetReviewedAnswerRequest(review_id=review_id), metadata=md("key-requester")
+        )
+    assert released.state == "APPROVED" and "45 euros" in released.text
+    assert released.reviewer_key_id == "reviewer-alice"
+    log = AuditLog(make_engine(stack.settings.resolved_database_url))
+    decisions = [
+        r
+        for r in log.records()
+        if r.action == "REVIEW_DECISION" and r.details.get("review_id") == review_id
+    ]
+    assert [(r.key_id, r.outcome) for r in decisions] == [("reviewer-alice", "APPROVED")]
+
+
+def test_a_second_reviewer_cannot_claim_a_claimed_item(stack: Stack, new_page: Any) -> None:
+    review_id = stack.ask_held(QUESTION)
+    alice, bob = new_page(), new_page()
+    sign_in(alice, stack.url, "key-rev-a")
+    alice.goto(f"{stack.url}/inbox/{review_id}")
+    alice.get_by_role("button", name="Prendre en charge").click()
+
+    sign_in(bob, stack.url, "key-rev-b")
+    bob.goto(f"{stack.url}/inbox/{review_id}")
+    assert "Prise par reviewer-alice" in bob.locator("#claim-state").inner_text()
+    assert bob.get_by_role("button", name="Prendre en charge").count() == 0
+    assert bob.get_by_role("button", name="Enregistrer la décision").count() == 0
+    token = _csrf(bob)
+    # posting anyway is refused by the service, with the reason on the page
+    for action, form in (
+        ("claim", {"csrf_token": token}),
+        ("decide", {"csrf_token": token, "decision": "approve"}),
+    ):
+        resp = bob.request.post(f"{stack.url}/inbox/{review_id}/{action}", form=form)
+        assert resp.status == 409, (action, resp.status)
+        assert "REVIEW_CLAIMED" in resp.text()
+    review = _review_state(stack, review_id)
+    assert review.state == "PENDING_REVIEW" and review.claimed_by_key_id == "reviewer-alice"
+
+
+def test_without_the_role_403_on_the_page_and_on_the_post(stack: Stack, new_page: Any) -> None:
+    review_id = stack.ask_held(QUESTION)
+    page = new_page()
+    sign_in(page, stack.url, "key-owner")
+    assert page.get_by_role("link", name="À relire").count() == 0
+    resp = page.goto(f"{stack.url}/inbox")
+    assert resp.status == 403
+    assert "Accès refusé" in page.locator("h1").inner_text()
+    token = _csrf(page)
+    for path, form in (
+        (f"/inbox/{review_id}/decide", {"csrf_token": token, "decision": "approve"}),
+        (f"/inbox/{review_id}/claim", {"csrf_token": token}),
+    ):
+        resp = page.request.post(stack.url + path, form=form)
+        assert resp.status == 403, path
+    assert page.goto(f"{stack.url}/jobs").status == 403
+    assert page.goto(f"{stack.url}/audit").status == 403
+    # the owner role opens the usage page
+    assert page.goto(f"{stack.url}/usage").status == 200
+    review = _review_state(stack, review_id)
+    assert review.state == "PENDING_REVIEW" and not review.claimed_by_key_id
+
+
+def test_a_form_without_its_csrf_token_is_refused(stack: Stack, new_page: Any) -> None:
+    review_id = stack.ask_held(QUESTION)
+    page = new_page()
+    sign_in(page, stack.url, "key-rev-a")
+    page.goto(f"{stack.url}/inbox/{review_id}")
+    for form in ({"decision": "approve"}, {"decision": "approve", "csrf_token": "forged"}):
+        resp = page.request.post(f"{stack.url}/inbox/{review_id}/decide", form=form)
+        assert resp.status == 403
+        assert "jeton de sécurité" in resp.text()
+    assert page.request.post(f"{stack.url}/signout", form={}).status == 403
+    assert _review_state(stack, review_id).state == "PENDING_REVIEW"
+    # the sign-in form has its own token (no login CSRF)
+    fresh = new_page()
+    fresh.goto(f"{stack.url}/signin")
+    resp = fresh.request.post(
+        f"{stack.url}/signin", form={"api_key": "key-rev-a", "csrf_token": "forged"}
+    )
+    assert resp.status == 403
+
+
+def test_sign_out_ends_the_session(stack: Stack, new_page: Any, browser: Any) -> None:
+    page = new_page()
+    sign_in(page, stack.url, "key-rev-a")
+    cookies = page.context.cookies()
+    (session,) = [c for c in cookies if c["name"] == "docfactory_console"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    page.get_by_role("button", name="Se déconnecter").click()
+    assert "/signin" in page.url and "Vous êtes déconnecté" in page.content()
+    page.goto(f"{stack.url}/inbox")
+    assert "/signin" in page.url
+    # the old cookie no longer opens anything
+    replay = new_page()
+    replay.context.add_cookies([{**session}])
+    replay.goto(f"{stack.url}/inbox")
+    assert "/signin" in replay.url
+    # a wrong key is refused with the service's reason
+    sign_in(replay, stack.url, "not-a-key")
+    assert "Connexion refusée" in replay.locator("[role=alert]").inner_text()
+
+
+def test_bad_input_gets_clear_pages(stack: Stack, new_page: Any) -> None:
+    review_id = stack.ask_held(QUESTION)
+    page = new_page()
+    sign_in(page, stack.url, "key-rev-a")
+    for path in ("/inbox/0123456789abcdef", "/inbox/..%2F..", "/documents/nope", "/nowhere"):
+        resp = page.goto(stack.url + path)
+        assert resp.status == 404, path
+        assert "Introuvable" in page.locator("h1").inner_text()
+        _no_trace(page)
+    page.goto(f"{stack.url}/inbox/{review_id}")
+    token = _csrf(page)
+    for form, message in (
+        ({"decision": "maybe"}, "Choisissez une décision"),
+        ({"decision": "amend"}, "demande le texte modifié"),
+        ({"decision": "approve", "amended_text": "x"}, "ne vaut que pour"),
+    ):
+        resp = page.request.post(
+            f"{stack.url}/inbox/{review_id}/decide", form={"csrf_token": token, **form}
+        )
+        assert resp.status == 400 and message in resp.text(), form
+    assert _review_state(stack, review_id).state == "PENDING_REVIEW"
+    ops = new_page()
+    sign_in(ops, stack.url, "key-ops")
+    assert ops.goto(f"{stack.url}/usage?from=2024-13-45").status == 400
+    assert "AAAA-MM-JJ" in ops.locator("[role=alert]").inner_text()
+    assert ops.goto(f"{stack.url}/jobs/does-not-exist").status == 404
+
+
+def test_documents_search_and_role_checked_delete(stack: Stack, new_page: Any) -> None:
+    doc = stack.upload("a-supprimer.txt", "Note temporaire sur le télétravail du vendredi.")
+    owner = new_page()
+    sign_in(owner, stack.url, "key-owner")
+    owner.goto(f"{stack.url}/documents/{doc.document_id}")
+    assert owner.get_by_role("button", name="Supprimer").count() == 0
+    resp = owner.request.post(
+        f"{stack.url}/documents/{doc.document_id}/delete",
+        form={"csrf_token": _csrf(owner), "confirm": "yes"},
+    )
+    assert resp.status == 403
+
+    page = new_page()
+    sign_in(page, stack.url, "key-ops")
+    page.goto(f"{stack.url}/documents")
+    page.get_by_label("Recherche", exact=True).fill("plafond repas")
+    page.get_by_label("Cas d'usage").select_option("uc-open")
+    page.get_by_role("button", name="Rechercher").click()
+    first = page.locator(".passage").first
+    assert "frais-de-mission.txt" in first.locator("figcaption").inner_text()
+    assert "45 euros" in first.locator("blockquote").inner_text()
+    page.goto(f"{stack.url}/documents/{doc.document_id}")
+    assert "INTERNAL" in page.locator("dl.meta").inner_text()
+    page.get_by_role("button", name="Supprimer").click()  # without the confirmation
+    assert "Cochez la confirmation" in page.locator("[role=alert]").inner_text()
+    page.get_by_label("Je confirme").check()
+    page.get_by_role("button", name="Supprimer").click()
+    assert "Document supprimé" in page.locator(".flash").inner_text()
+    assert page.goto(f"{stack.url}/documents/{doc.document_id}").status == 404
+
+
+def test_usage_audit_and_english(stack: Stack, new_page: Any) -> None:
+    stack.ask_held(QUESTION)
+    page = new_page()
+    sign_in(page, stack.url, "key-ops")
+    page.goto(f"{stack.url}/usage")
+    section = page.locator("section.usage", has_text="nord / uc-reviewed")
+    assert section.count() == 1
+    assert section.locator("svg rect").count() > 0
+    auditor = new_page("en-GB")
+    sign_in(auditor, stack.url, "key-rev-a")
+    auditor.goto(f"{stack.url}/audit")
+    assert re.search(
+        r"Chain intact: \d+ records checked", auditor.locator("#chain-status").inner_text()
+    )
+    auditor.goto(f"{stack.url}/inbox?lang=fr")
+    assert auditor.locator("h1").inner_text() == "Réponses en attente de relecture"
+    # every form control has a label; the page says its language
+    for path in ("/inbox", "/documents", "/usage"):
+        auditor.goto(stack.url + path)
+        unlabeled = auditor.evaluate(
+            """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                 .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                 .map(e => e.name)"""
+        )
+        assert unlabeled == [], (path, unlabeled)
+        assert auditor.locator("html").get_attribute("lang") == "fr"
+
+
+def test_services_down_gives_a_clear_page() -> None:
+    import socket
+
+    from starlette.testclient import TestClient
+
+    from docfactory.console.app import ConsoleConfig, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    app = create_app(ConsoleConfig(address=dead))
+    with TestClient(app, base_url="http://console.test") as client:
+        page = client.get("/signin")
+        token = page.cookies.get("docfactory_console_signin") or ""
+        resp = client.post("/signin", data={"api_key": "key-rev-a", "csrf_token": token})
+        assert resp.status_code == 503
+        assert "Service indisponible" in resp.text and dead in resp.text
+        assert "Traceback" not in resp.text
+        assert client.get("/healthz").text == "ok"
