@@ -639,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     from docfactory.measurement.cli import add_parser as add_report_parser
 
     add_report_parser(sub)
+    from docfactory.workflows.evalset.cli import add_parser as add_eval_flow_parser
+
+    add_eval_flow_parser(sub)
     return p
 
 
@@ -702,6 +705,12 @@ async def cmd_eval(ns: argparse.Namespace, settings: Settings) -> int:
     return await run_eval(ns, settings)
 
 
+async def cmd_eval_flow(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.workflows.evalset.cli import cmd_eval_flow as run_eval_flow
+
+    return await run_eval_flow(ns, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     from docfactory.core.logging import setup_logging
@@ -740,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "audit": cmd_audit,
             "db": cmd_db,
             "report": cmd_report,
+            "eval-flow": cmd_eval_flow,
         }[ns.command]
         return asyncio.run(handler(ns, settings))
     except DocfactoryError as exc:

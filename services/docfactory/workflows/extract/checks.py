@@ -10,13 +10,18 @@ For the workflow engine: call ``run_checks(rules, fields_by_doc, as_of=date)`` a
   ==================  ==========================================================================
   required_documents  ``documents``: document type names that must be present
   same_value          ``fields``: ["doctype.field", ...] that must hold the same value
-  sum_equals          ``total``: "doctype.field", ``parts``: [...], ``tolerance`` (default 0.01)
-  max_amount          ``field``, ``max`` (euros, inclusive)
+  sum_equals          ``total``: "doctype.field", ``parts`` (or ``terms``): [...],
+                      ``tolerance`` (default 0.01)
+  max_amount          ``field``, ``max`` (or ``ceiling``; euros, inclusive)
   not_expired         ``field`` (a date); ``max_age_days`` (the date is an issue date no older
-                      than that) or none (the date is an expiry date not yet passed)
+                      than that) or none / ``not_past: true`` (an expiry date not yet passed)
+  required_fields     ``fields``: ["doctype.field", ...] that must be FOUND
   valid_checksum      ``field``; ``check`` in siren, siret, iban, nir (default: guessed from
                       the field name)
   ==================  ==========================================================================
+
+  The rule models of ``docfactory.workflows.flows`` (``id``, ``terms``, ``ceiling``,
+  ``not_past``) are accepted as they are: ``id`` names the result.
 
 - ``fields_by_doc``: document type name -> the ExtractedFields of that document (one document
   per type; merge several beforehand).
@@ -48,6 +53,7 @@ RULE_KINDS = (
     "max_amount",
     "not_expired",
     "valid_checksum",
+    "required_fields",
 )
 _CHECKSUMS = {"siren": siren_ok, "siret": siret_ok, "iban": iban_ok, "nir": nir_ok}
 
@@ -129,7 +135,7 @@ def run_checks(
 
 
 def _name(rule: Any, default: str) -> str:
-    return str(_get(rule, "name") or default)
+    return str(_get(rule, "name") or _get(rule, "id") or default)
 
 
 def _missing(rule: Any, kind: str, name: str, refs: list[str], f: _Fields) -> CheckResult:
@@ -172,28 +178,32 @@ def _same_value(rule: Any, f: _Fields, today: dt.date) -> CheckResult:
 
 
 def _sum_equals(rule: Any, f: _Fields, today: dt.date) -> CheckResult:
+    """Total and at least one term found: the found terms must add up to the total (terms not
+    found count as absent lines of the table and are named in the message)."""
     total_ref = _ref(rule, "total")
-    parts = _ref_list(rule, "parts")
+    parts = _ref_list(rule, "parts" if _get(rule, "parts") else "terms")
     refs = [total_ref, *parts]
     name = _name(rule, f"sum_equals({total_ref})")
     values = {r: f.value(r) for r in refs}
     nums = {r: _dec(v) for r, v in values.items()}
-    if any(n is None for n in nums.values()):
+    present = [p for p in parts if nums[p] is not None]
+    if nums[total_ref] is None or not present:
         return _missing(rule, "sum_equals", name, refs, f)
+    absent = [p for p in parts if nums[p] is None]
+    note = f" (not found: {', '.join(absent)})" if absent else ""
     tol = Decimal(str(_get(rule, "tolerance", "0.01")))
     total = nums[total_ref] or Decimal(0)
-    parts_sum = sum((nums[p] or Decimal(0) for p in parts), Decimal(0))
+    parts_sum = sum((nums[p] or Decimal(0) for p in present), Decimal(0))
     if abs(total - parts_sum) > tol:
-        return CheckResult(
-            name, "sum_equals", FAIL, f"{total_ref}={total} but the parts sum to {parts_sum}",
-            tuple(refs), values,
-        )  # fmt: skip
-    return CheckResult(name, "sum_equals", PASS, f"sum {parts_sum}", tuple(refs), values)
+        msg = f"{total_ref}={total} but the terms sum to {parts_sum}{note}"
+        return CheckResult(name, "sum_equals", FAIL, msg, tuple(refs), values)
+    return CheckResult(name, "sum_equals", PASS, f"sum {parts_sum}{note}", tuple(refs), values)
 
 
 def _max_amount(rule: Any, f: _Fields, today: dt.date) -> CheckResult:
     ref = _ref(rule, "field")
-    ceiling = _dec(str(_get(rule, "max")))
+    raw_max = _get(rule, "max")
+    ceiling = _dec(str(raw_max if raw_max is not None else _get(rule, "ceiling")))
     if ceiling is None:
         raise InvalidArgument("rule max_amount: max must be a number", reason="INVALID_RULE")
     name = _name(rule, f"max_amount({ref})")
@@ -253,7 +263,19 @@ def _valid_checksum(rule: Any, f: _Fields, today: dt.date) -> CheckResult:
     return CheckResult(name, "valid_checksum", PASS, "check digits hold", (ref,), vals)
 
 
+def _required_fields(rule: Any, f: _Fields, today: dt.date) -> CheckResult:
+    refs = _ref_list(rule, "fields")
+    name = _name(rule, "required_fields(" + ", ".join(refs) + ")")
+    values = {r: f.value(r) for r in refs}
+    absent = [r for r, v in values.items() if v is None]
+    if absent:
+        msg = "not found: " + ", ".join(absent)
+        return CheckResult(name, "required_fields", FAIL, msg, tuple(refs), values)
+    return CheckResult(name, "required_fields", PASS, "all found", tuple(refs), values)
+
+
 _CHECKERS = {
+    "required_fields": _required_fields,
     "required_documents": _required_documents,
     "same_value": _same_value,
     "sum_equals": _sum_equals,

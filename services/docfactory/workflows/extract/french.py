@@ -278,8 +278,21 @@ def find_amount(text: str, *, bare: bool = False) -> list[Candidate]:
             v = _amount_value(m.group(1), m.group(2), m.group(3), None)
             if v is not None:
                 out.append(Candidate(m.start(), m.end(), v))
+    out = [_signed(text, c) for c in out]
     out.sort(key=lambda c: c.start)
     return out
+
+
+def _signed(text: str, c: Candidate) -> Candidate:
+    """A minus sign right before the number (``-9 699,41 €``, ``− 12 €``) makes it negative."""
+    i = c.start - 1
+    if i >= 0 and text[i] == " ":
+        i -= 1
+    if i >= 0 and text[i] in "-−" and (i == 0 or not text[i - 1].isalnum()):
+        if c.value.startswith("-") or Decimal(c.value) == 0:
+            return c
+        return Candidate(i, c.end, "-" + c.value, c.valid)
+    return c
 
 
 # -- dates ------------------------------------------------------------------------------------

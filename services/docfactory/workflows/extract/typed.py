@@ -40,20 +40,24 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", fold(s)).strip()
 
 
-def label_phrases(name: str, prop: Mapping[str, Any]) -> list[str]:
-    """Label phrases of a field, most specific first, folded."""
-    phrases: list[str] = []
+def label_phrases(name: str, prop: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(folded label phrase, confidence penalty): the declared labels (``title``, ``x-labels``)
+    longest first (the most specific), then the field name with spaces."""
+    declared: list[str] = []
     labels = prop.get("x-labels")
     if isinstance(labels, Sequence) and not isinstance(labels, str):
-        phrases.extend(str(x) for x in labels)
+        declared.extend(str(x) for x in labels)
     if isinstance(prop.get("title"), str):
-        phrases.append(str(prop["title"]))
-    phrases.append(name.replace("_", " "))
-    out: list[str] = []
-    for p in phrases:
-        n = _norm(p)
-        if n and n not in out:
-            out.append(n)
+        declared.append(str(prop["title"]))
+    out: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for p in sorted((_norm(x) for x in declared), key=lambda s: (-len(s.split()), -len(s))):
+        if p and p not in seen:
+            seen.add(p)
+            out.append((p, 0.0))
+    fallback = _norm(name.replace("_", " "))
+    if fallback and fallback not in seen:
+        out.append((fallback, 0.1))
     return out
 
 
@@ -146,8 +150,7 @@ class TypedExtractor:
     def _labelled(
         self, lines: list[_Line], name: str, prop: Mapping[str, Any], kind: str
     ) -> tuple[int, Candidate, float] | None:
-        for rank, phrase in enumerate(label_phrases(name, prop)):
-            penalty = 0.05 * min(rank, 2)
+        for phrase, penalty in label_phrases(name, prop):
             for i, line in enumerate(lines):
                 end = _find_label(line, phrase)
                 if end is None:
@@ -218,7 +221,8 @@ class TypedExtractor:
 
 
 def _text_value(segment: str, *, same_line: bool) -> Candidate | None:
-    """A text value: after the label's separators up to a column break (2+ spaces, tab, |)."""
+    """A text value: after the label's separators up to a column break (3+ spaces, tab, |) or
+    the next ``Label :`` on the same line (lines merged by the parser)."""
     start = 0
     while start < len(segment) and segment[start] in _SEPARATORS:
         start += 1
@@ -226,6 +230,13 @@ def _text_value(segment: str, *, same_line: bool) -> Candidate | None:
         return None  # the label is a prefix of a longer word run, not a "label: value"
     m = re.search(r"\s{3,}|\t|\s\|\s?", segment[start:])
     end = start + m.start() if m else len(segment)
+    colon = re.search(r"\s?:(?:\s|$)", segment[start:end])
+    if colon is not None:
+        head = segment[start : start + colon.start()]
+        words = list(re.finditer(r"\S+", head))
+        caps = [w for w in words if w.group()[:1].isupper()]
+        if caps and caps[-1].start() > 0:
+            end = start + caps[-1].start()
     while end > start and segment[end - 1] in " .,;\u00a0":
         end -= 1
     if end - start < 2:
