@@ -294,7 +294,12 @@ async def test_hostile_archives_and_webhook_sqlite(
     put(minio_client, bucket, "hostile.zip", hostile_zip())
     put(minio_client, bucket, "corrupt.zip", b"PK\x03\x04" + b"garbage" * 100)
     put(minio_client, bucket, "empty.tar", b"")
-    settings, env = jobs_env(webhook_port=0, webhook_tenant="acme", webhook_collection="hooks")
+    settings, env = jobs_env(
+        webhook_port=0,
+        webhook_tenant="acme",
+        webhook_collection="hooks",
+        webhook_token="minio-webhook-token-0123",
+    )
     server = await jobs_server(settings)
     worker = workers.start(env, server.address, tmp_path / "w.log")
     async with grpc.aio.insecure_channel(server.address) as channel:
@@ -333,7 +338,10 @@ async def test_hostile_archives_and_webhook_sqlite(
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/events",
             data=json.dumps(event).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": "Bearer minio-webhook-token-0123",
+            },
             method="POST",
         )
         body = await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=10).read())

@@ -3,6 +3,11 @@
 ``mc admin config set ALIAS notify_webhook:docfactory endpoint=http://HOST:PORT/events
 auth_token=TOKEN`` then ``mc event add ALIAS/BUCKET arn:minio:sqs::docfactory:webhook
 --event put,delete``. Each POST is enqueued as a NOTIFICATION job (durable once answered 200).
+
+The token (``DOCFACTORY_WEBHOOK_TOKEN``, at least 16 characters) is required: the webhook does
+not start without one, and a POST without ``Authorization: Bearer <token>`` (compared in
+constant time) gets 401. An event names objects to ingest into a tenant, so an open endpoint
+would let anyone on the network start ingestions.
 """
 
 from __future__ import annotations
@@ -14,18 +19,24 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from docfactory.core.errors import DocfactoryError
+from docfactory.core.errors import ConfigError, DocfactoryError
 from docfactory.jobs.service import JobsService
 
 log = logging.getLogger("docfactory.jobs.webhook")
 MAX_BODY = 8 * 1024 * 1024
+MIN_TOKEN_CHARS = 16
 
 
 class WebhookServer:
     def __init__(
         self, service: JobsService, host: str, port: int, token: str, tenant: str, collection: str
     ) -> None:
-        svc, expected = service, token
+        if len(token.strip()) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                "the MinIO webhook (DOCFACTORY_WEBHOOK_PORT) needs DOCFACTORY_WEBHOOK_TOKEN, at "
+                f"least {MIN_TOKEN_CHARS} characters (MinIO's notify_webhook auth_token)"
+            )
+        svc, expected = service, token.strip().encode("utf-8")
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, fmt: str, *args: Any) -> None:
@@ -43,11 +54,14 @@ class WebhookServer:
                 self._reply(200, {"status": "ok"})
 
             def do_POST(self) -> None:
-                if expected:
-                    auth = self.headers.get("Authorization", "")
-                    if not hmac.compare_digest(auth.removeprefix("Bearer ").strip(), expected):
-                        self._reply(401, {"error": "UNAUTHENTICATED"})
-                        return
+                auth = self.headers.get("Authorization", "")
+                if not auth.startswith("Bearer "):
+                    self._reply(401, {"error": "WEBHOOK_TOKEN_MISSING"})
+                    return
+                given = auth.removeprefix("Bearer ").strip().encode("utf-8", "replace")
+                if not hmac.compare_digest(given, expected):
+                    self._reply(401, {"error": "WEBHOOK_TOKEN_INVALID"})
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 if length <= 0 or length > MAX_BODY:
                     self._reply(400, {"error": "INVALID_EVENT", "message": "bad body length"})
