@@ -147,6 +147,21 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         rev_view = await wait_state(ch, run.name, "key-rev1", ENDED)
         assert not rev_view.HasField("result")  # not even to reviewers once rejected
 
+        # -- a required document missing: the run stops naming it ----------------------------
+        files = dossiers.financement(tmp_path / "e", with_rib=False)
+        incomplete = await create_dossier(ch, files, "key-analyst", use_case="credit-pro")
+        run = await _start(ch, incomplete, "key-analyst")
+        stopped = await wait_state(ch, run.name, "key-analyst", ENDED)
+        assert stopped.state == pb.RUN_STATE_INCOMPLETE
+        assert list(stopped.missing_documents) == ["rib"]
+        assert stopped.error_reason == "MISSING_DOCUMENTS"
+        assert "Relevé d'identité bancaire" in stopped.error_message
+        listed = await stub(ch).ListDossiers(
+            pb.ListDossiersRequest(state=pb.RUN_STATE_INCOMPLETE, flow="financement"),
+            metadata=md("key-analyst"),
+        )
+        assert [d.name for d in listed.dossiers] == [incomplete.name]
+
         # -- governance -----------------------------------------------------------------------
         with pytest.raises(grpc.aio.AioRpcError) as other:
             await stub(ch).GetDossier(
