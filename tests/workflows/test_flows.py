@@ -23,7 +23,13 @@ def test_shipped_flows_validate() -> None:
     flows = reg.latest()
     assert {"financement", "fin-de-contrat"} <= set(flows)
     fin = flows["financement"]
-    assert [d.name for d in fin.documents] == ["demande", "kbis", "rib", "budget", "etats_financiers"]
+    assert [d.name for d in fin.documents] == [
+        "demande",
+        "kbis",
+        "rib",
+        "budget",
+        "etats_financiers",
+    ]
     assert fin.doc_type("demande") is not None
     assert fin.doc_type("demande").kind_of("siren") == "siren"  # type: ignore[union-attr]
     kinds = {r.kind for r in fin.rules}
@@ -102,21 +108,42 @@ def test_note_cites_evidence_and_flags_missing() -> None:
                         "title": "SIREN",
                         "value": "732829320",
                         "status": "FOUND",
-                        "evidence": {"document_id": "d1", "page": 2, "start": 5, "end": 16,
-                                     "quote": "732 829 320"},
+                        "evidence": {
+                            "document_id": "d1",
+                            "page": 2,
+                            "start": 5,
+                            "end": 16,
+                            "quote": "732 829 320",
+                        },
                     },
-                    {"name": "iban", "title": "IBAN", "value": None, "status": "MISSING",
-                     "evidence": None},
+                    {
+                        "name": "iban",
+                        "title": "IBAN",
+                        "value": None,
+                        "status": "MISSING",
+                        "evidence": None,
+                    },
                 ],
             }
         ],
         "checks": [
-            {"rule": "plafond", "label": "Plafond", "outcome": "FAILED", "detail": "trop",
-             "severity": "blocking", "fields": ["demande.montant_demande"]},
+            {
+                "rule": "plafond",
+                "label": "Plafond",
+                "outcome": "FAILED",
+                "detail": "trop",
+                "severity": "blocking",
+                "fields": ["demande.montant_demande"],
+            },
         ],
         "passages": [
-            {"document_id": "r1", "filename": "regles.pdf", "page": 4,
-             "quote": "Le plafond est de 500 000 EUR.", "question": "Plafond ?"},
+            {
+                "document_id": "r1",
+                "filename": "regles.pdf",
+                "page": 4,
+                "quote": "Le plafond est de 500 000 EUR.",
+                "question": "Plafond ?",
+            },
         ],
     }
     note, citations = draft_note(flow, result)
