@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from docfactory import pii
 from docfactory.answering.adapters.generators import Generator, Usage
 from docfactory.answering.adapters.rerank import Reranker, candidate_depth, rerank_order
 from docfactory.answering.prompt import DONT_KNOW, PromptPassage, cited_markers
@@ -304,7 +305,9 @@ class AnsweringService:
             )
         )
         metrics.RETRIEVAL_HITS.labels(mode).observe(len(hits))
-        passages = [Passage(str(h.payload.get("text", "")), h.score, _citation(h)) for h in hits]
+        # The use case's `pii` policy: personal data masked before anything reads the text.
+        texts = await pii.texts_for(grant, [h.payload for h in hits])
+        passages = [Passage(t, h.score, _citation(h)) for t, h in zip(texts, hits, strict=True)]
         # Defence in depth: never return a chunk of another tenant or above the ceiling,
         # whatever the backend did.
         passages = [
@@ -401,9 +404,8 @@ class AnsweringService:
             parts.append(text)
             yield Delta(text)
         else:
-            async for piece in self.generator.stream(
-                params.query, prompt_passages, language, usage
-            ):
+            question = await pii.question_for(grant, params.query)
+            async for piece in self.generator.stream(question, prompt_passages, language, usage):
                 if not parts:
                     first_token_ms = (time.perf_counter() - started) * 1000
                 parts.append(piece)

@@ -27,6 +27,7 @@ use_cases:
     retention: 30d                  # question text kept: none | <n>h | <n>d | <n>w | <n>y
     flows: [financement]            # optional: dossier workflows it may run ("*" = all)
     quotas: {requests_per_minute: 60, requests_per_day: 5000, tokens_per_day: 2000000}
+    pii: mask_in_answers            # optional: allow (default) | mask_in_answers | redact_at_ingest
 object_classifications:             # MinIO bucket/prefix defaults, longest prefix wins
   - {bucket: rh, prefix: "", classification: INTERNAL}
   - {bucket: rh, prefix: dossiers-salaries/, classification: RESTRICTED}
@@ -70,6 +71,8 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _RETENTION_RE = re.compile(r"^(\d+)([hdwy])$")
 _RETENTION_UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _QUOTA_FIELDS = ("requests_per_minute", "requests_per_day", "tokens_per_day")
+#: Personal data per use case (docfactory.pii), least to most strict.
+PII_MODES = ("allow", "mask_in_answers", "redact_at_ingest")
 
 
 class PolicyError(ConfigError):
@@ -155,6 +158,7 @@ class UseCase:
     quotas: QuotaLimits
     # Dossier workflows (docfactory.workflows) this use case may run; None = "*".
     flows: frozenset[str] | None = frozenset()
+    pii: str = "allow"  # one of PII_MODES
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ class Decision:
     quotas: QuotaLimits  # of the use case
     tenant_quotas: QuotaLimits
     policy_version: str
+    pii: str = "allow"  # the use case's personal-data mode (PII_MODES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +493,7 @@ class Policy:
                     "human_review",
                     "retention",
                 ),
-                ("tenant", "tenants", "allowed_keys", "quotas", "flows"),
+                ("tenant", "tenants", "allowed_keys", "quotas", "flows", "pii"),
             )
             uid = c.string(m, "id", path, ident=True)
             uc_tenants: frozenset[str] = frozenset()
@@ -509,6 +514,10 @@ class Policy:
                 allowed_keys = c.str_set(m, "allowed_keys", path, star=True)
                 for k in sorted((allowed_keys or frozenset()) - keys.keys()):
                     c.err(_join(path, "allowed_keys"), f"unknown key id {k!r}")
+            pii = m.get("pii", "allow")
+            if pii not in PII_MODES:
+                c.err(_join(path, "pii"), f"must be one of {', '.join(PII_MODES)}, got {pii!r}")
+                pii = "allow"
             review = m.get("human_review")
             if review is not None and review not in ("required", "optional"):
                 c.err(
@@ -536,6 +545,7 @@ class Policy:
                 retention=c.retention(m.get("retention"), _join(path, "retention")),
                 quotas=c.quotas(m.get("quotas"), _join(path, "quotas")),
                 flows=c.str_set(m, "flows", path, star=True) if "flows" in m else frozenset(),
+                pii=pii,
             )
             if uid and uid in use_cases:
                 c.err(_join(path, "id"), f"duplicate use case {uid!r}")
@@ -703,7 +713,21 @@ class Policy:
             quotas=uc.quotas,
             tenant_quotas=tenant.quotas if tenant else QuotaLimits(),
             policy_version=self.version,
+            pii=uc.pii,
         )
+
+    def pii_ingestion_mode(self, tenant: str, collection: str) -> str:
+        """What ingestion does with personal data in ``collection`` of ``tenant``: the strictest
+        ``pii`` among the use cases of that tenant allowed to read the collection, so a use
+        case with ``redact_at_ingest`` never reads a chunk that kept the values."""
+        best = 0
+        for uc in self.use_cases.values():
+            if tenant not in uc.tenants:
+                continue
+            if uc.allowed_collections is not None and collection not in uc.allowed_collections:
+                continue
+            best = max(best, PII_MODES.index(uc.pii))
+        return PII_MODES[best]
 
     # -- objects -----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from docfactory import pii
 from docfactory.core import metrics, tracing
 from docfactory.core.auth import Principal, principal_or_none
 from docfactory.core.config import Settings
@@ -405,6 +406,8 @@ class IngestionService:
         metrics.INGEST_STAGE_SECONDS.labels("chunk").observe(t2 - t1)
         if not chunks:
             raise InvalidArgument(f"{filename}: no chunk produced", reason="NO_CHUNKS")
+        # Personal data (policy `pii`): findings per chunk; redacted before embedding if asked.
+        chunks, found = await pii.process_chunks(self._gov, tenant, base.collection, chunks)
         with tracing.span("embed"):
             vectors, dim = await self._embedder.embed_passages([c.text for c in chunks])
         t3 = time.perf_counter()
@@ -431,6 +434,7 @@ class IngestionService:
                         "element_types": list(c.element_types),
                         "token_count": c.token_count,
                         "text": c.text,
+                        **found.payload(c.id),
                     },
                 )
             )
@@ -456,7 +460,7 @@ class IngestionService:
             size_bytes=size,
             error_reason="",
             error_message="",
-            metadata=dict(metadata),
+            metadata=found.metadata(metadata),
         )
         await asyncio.to_thread(self._repo.save, record)
         return record
