@@ -645,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     from docfactory.workflows.evalset.cli import add_parser as add_eval_flow_parser
 
     add_eval_flow_parser(sub)
+    from docfactory.workflows.cli import add_parser as add_dossier_parser
+
+    add_dossier_parser(sub)
     return p
 
 
@@ -720,6 +723,12 @@ async def cmd_eval_flow(ns: argparse.Namespace, settings: Settings) -> int:
     return await run_eval_flow(ns, settings)
 
 
+async def cmd_dossier(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.workflows.cli import cmd_dossier as run_dossier
+
+    return await run_dossier(ns, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     from docfactory.core.logging import setup_logging
@@ -760,6 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "db": cmd_db,
             "report": cmd_report,
             "eval-flow": cmd_eval_flow,
+            "dossier": cmd_dossier,
         }[ns.command]
         return asyncio.run(handler(ns, settings))
     except DocfactoryError as exc:
