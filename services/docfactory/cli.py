@@ -554,7 +554,29 @@ async def cmd_serve(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.app import SERVICES, serve_forever
 
     services = [s.strip() for s in ns.services.split(",")] if ns.services else list(SERVICES)
+    if ns.console_port is not None:
+        from docfactory.console.app import serve_beside
+
+        await serve_beside(
+            serve_forever(settings, services), settings, host=ns.console_host, port=ns.console_port
+        )
+        return 0
     await serve_forever(settings, services)
+    return 0
+
+
+async def cmd_console(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.console.app import run_console
+
+    await run_console(
+        settings,
+        address=ns.address,
+        host=ns.host,
+        port=ns.port,
+        auth_header=ns.auth_header,
+        certfile=ns.tls_cert,
+        keyfile=ns.tls_key,
+    )
     return 0
 
 
@@ -591,6 +613,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bulk-ingestion worker processes to run beside the server "
         "(default DOCFACTORY_SERVE_WORKERS, 0)",
     )
+
+    s.add_argument("--console-port", type=int, help="also serve the web console on this port")
+    s.add_argument("--console-host", default="127.0.0.1")
+
+    c = sub.add_parser("console", help="web console (reviewers, documents, jobs, usage, audit)")
+    c.add_argument("--port", type=int, default=8080)
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--auth-header", help="header of an authenticating proxy carrying the key")
+    c.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    c.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
 
     i = sub.add_parser("ingest", help="ingest files or folders")
     i.add_argument("paths", nargs="+")
@@ -759,6 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_worker(ns, settings)
         handler = {
             "serve": cmd_serve,
+            "console": cmd_console,
             "ingest": cmd_ingest,
             "search": cmd_search,
             "eval-pii": cmd_eval_pii,

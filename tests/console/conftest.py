@@ -8,7 +8,10 @@ import asyncio
 import hashlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
-DOSSIERS = False
+DOSSIERS = True
 IMG = ROOT / "docs" / "img"
 CHROMIUM = os.environ.get("DOCFACTORY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -45,6 +48,7 @@ KEYS: dict[str, tuple[str, str, list[str]]] = {
     "key-rev-b": ("reviewer-bob", "nord", ["reviewer"]),
     "key-ops": ("ops-nord", "nord", ["ingester", "operator", "owner"]),
     "key-owner": ("owner-nord", "nord", ["owner"]),
+    "key-worker": ("bulk-worker", "platform", ["worker"]),
 }
 
 
@@ -66,7 +70,7 @@ def write_policy(path: Path) -> Path:
             {
                 "version": 3,
                 "ingestion_requires_role": True,
-                "tenants": [{"id": "nord", "name": "Caisse Nord"}],
+                "tenants": [{"id": "nord", "name": "Caisse Nord"}, {"id": "platform"}],
                 "api_keys": [
                     {"id": kid, "tenant": tenant, "sha256": _h(key), "roles": roles}
                     for key, (kid, tenant, roles) in KEYS.items()
@@ -76,6 +80,9 @@ def write_policy(path: Path) -> Path:
                      "human_review": "required"},
                     {**uc, "id": "uc-open", "purpose": "recherche interne",
                      "human_review": "optional"},
+                    {**uc, "id": "credit-pro", "purpose": "instruction des financements",
+                     "human_review": "optional", "max_classification": "CONFIDENTIAL",
+                     "flows": ["financement"]},
                 ],
             },
             sort_keys=False,
@@ -99,6 +106,26 @@ class Stack:
     thread: threading.Thread | None = None
     _running: Any = None
     _uvicorn: Any = None
+    _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_workflow_worker(self) -> None:
+        """A real workflow worker process (``python -m docfactory.workflows.engine``)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")} | {
+            "DOCFACTORY_DATA_DIR": str(self.settings.data_dir),
+            "DOCFACTORY_DATABASE_URL": self.settings.resolved_database_url,
+            "DOCFACTORY_POLICY_FILE": self.settings.policy_file,
+            "DOCFACTORY_WORKER_API_KEY": "key-worker",
+            "DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS": self.grpc_address,
+            "DOCFACTORY_WORKFLOWS_HEARTBEAT_SECONDS": "0.5",
+        }
+        log = open(self.settings.data_dir / "worker.log", "ab")  # noqa: SIM115
+        self._workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "docfactory.workflows.engine"],
+                env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        log.close()
 
     def start(self, *, console_address: str | None = None) -> Stack:
         sock = socket.socket()
@@ -150,6 +177,15 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        for proc in self._workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self._workers:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self.thread is not None:
@@ -206,6 +242,7 @@ def make_settings(tmp: Path, **extra: Any) -> Settings:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("console")
     running = Stack(make_settings(tmp)).start()
+    running.start_workflow_worker()  # starts while the first tests run
     try:
         yield running
     finally:

@@ -288,3 +288,114 @@ def test_services_down_gives_a_clear_page() -> None:
         assert "Service indisponible" in resp.text and dead in resp.text
         assert "Traceback" not in resp.text
         assert client.get("/healthz").text == "ok"
+
+
+def _wait_run(stack: Stack, name: str, states: set[int], key: str = "key-rev-a") -> Any:
+    import time
+
+    from docfactory.workflows.v1 import workflows_service_pb2 as wf_pb
+    from docfactory.workflows.v1 import workflows_service_pb2_grpc as wf_grpc
+
+    deadline = time.monotonic() + 180
+    with stack.channel() as ch:
+        stub = wf_grpc.WorkflowServiceStub(ch)
+        while True:
+            run = stub.GetRun(wf_pb.GetRunRequest(name=name), metadata=md(key), timeout=30).run
+            if run.state in states or time.monotonic() > deadline:
+                return run
+            time.sleep(0.3)
+
+
+def test_dossier_run_started_approved_then_amended(
+    stack: Stack, new_page: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from docfactory.workflows.v1 import workflows_service_pb2 as wf_pb
+    from docfactory.workflows.v1 import workflows_service_pb2_grpc as wf_grpc
+    from tests.workflows import dossiers
+
+    files = dossiers.financement(tmp_path_factory.mktemp("dossier"), amount="180 000,00 €")
+    with stack.channel() as ch:
+        dossier = (
+            wf_grpc.WorkflowServiceStub(ch)
+            .CreateDossier(
+                wf_pb.CreateDossierRequest(
+                    display_name="Atelier Dupont",
+                    use_case="credit-pro",
+                    files=[
+                        wf_pb.DossierFile(filename=p.name, content=p.read_bytes()) for p in files
+                    ],
+                ),
+                metadata=md("key-ops"),
+                timeout=300,
+            )
+            .dossier
+        )
+    # an operator starts the run from the dossier page
+    ops = new_page()
+    sign_in(ops, stack.url, "key-ops")
+    ops.goto(f"{stack.url}/dossiers")
+    ops.get_by_role("link", name="Atelier Dupont").first.click()
+    ops.get_by_label("Flux").fill("financement")
+    ops.get_by_role("button", name="Lancer un traitement").click()
+    run_id = ops.url.rsplit("/", 1)[-1]
+    assert "Traitement lancé" in ops.locator(".flash").inner_text()
+    run = _wait_run(stack, f"runs/{run_id}", {wf_pb.RUN_STATE_AWAITING_SIGNOFF})
+    assert run.state == wf_pb.RUN_STATE_AWAITING_SIGNOFF and run.approvals_required == 2
+
+    # reviewer A approves first (four-eyes: a second approval is needed)
+    alice = new_page()
+    sign_in(alice, stack.url, "key-rev-a")
+    alice.goto(f"{stack.url}/inbox")
+    alice.locator(f"a[data-run='{run_id}']").click()
+    siren = alice.locator("tr[data-field='demande.siren']")
+    assert dossiers.SIREN in siren.locator("mark").inner_text()
+    alice.get_by_label("Approuver").check()
+    alice.get_by_role("button", name="Enregistrer la décision").click()
+    assert (
+        "Première approbation par reviewer-alice" in alice.locator("#first-approval").inner_text()
+    )
+
+    # reviewer B sees who approved first, and amends the amount
+    bob = new_page()
+    sign_in(bob, stack.url, "key-rev-b")
+    bob.goto(f"{stack.url}/runs/{run_id}")
+    assert "reviewer-alice" in bob.locator("#first-approval").inner_text()
+    bob.screenshot(path=str(IMG / "console-dossier.png"), full_page=True)
+    bob.get_by_label("Modifier puis publier").check()
+    bob.locator("summary").click()
+    bob.locator("input[name='amend:demande.montant_demande']").fill("120 000 €")
+    bob.get_by_label("Commentaire").fill("Montant ramené au total du budget.")
+    bob.get_by_role("button", name="Enregistrer la décision").click()
+    assert "Modification enregistrée" in bob.locator(".flash").inner_text()
+
+    with stack.channel() as ch:
+        got = (
+            wf_grpc.WorkflowServiceStub(ch)
+            .GetRun(wf_pb.GetRunRequest(name=f"runs/{run_id}"), metadata=md("key-rev-b"))
+            .run
+        )
+    amended = [d for d in got.result.decisions if d.kind == wf_pb.DECISION_KIND_AMEND]
+    assert [(d.reviewer, dict(d.amendments)) for d in amended] == [
+        ("reviewer-bob", {"demande.montant_demande": "120000.00"})
+    ]
+    log = AuditLog(make_engine(stack.settings.resolved_database_url))
+    records = [
+        (r.key_id, r.outcome, list(r.details.get("amended", [])))
+        for r in log.records()
+        if r.action == "DOSSIER_DECISION" and r.details.get("run_id") == run_id
+    ]
+    assert records == [
+        ("reviewer-alice", "APPROVE", []),
+        ("reviewer-bob", "AMEND", ["demande.montant_demande"]),
+    ]
+    # the amended value reaches the dossier's run once re-checked
+    for _ in range(100):
+        bob.goto(f"{stack.url}/runs/{run_id}")
+        value = bob.locator("tr[data-field='demande.montant_demande'] td.value").inner_text()
+        if value == "120000.00":
+            break
+        bob.wait_for_timeout(300)
+    assert value == "120000.00"
+    assert "reviewer-bob" in bob.locator("tr[data-field='demande.montant_demande']").inner_text()
+    # a dossier that does not exist is a 404 page
+    assert bob.goto(f"{stack.url}/dossiers/{dossier.dossier_id}x").status == 404

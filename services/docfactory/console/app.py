@@ -8,11 +8,12 @@ starts the embedded default in-process, like the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class ConsoleConfig:
     session_ttl_seconds: float = 8 * 3600
     auth_header: str = ""
     cookie_secure: str = "auto"
-    dossiers: bool = False
+    dossiers: bool = True
 
 
 class SignInRequired(Exception):
@@ -316,6 +317,7 @@ async def serve_console(
     sockets: Sequence[socket.socket] | None = None,
     certfile: str | None = None,
     keyfile: str | None = None,
+    handle_signals: bool = True,
 ) -> None:
     """Serve the console with uvicorn until cancelled (or SIGINT/SIGTERM when run alone)."""
     import uvicorn
@@ -332,5 +334,99 @@ async def serve_console(
         ssl_keyfile=keyfile,
         lifespan="on",
     )
-    server = uvicorn.Server(uv_config)
+    server = _Server.make(uv_config, handle_signals)
     await server.serve(sockets=list(sockets) if sockets else None)
+
+
+class _Server:
+    """uvicorn.Server that leaves signal handling to its caller (``serve --console-port``)."""
+
+    @staticmethod
+    def make(config: Any, handle_signals: bool) -> Any:
+        import uvicorn
+
+        if handle_signals:
+            return uvicorn.Server(config)
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Quiet(config)
+
+
+def console_config_from_env(address: str, **overrides: Any) -> ConsoleConfig:
+    """ConsoleConfig from ``DOCFACTORY_CONSOLE_*`` variables, then explicit overrides."""
+    import os
+
+    values: dict[str, Any] = {
+        "address": address,
+        "auth_header": os.environ.get("DOCFACTORY_CONSOLE_AUTH_HEADER", ""),
+        "cookie_secure": os.environ.get("DOCFACTORY_CONSOLE_COOKIE_SECURE", "auto"),
+        "session_ttl_seconds": float(
+            os.environ.get("DOCFACTORY_CONSOLE_SESSION_SECONDS", 8 * 3600)
+        ),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["cookie_secure"] not in ("auto", "always", "never"):
+        from docfactory.core.errors import ConfigError
+
+        raise ConfigError("DOCFACTORY_CONSOLE_COOKIE_SECURE must be auto, always or never")
+    return ConsoleConfig(**values)
+
+
+async def run_console(
+    settings: Any,
+    *,
+    address: str | None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    auth_header: str | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    """``docfactory console``: the console on ``host:port``; without ``address`` it first starts
+    the embedded default in-process (same gRPC path as the CLI) and stops it on exit."""
+    running = None
+    if not address:
+        from docfactory.app import start_server
+
+        running = await start_server(settings, port=0)
+        address = running.address
+        key_file = settings.data_dir / "api-key"
+        hint = f"; sign in with the key in {key_file}" if key_file.exists() else ""
+        print(f"docfactory: embedded server on {address}{hint}", flush=True)
+    try:
+        config = console_config_from_env(address, auth_header=auth_header)
+        scheme = "https" if certfile else "http"
+        print(f"docfactory: console on {scheme}://{host}:{port}/", flush=True)
+        await serve_console(
+            config, host=host, port=port, certfile=certfile, keyfile=keyfile, handle_signals=True
+        )
+    finally:
+        if running is not None:
+            await running.stop(2.0)
+
+
+async def serve_beside(main: Any, settings: Any, *, host: str, port: int) -> None:
+    """``docfactory serve --console-port``: the console next to the gRPC server, in the same
+    process, stopped when the server stops."""
+    from docfactory.core.errors import ConfigError
+
+    if not settings.server.port:
+        raise ConfigError("--console-port needs a fixed gRPC port (--port), not 0")
+    grpc_host = (
+        settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    )
+    config = console_config_from_env(f"{grpc_host}:{settings.server.port}")
+    print(f"docfactory: console on http://{host}:{port}/", flush=True)
+    console = asyncio.ensure_future(
+        serve_console(config, host=host, port=port, handle_signals=False)
+    )
+    try:
+        await main
+    finally:
+        console.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await console

@@ -24,6 +24,8 @@ from docfactory.jobs.v1 import jobs_service_pb2 as jobs_pb
 from docfactory.jobs.v1 import jobs_service_pb2_grpc as jobs_grpc
 from docfactory.measurement.v1 import measurement_service_pb2 as meas_pb
 from docfactory.measurement.v1 import measurement_service_pb2_grpc as meas_grpc
+from docfactory.workflows.v1 import workflows_service_pb2 as wf_pb
+from docfactory.workflows.v1 import workflows_service_pb2_grpc as wf_grpc
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -61,6 +63,8 @@ def _service_error(exc: grpc.aio.AioRpcError) -> ServiceError:
 class Backend:
     """Stubs of every service behind one address (``docfactory serve`` or a gateway)."""
 
+    workflows: WorkflowsBackend
+
     def __init__(self, address: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
         self.address = address
         self._options = [
@@ -68,6 +72,7 @@ class Backend:
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self._channel: grpc.aio.Channel | None = None
+        self.workflows = WorkflowsBackend(self)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -80,7 +85,7 @@ class Backend:
             await self._channel.close()
             self._channel = None
 
-    async def _call(
+    async def call(
         self, method: Any, request: Any, key: str, deadline_s: float = DEFAULT_TIMEOUT
     ) -> Any:
         try:
@@ -94,11 +99,11 @@ class Backend:
         return gov_grpc.GovernanceServiceStub(self.channel)
 
     async def caller(self, key: str) -> Caller:
-        resp = await self._call(self._gov().GetCaller, gov_pb.GetCallerRequest(), key)
+        resp = await self.call(self._gov().GetCaller, gov_pb.GetCallerRequest(), key)
         return Caller(resp.tenant, resp.key_id, frozenset(resp.roles), resp.policy_configured)
 
     async def policy(self, key: str) -> gov_pb.GetPolicyResponse:
-        resp: gov_pb.GetPolicyResponse = await self._call(
+        resp: gov_pb.GetPolicyResponse = await self.call(
             self._gov().GetPolicy, gov_pb.GetPolicyRequest(), key
         )
         return resp
@@ -106,7 +111,7 @@ class Backend:
     async def list_reviews(
         self, key: str, *, page_token: str = "", use_case: str = ""
     ) -> gov_pb.ListReviewsResponse:
-        resp: gov_pb.ListReviewsResponse = await self._call(
+        resp: gov_pb.ListReviewsResponse = await self.call(
             self._gov().ListReviews,
             gov_pb.ListReviewsRequest(page_size=50, page_token=page_token, use_case=use_case),
             key,
@@ -114,14 +119,14 @@ class Backend:
         return resp
 
     async def get_review(self, key: str, review_id: str) -> gov_pb.Review:
-        resp = await self._call(
+        resp = await self.call(
             self._gov().GetReview, gov_pb.GetReviewRequest(review_id=review_id), key
         )
         review: gov_pb.Review = resp.review
         return review
 
     async def claim_review(self, key: str, review_id: str) -> gov_pb.Review:
-        resp = await self._call(
+        resp = await self.call(
             self._gov().ClaimReview, gov_pb.ClaimReviewRequest(review_id=review_id), key
         )
         review: gov_pb.Review = resp.review
@@ -130,7 +135,7 @@ class Backend:
     async def decide_review(
         self, key: str, review_id: str, decision: int, *, amended_text: str, comment: str
     ) -> gov_pb.Review:
-        resp = await self._call(
+        resp = await self.call(
             self._gov().DecideReview,
             gov_pb.DecideReviewRequest(
                 review_id=review_id,
@@ -144,7 +149,7 @@ class Backend:
         return review
 
     async def verify_audit(self, key: str) -> gov_pb.VerifyAuditResponse:
-        resp: gov_pb.VerifyAuditResponse = await self._call(
+        resp: gov_pb.VerifyAuditResponse = await self.call(
             self._gov().VerifyAudit, gov_pb.VerifyAuditRequest(), key, deadline_s=300
         )
         return resp
@@ -157,7 +162,7 @@ class Backend:
     async def list_documents(
         self, key: str, *, collection: str = "", page_token: str = "", page_size: int = 50
     ) -> ing_pb.ListDocumentsResponse:
-        resp: ing_pb.ListDocumentsResponse = await self._call(
+        resp: ing_pb.ListDocumentsResponse = await self.call(
             self._ing().ListDocuments,
             ing_pb.ListDocumentsRequest(
                 page_size=page_size, page_token=page_token, collection=collection
@@ -167,12 +172,12 @@ class Backend:
         return resp
 
     async def get_document(self, key: str, name: str) -> ing_pb.Document:
-        resp = await self._call(self._ing().GetDocument, ing_pb.GetDocumentRequest(name=name), key)
+        resp = await self.call(self._ing().GetDocument, ing_pb.GetDocumentRequest(name=name), key)
         document: ing_pb.Document = resp.document
         return document
 
     async def delete_document(self, key: str, name: str) -> int:
-        resp = await self._call(
+        resp = await self.call(
             self._ing().DeleteDocument, ing_pb.DeleteDocumentRequest(name=name), key, deadline_s=120
         )
         return int(resp.deleted_chunks)
@@ -187,7 +192,7 @@ class Backend:
         document_ids: Sequence[str] = (),
         top_k: int = 10,
     ) -> ans_pb.SearchResponse:
-        resp: ans_pb.SearchResponse = await self._call(
+        resp: ans_pb.SearchResponse = await self.call(
             ans_grpc.AnsweringServiceStub(self.channel).Search,
             ans_pb.SearchRequest(
                 query=query,
@@ -207,18 +212,18 @@ class Backend:
         return jobs_grpc.JobsServiceStub(self.channel)
 
     async def list_jobs(self, key: str, *, page_token: str = "") -> jobs_pb.ListJobsResponse:
-        resp: jobs_pb.ListJobsResponse = await self._call(
+        resp: jobs_pb.ListJobsResponse = await self.call(
             self._jobs().ListJobs, jobs_pb.ListJobsRequest(page_size=50, page_token=page_token), key
         )
         return resp
 
     async def get_job(self, key: str, name: str) -> jobs_pb.Job:
-        resp = await self._call(self._jobs().GetJob, jobs_pb.GetJobRequest(name=name), key)
+        resp = await self.call(self._jobs().GetJob, jobs_pb.GetJobRequest(name=name), key)
         job: jobs_pb.Job = resp.job
         return job
 
     async def job_failures(self, key: str, name: str) -> list[jobs_pb.JobDocument]:
-        resp = await self._call(
+        resp = await self.call(
             self._jobs().ListJobDocuments,
             jobs_pb.ListJobDocumentsRequest(
                 name=name, page_size=200, outcome=jobs_pb.DOCUMENT_OUTCOME_FAILED
@@ -232,10 +237,72 @@ class Backend:
     async def usage(
         self, key: str, *, use_case: str = "", from_date: str = "", to_date: str = ""
     ) -> meas_pb.GetUsageResponse:
-        resp: meas_pb.GetUsageResponse = await self._call(
+        resp: meas_pb.GetUsageResponse = await self.call(
             meas_grpc.MeasurementServiceStub(self.channel).GetUsage,
             meas_pb.GetUsageRequest(use_case=use_case, from_date=from_date, to_date=to_date),
             key,
             deadline_s=120,
         )
         return resp
+
+
+class WorkflowsBackend:
+    """WorkflowService calls (dossiers, runs, sign-off decisions) on the backend's channel."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def _stub(self) -> Any:
+        return wf_grpc.WorkflowServiceStub(self._backend.channel)
+
+    async def list_dossiers(
+        self, key: str, *, state: int = 0, flow: str = "", page_token: str = ""
+    ) -> Any:
+        return await self._backend.call(
+            self._stub().ListDossiers,
+            wf_pb.ListDossiersRequest(
+                page_size=50,
+                page_token=page_token,
+                state=state,  # type: ignore[arg-type]
+                flow=flow,
+            ),
+            key,
+        )
+
+    async def get_dossier(self, key: str, name: str) -> Any:
+        resp = await self._backend.call(
+            self._stub().GetDossier, wf_pb.GetDossierRequest(name=name), key
+        )
+        return resp.dossier
+
+    async def start_run(self, key: str, dossier: str, flow: str) -> Any:
+        resp = await self._backend.call(
+            self._stub().StartRun, wf_pb.StartRunRequest(dossier=dossier, flow=flow), key
+        )
+        return resp.run
+
+    async def get_run(self, key: str, name: str) -> Any:
+        resp = await self._backend.call(self._stub().GetRun, wf_pb.GetRunRequest(name=name), key)
+        return resp.run
+
+    async def pending(self, key: str) -> list[Any]:
+        resp = await self._backend.call(
+            self._stub().ListPendingDecisions,
+            wf_pb.ListPendingDecisionsRequest(page_size=100),
+            key,
+        )
+        return list(resp.runs)
+
+    async def decide(
+        self, key: str, name: str, kind: int, comment: str, amendments: dict[str, str]
+    ) -> Any:
+        return await self._backend.call(
+            self._stub().SubmitDecision,
+            wf_pb.SubmitDecisionRequest(
+                name=name,
+                kind=kind,  # type: ignore[arg-type]
+                comment=comment,
+                amendments=amendments,
+            ),
+            key,
+        )

@@ -176,10 +176,17 @@ def build(console: Console) -> list[Route]:
             if exc.reason != "NO_POLICY":
                 raise
             notice = i18n.translator(console.lang(request))("no_policy")
+        runs: list[Any] = []
+        if console.config.dossiers:
+            try:
+                runs = await backend.workflows.pending(session.api_key)
+            except ServiceError as exc:
+                if exc.code not in ("UNIMPLEMENTED", "FAILED_PRECONDITION"):
+                    raise
         return console.render(
             request,
             "inbox.html",
-            {"reviews": reviews, "next_token": next_token, "notice": notice},
+            {"reviews": reviews, "next_token": next_token, "notice": notice, "runs": runs},
             session=session,
         )
 
@@ -443,9 +450,9 @@ def build(console: Console) -> list[Route]:
         Route("/audit", audit),
     ]
     if console.config.dossiers:
-        from docfactory.console import dossiers
+        from docfactory.console import dossiers as dossier_pages
 
-        routes += dossiers.build(console)
+        routes += dossier_pages.build(console)
     return routes
 
 
