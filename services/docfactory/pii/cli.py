@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
 
 def run(ns: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from docfactory.pii import evalset
-    from docfactory.pii.detector import PiiDetector
+    from docfactory.pii.detector import default_detector
 
     data = Path(ns.data)
     if not data.is_dir():
@@ -49,7 +49,7 @@ def run(ns: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if ns.write_labels:
         Path(ns.write_labels).write_text(evalset.labels_jsonl(samples), encoding="utf-8")
     t0 = time.perf_counter()
-    detector = PiiDetector()
+    detector = default_detector()
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     found = detector.analyze_many([s.text for s in samples])

@@ -64,6 +64,10 @@ def _light_import() -> None:
     generation), nothing is hidden."""
     import sys
 
+    # Presidio's DEBUG/INFO records quote the analysed text (context words, matches): never
+    # let a value reach the logs, whatever the root level.
+    for name in ("presidio-analyzer", "presidio-anonymizer"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if "presidio_analyzer" in sys.modules:
         return
     os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
