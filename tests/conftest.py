@@ -30,6 +30,8 @@ KEYS = {
 EXPIRED_KEY = "key-expired"
 # A bulk-ingestion worker key: tenant "platform", role "worker" (may act for a job's tenant).
 WORKER_KEY = "key-worker"
+# A key of tenant acme with the ingester role (IngestPath needs it).
+INGESTER_KEY = "key-acme-ingester"
 
 
 def shared_data(*parts: str) -> Path:
@@ -45,6 +47,14 @@ def write_keys(path: Path) -> Path:
         {"id": key_id, "tenant": tenant, "sha256": hashlib.sha256(k.encode()).hexdigest()}
         for k, (key_id, tenant) in KEYS.items()
     ]
+    entries.append(
+        {
+            "id": "acme-ingester",
+            "tenant": "acme",
+            "sha256": hashlib.sha256(INGESTER_KEY.encode()).hexdigest(),
+            "roles": ["ingester"],
+        }
+    )
     entries.append(
         {
             "id": "bulk-worker",

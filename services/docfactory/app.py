@@ -44,6 +44,8 @@ class RunningServer:
     metrics_port: int | None
     health: Any
     closers: list[Any] = field(default_factory=list)
+    # The internal IndexService listener (split mode, DOCFACTORY_INDEX_LISTEN), if any.
+    index_address: str | None = None
     _stopped: bool = False
 
     async def stop(self, grace: float | None = 5.0) -> None:
@@ -102,7 +104,14 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
             raise ConfigError("vector backend 'index' needs DOCFACTORY_INDEX_ADDRESS")
         from docfactory.core.vectorstore_grpc import GrpcIndexStore
 
-        return GrpcIndexStore(settings.addresses.index, settings.server.max_message_bytes), False
+        return (
+            GrpcIndexStore(
+                settings.addresses.index,
+                settings.server.max_message_bytes,
+                service_key=settings.server.service_key,
+            ),
+            False,
+        )
     raise ConfigError(f"unknown vector backend {vs.backend!r}")
 
 
@@ -167,6 +176,7 @@ async def start_server(
             ServiceInterceptor(
                 authenticator,
                 authorize=gate.authorize_method if gate is not None else None,
+                on_refusal=gate.audit_refusal if gate is not None else None,
                 identity=identity,
             ),
         ],
@@ -184,13 +194,17 @@ async def start_server(
 
     store: VectorStore | None = None
     owns_store = False
+    index_address: str | None = None
     if "ingestion" in services or "answering" in services:
         store, owns_store = make_store(settings)
         closers.append(store.close)
-        if owns_store:
-            from docfactory.index import servicer as index_servicer
-
-            names.append(index_servicer.register(server, store))
+        # IndexService is internal: never on the public port. Only a split deployment whose
+        # other processes share this embedded index needs it, on its own listener.
+        if owns_store and srv_cfg.index_listen:
+            assert gate is not None
+            internal = await _start_index_listener(settings, store, authenticator, gate)
+            closers.append(internal.stop)
+            index_address = internal.address
 
     if "embedding" in services or "chunking" in services:
         from docfactory.embedding.adapters.models import load_model
@@ -219,6 +233,7 @@ async def start_server(
         from docfactory.ingestion.adapters.parser import ProcessPoolParser, UnstructuredParser
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
+        from docfactory.ingestion.staging import prepare_staging_dir
 
         assert store is not None and engine is not None
         parsing = settings.parsing
@@ -250,10 +265,20 @@ async def start_server(
         )
         from docfactory.jobs.app import attach as attach_jobs
 
-        jobs_name, jobs_service = attach_jobs(server, settings, engine, closers)
+        jobs_name, jobs_service = attach_jobs(
+            server,
+            settings,
+            engine,
+            closers,
+            source_granted=gate.source_granted if gate is not None else None,
+        )
         names.append(
             ing_servicer.register(
-                server, ing, settings.parsing.max_file_bytes, background=jobs_service
+                server,
+                ing,
+                settings.parsing.max_file_bytes,
+                background=jobs_service,
+                staging_dir=prepare_staging_dir(settings.data_dir / "staging"),
             )
         )
         names.append(jobs_name)
@@ -299,16 +324,17 @@ async def start_server(
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    if srv_cfg.reflection:
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
     bind_port = srv_cfg.port if port is None else port
     bound = tls.bind(server, srv_cfg.host, bind_port, settings.tls)
     local_host = "127.0.0.1" if srv_cfg.host in ("0.0.0.0", "::", "[::]") else srv_cfg.host
     channels.set_self_address(f"{local_host}:{bound}")
     metrics_port = None
     if srv_cfg.metrics_port is not None:
-        metrics_port = start_metrics_server(srv_cfg.metrics_port)
+        metrics_port = start_metrics_server(srv_cfg.metrics_port, srv_cfg.metrics_host)
     await server.start()
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -321,7 +347,57 @@ async def start_server(
         metrics_port=metrics_port,
         health=health_servicer,
         closers=closers,
+        index_address=index_address,
     )
+
+
+@dataclass
+class InternalListener:
+    server: grpc.aio.Server
+    address: str
+
+    async def stop(self) -> None:
+        await self.server.stop(2.0)
+
+
+async def _start_index_listener(
+    settings: Settings, store: VectorStore, authenticator: Any, gate: Any
+) -> InternalListener:
+    """IndexService on its own listener: only callers presenting the service key get in (the
+    end user's key still travels, so every point is checked against the user's tenant, roles
+    and use case); no reflection. Loopback unless an internal address is configured."""
+    from docfactory.core.interceptors import ServiceKeyInterceptor
+    from docfactory.index import servicer as index_servicer
+
+    srv_cfg = settings.server
+    if not srv_cfg.service_key or len(srv_cfg.service_key) < 16:
+        raise ConfigError(
+            "DOCFACTORY_INDEX_LISTEN needs DOCFACTORY_SERVICE_KEY (at least 16 characters), "
+            "shared by the services that call the index"
+        )
+    server = grpc.aio.server(
+        interceptors=[
+            ServiceKeyInterceptor(srv_cfg.service_key),
+            ServiceInterceptor(
+                authenticator, authorize=gate.authorize_method, on_refusal=gate.audit_refusal
+            ),
+        ],
+        options=[
+            ("grpc.max_send_message_length", srv_cfg.max_message_bytes),
+            ("grpc.max_receive_message_length", srv_cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    index_servicer.register(server, store, gate)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(srv_cfg.index_listen)
+    if bound == 0:
+        raise ConfigError(f"cannot bind the internal index listener {srv_cfg.index_listen}")
+    await server.start()
+    host = srv_cfg.index_listen.rsplit(":", 1)[0] or "127.0.0.1"
+    log.info("docfactory IndexService (internal) on %s:%d", host, bound)
+    return InternalListener(server, f"{host}:{bound}")
 
 
 def _warm_up(settings: Settings, services: Sequence[str]) -> None:

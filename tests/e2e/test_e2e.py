@@ -106,12 +106,17 @@ def split_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
         "DOCFACTORY_EMBEDDING_ADDRESS": addr["embedding"],
         "DOCFACTORY_ANSWERING_ADDRESS": addr["answering"],
     }
+    # The index owner serves IndexService on an internal listener only (service key).
+    index_addr = f"127.0.0.1:{_free_port()}"
+    env_base["DOCFACTORY_SERVICE_KEY"] = "e2e-service-key-0123456789"
     procs = []
     try:
         for svc, port in ports.items():
             env = {**env_base, "DOCFACTORY_PORT": str(port)}
+            if svc == "answering":
+                env["DOCFACTORY_INDEX_LISTEN"] = index_addr
             if svc == "ingestion":
-                env["DOCFACTORY_INDEX_ADDRESS"] = addr["answering"]
+                env["DOCFACTORY_INDEX_ADDRESS"] = index_addr
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", f"docfactory.{svc}"],

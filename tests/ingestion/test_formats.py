@@ -17,7 +17,7 @@ from docfactory.core.config import Settings
 from docfactory.ingestion.adapters.parser import ocr_available
 from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
-from tests.conftest import shared_data
+from tests.conftest import INGESTER_KEY, shared_data
 from tests.helpers import md, upload
 
 INDEXED = pb.DOCUMENT_STATE_INDEXED
@@ -77,7 +77,8 @@ async def test_every_format_file_lands_or_fails_specifically(
         if f.is_file() and not f.name.startswith(".") and f.name not in LARGE
     )
     assert len(files) > 150
-    settings = make_settings(parsing={"ocr_fallback": False})
+    # IngestPath reads the server's disk: only under configured roots, for an ingester key.
+    settings = make_settings(parsing={"ocr_fallback": False, "ingest_path_roots": [str(root)]})
     running = await start_server(settings, port=0)
     results: dict[str, pb.IngestPathResponse] = {}
     try:
@@ -85,7 +86,7 @@ async def test_every_format_file_lands_or_fails_specifically(
             stub = pb_grpc.IngestionServiceStub(ch)
             async for r in stub.IngestPath(
                 pb.IngestPathRequest(paths=[str(f) for f in files], collection="formats"),
-                metadata=md("key-acme"),
+                metadata=md(INGESTER_KEY),
                 timeout=1800,
             ):
                 results[str(Path(r.path).relative_to(root))] = r

@@ -105,7 +105,13 @@ def jobs_env(tmp_path: Path, s3: dict[str, str]) -> Callable[..., tuple[Settings
         overrides: dict[str, Any] = {
             "data_dir": str(data),
             "keys_file": str(keys),
-            "server": {"host": "127.0.0.1", "port": 0},
+            # IndexService only on its internal listener (the tests check the exact point ids).
+            "server": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "index_listen": "127.0.0.1:0",
+                "service_key": SERVICE_KEY,
+            },
             "s3": {
                 "endpoint": s3["endpoint"],
                 "access_key": s3["access_key"],
@@ -135,6 +141,10 @@ def jobs_env(tmp_path: Path, s3: dict[str, str]) -> Callable[..., tuple[Settings
         return settings, env
 
     return make
+
+
+#: Shared by docfactory's own processes to reach the internal IndexService listener.
+SERVICE_KEY = "test-service-key-0123456789"
 
 
 @pytest.fixture

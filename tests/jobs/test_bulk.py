@@ -23,7 +23,7 @@ from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from docfactory.jobs.v1 import jobs_service_pb2 as pb
 from docfactory.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
-from tests.jobs.conftest import API_KEY, Workers, data_file
+from tests.jobs.conftest import API_KEY, SERVICE_KEY, Workers, data_file
 
 MD = (("x-api-key", API_KEY),)
 # By default: the whole Code civil archive (2,802 articles) and every file of formats/ (193,
@@ -122,13 +122,16 @@ async def indexed_documents(channel: grpc.aio.Channel) -> dict[str, ing_pb.Docum
     return docs
 
 
+INDEX_MD = (*MD, ("x-docfactory-service-key", SERVICE_KEY))
+
+
 async def all_point_ids(channel: grpc.aio.Channel) -> list[str]:
     stub = idx_grpc.IndexServiceStub(channel)
     ids: list[str] = []
     token = ""
     while True:
         resp = await stub.ListPointIds(
-            idx_pb.ListPointIdsRequest(page_size=5000, page_token=token), metadata=MD
+            idx_pb.ListPointIdsRequest(page_size=5000, page_token=token), metadata=INDEX_MD
         )
         ids.extend(resp.ids)
         token = resp.next_page_token
@@ -139,7 +142,8 @@ async def all_point_ids(channel: grpc.aio.Channel) -> list[str]:
 async def point_count(channel: grpc.aio.Channel, doc_ids: list[str] | None = None) -> int:
     stub = idx_grpc.IndexServiceStub(channel)
     resp = await stub.CountPoints(
-        idx_pb.CountPointsRequest(scope=idx_pb.Scope(document_ids=doc_ids or [])), metadata=MD
+        idx_pb.CountPointsRequest(scope=idx_pb.Scope(document_ids=doc_ids or [])),
+        metadata=INDEX_MD,
     )
     return int(resp.count)
 
@@ -182,7 +186,11 @@ async def test_ingest_prefix_incremental_and_worker_death(
     server = await jobs_server(settings)
     victim = workers.start(env, server.address, tmp_path / "w1.log")
     survivor = workers.start(env, server.address, tmp_path / "w2.log")
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    assert server.index_address is not None
+    async with (
+        grpc.aio.insecure_channel(server.address) as channel,
+        grpc.aio.insecure_channel(server.index_address) as index,
+    ):
         stub = pb_grpc.JobsServiceStub(channel)
         job = (
             await stub.IngestPrefix(
@@ -219,10 +227,10 @@ async def test_ingest_prefix_incremental_and_worker_death(
             assert indexed[uri].state == ing_pb.DOCUMENT_STATE_INDEXED
             assert indexed[uri].chunk_count == d.chunk_count
         expected_points = sum(indexed[u].chunk_count for u in ok)
-        assert await point_count(channel) == expected_points
+        assert await point_count(index) == expected_points
         # ...and exactly their ids: one point per (document, version, chunk index), no other
         # version's point left behind, nothing written twice under another id.
-        ids = await all_point_ids(channel)
+        ids = await all_point_ids(index)
         assert len(ids) == len(set(ids)) == expected_points
         expected_ids = {
             point_id(indexed[u].document_id, indexed[u].version, i)
@@ -256,7 +264,7 @@ async def test_ingest_prefix_incremental_and_worker_death(
         # The document keeps its source: URI, bucket and the ETag of the object version.
         etag = minio_client.stat_object(bucket, "notes/note-0.txt").etag.strip('"')
         assert (note0.metadata["bucket"], note0.metadata["etag"]) == (bucket, etag)
-        assert await point_count(channel) == sum(
+        assert await point_count(index) == sum(
             d.chunk_count for u, d in after.items() if d.state == ing_pb.DOCUMENT_STATE_INDEXED
         )
 

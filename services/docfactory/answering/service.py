@@ -246,6 +246,7 @@ class AnsweringService:
                 outcome=err.reason,
                 model=model,
             )
+            err.audited = True
             raise
 
     def _audit(

@@ -30,6 +30,14 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     grace_seconds: float = 10.0
     max_concurrent_rpcs: int = 256
+    # /metrics listens on loopback unless told otherwise (Prometheus in a cluster:
+    # DOCFACTORY_METRICS_HOST=0.0.0.0 with a NetworkPolicy; the labels name tenants).
+    metrics_host: str = "127.0.0.1"
+    # gRPC server reflection on the public port (grpcurl); never on the internal listener.
+    reflection: bool = True
+    # Internal listener of the process that owns an embedded vector index (split mode only):
+    # IndexService is served there and nowhere else, to callers presenting ``service_key``.
+    index_listen: str = ""
     # Shared key of docfactory services: internal hops without client certificates
     # (docfactory.core.tls) and the internal index listener.
     service_key: str = ""
@@ -133,6 +141,9 @@ class ParsingConfig:
     # Parse in this many child processes (0 = threads of the server process). Parsing holds the
     # GIL, so servers that ingest big documents should set it (e.g. to their CPU count).
     parse_processes: int = 0
+    # IngestPath (the server reads files from its own disk) is off unless roots are listed:
+    # only files whose real path (symlinks and '..' resolved) lies under one of them.
+    ingest_path_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,7 +300,11 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_METRICS_PORT": ("server", "metrics_port"),
     "DOCFACTORY_MAX_MESSAGE_BYTES": ("server", "max_message_bytes"),
     "DOCFACTORY_GRACE_SECONDS": ("server", "grace_seconds"),
+    "DOCFACTORY_METRICS_HOST": ("server", "metrics_host"),
+    "DOCFACTORY_REFLECTION": ("server", "reflection"),
+    "DOCFACTORY_INDEX_LISTEN": ("server", "index_listen"),
     "DOCFACTORY_SERVICE_KEY": ("server", "service_key"),
+    "DOCFACTORY_INGEST_PATH_ROOTS": ("parsing", "ingest_path_roots"),
     "DOCFACTORY_INGESTION_ADDRESS": ("addresses", "ingestion"),
     "DOCFACTORY_CHUNKING_ADDRESS": ("addresses", "chunking"),
     "DOCFACTORY_EMBEDDING_ADDRESS": ("addresses", "embedding"),

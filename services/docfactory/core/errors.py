@@ -6,7 +6,7 @@ Each error carries a canonical gRPC code and an ``ErrorInfo`` reason (UPPER_SNAK
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import grpc
 
@@ -18,6 +18,8 @@ class DocfactoryError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     default_reason: str = "INTERNAL"
+    #: Set once the refusal has been written to the audit chain (so it is written once).
+    audited: bool = False
 
     def __init__(
         self,
@@ -26,12 +28,15 @@ class DocfactoryError(Exception):
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
         retry_after_seconds: float | None = None,
+        field_violations: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata: dict[str, str] = dict(metadata or {})
         self.retry_after_seconds = retry_after_seconds
+        # (field path, description) pairs, sent as a google.rpc.BadRequest detail.
+        self.field_violations: list[tuple[str, str]] = list(field_violations)
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"

@@ -4,8 +4,10 @@ metrics, and the mapping of docfactory errors to gRPC status with ErrorInfo (AIP
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -24,7 +26,8 @@ from docfactory.core.auth import (
     set_deadline,
     set_principal,
 )
-from docfactory.core.errors import ERROR_DOMAIN, DocfactoryError, error_for_code
+from docfactory.core.errors import ERROR_DOMAIN, DocfactoryError, InvalidArgument, error_for_code
+from docfactory.core.validation import validate_request
 
 log = logging.getLogger("docfactory.rpc")
 
@@ -32,12 +35,29 @@ log = logging.getLogger("docfactory.rpc")
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+#: Longest status message sent to a client (a message never carries more than a short prefix
+#: of caller input; this is the backstop that keeps trailers far under metadata limits).
+MAX_STATUS_MESSAGE = 1024
+
+
 def to_status(err: DocfactoryError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(
-        reason=err.reason, domain=ERROR_DOMAIN, metadata=dict(err.metadata)
+        reason=err.reason,
+        domain=ERROR_DOMAIN,
+        metadata={k[:64]: v[:256] for k, v in err.metadata.items()},
     )
     details = [any_pb2.Any()]
     details[0].Pack(info)
+    if err.field_violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d[:512])
+                for f, d in err.field_violations
+            ]
+        )
+        extra_bad = any_pb2.Any()
+        extra_bad.Pack(bad)
+        details.append(extra_bad)
     if err.retry_after_seconds is not None:
         retry = error_details_pb2.RetryInfo(
             retry_delay=duration_pb2.Duration(
@@ -48,7 +68,10 @@ def to_status(err: DocfactoryError) -> grpc.Status:
         extra = any_pb2.Any()
         extra.Pack(retry)
         details.append(extra)
-    status = status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
+    message = err.message
+    if len(message) > MAX_STATUS_MESSAGE:
+        message = message[: MAX_STATUS_MESSAGE - 1] + "…"
+    status = status_pb2.Status(code=err.code.value[0], message=message, details=details)
     return rpc_status.to_status(status)
 
 
@@ -70,6 +93,51 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> DocfactoryError:
     return error_for_code(exc.code(), exc.details() or exc.code().name, reason)
 
 
+class _Undecodable:
+    """What the wrapped deserializer returns for bytes that are not a valid request message
+    (invalid UTF-8 in a string field, truncated or foreign bytes): the handler then answers
+    INVALID_ARGUMENT instead of gRPC's bare UNKNOWN/INTERNAL without ErrorInfo."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Any:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            owner = getattr(deserializer, "__self__", None)
+            name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
+            return _Undecodable(str(name))
+
+    return deserialize
+
+
+def check_request(request: Any) -> None:
+    """Decoding failures and field rules (docfactory.core.validation), before any work."""
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            f"the request is not a valid {request.type_name} message: a string field holds "
+            "invalid UTF-8, or the bytes are not protobuf",
+            reason="MALFORMED_REQUEST",
+        )
+    validate_request(request)
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        check_request(request)
+        yield request
+
+
+#: Refusals written to the audit chain by the interceptor (when no layer below did it).
+AUDITED_REFUSALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT})
+
+
 def _split(method: str) -> tuple[str, str]:
     parts = method.strip("/").split("/")
     return (parts[0], parts[1]) if len(parts) == 2 else (method, "")
@@ -80,6 +148,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self,
         keys: Authenticator,
         authorize: Callable[[str, Principal], None] | None = None,
+        on_refusal: Callable[[str, Principal, DocfactoryError], None] | None = None,
         identity: tls.ServiceIdentity | None = None,
     ) -> None:
         self._keys = keys
@@ -87,6 +156,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._identity = identity
         # Role checks by RPC (the governance gate's ``authorize_method``), after authentication.
         self._authorize = authorize
+        # Audit of refusals (PERMISSION_DENIED, INVALID_ARGUMENT) of an authenticated caller.
+        self._on_refusal = on_refusal
 
     async def intercept_service(
         self,
@@ -118,15 +189,41 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return principal
 
     async def _fail(
-        self, context: grpc.aio.ServicerContext, exc: BaseException, method: str
+        self,
+        context: grpc.aio.ServicerContext,
+        exc: BaseException,
+        method: str,
+        principal: Principal | None = None,
     ) -> None:
         if isinstance(exc, DocfactoryError):
             err = exc
         elif isinstance(exc, grpc.aio.AioRpcError):
             err = error_from_rpc(exc)
         else:
-            log.exception("unhandled error in %s", method)
-            err = error_for_code(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+            # Every one of these is a bug to fix: the client gets INTERNAL with a correlation id
+            # that finds the traceback in the server's log, never the exception's text.
+            correlation = uuid.uuid4().hex
+            log.exception("unhandled error in %s (correlation_id=%s)", method, correlation)
+            err = error_for_code(
+                grpc.StatusCode.INTERNAL,
+                f"internal error (correlation id {correlation})",
+                "INTERNAL_UNEXPECTED",
+            )
+            err.metadata["correlation_id"] = correlation
+        if (
+            principal is not None
+            and self._on_refusal is not None
+            and err.code in AUDITED_REFUSALS
+            and not err.audited
+        ):
+            try:
+                self._on_refusal(method, principal, err)
+                err.audited = True
+            except Exception:
+                log.exception("audit of a refusal failed in %s", method)
+                err = error_for_code(
+                    grpc.StatusCode.UNAVAILABLE, "audit unavailable", "AUDIT_FAILED"
+                )
         status = to_status(err)
         await context.abort(status.code, status.details, status.trailing_metadata)
 
@@ -153,11 +250,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
                 tenant = "-"
+                principal: Principal | None = None
                 failure: BaseException | None = None
                 gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
                 gauge.inc()
                 try:
-                    tenant = interceptor._begin(context, method).tenant
+                    principal = interceptor._begin(context, method)
+                    tenant = principal.tenant
+                    if handler.request_streaming:
+                        request = _checked(request)
+                    else:
+                        check_request(request)
                     stream: AsyncIterator[Any] = inner_stream(request, context)
                     async for item in stream:
                         yield item
@@ -165,7 +268,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     raise
                 except Exception as exc:
                     failure = exc
-                    await interceptor._fail(context, exc, method)
+                    await interceptor._fail(context, exc, method, principal)
                 finally:
                     gauge.dec()
                     record(code_of(failure), tenant, started)
@@ -177,7 +280,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
             return factory(
                 stream_behavior,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_safe_deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
 
@@ -186,17 +289,23 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             tenant = "-"
+            principal: Principal | None = None
             failure: BaseException | None = None
             gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
             gauge.inc()
             try:
-                tenant = interceptor._begin(context, method).tenant
+                principal = interceptor._begin(context, method)
+                tenant = principal.tenant
+                if handler.request_streaming:
+                    request = _checked(request)
+                else:
+                    check_request(request)
                 return await inner_unary(request, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
                 failure = exc
-                await interceptor._fail(context, exc, method)
+                await interceptor._fail(context, exc, method, principal)
                 return None
             finally:
                 gauge.dec()
@@ -209,9 +318,53 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
         return factory(
             unary_behavior,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_safe_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+SERVICE_KEY_HEADER = "x-docfactory-service-key"
+
+
+class ServiceKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Gate of an internal listener: every call (health included) must present the service key
+    shared by docfactory's own processes (constant-time comparison). End-user keys alone are
+    refused with UNAUTHENTICATED / SERVICE_CREDENTIALS_REQUIRED."""
+
+    def __init__(self, service_key: str) -> None:
+        self._key = service_key.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        presented = b""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == SERVICE_KEY_HEADER:
+                presented = value.encode() if isinstance(value, str) else bytes(value)
+        if hmac.compare_digest(presented, self._key):
+            return await continuation(handler_call_details)
+        err = error_for_code(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "this listener is internal: it accepts only docfactory's service credentials",
+            "SERVICE_CREDENTIALS_REQUIRED",
+        )
+        status = to_status(err)
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(refuse)  # type: ignore[arg-type]
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(refuse)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(refuse)  # type: ignore[arg-type]
+        return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 def status_code_name(code: int) -> str:

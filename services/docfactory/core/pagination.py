@@ -8,6 +8,10 @@ import json
 
 from docfactory.core.errors import InvalidArgument
 
+#: Largest offset a token may carry: far beyond any real listing, and far below the 64-bit
+#: limits of SQLite/PostgreSQL (a forged token with a huge offset is INVALID_ARGUMENT).
+MAX_OFFSET = 10**9
+
 
 def encode_page_token(offset: int, fingerprint: str) -> str:
     raw = json.dumps({"o": offset, "f": fingerprint}).encode()
@@ -20,11 +24,13 @@ def decode_page_token(token: str, fingerprint: str) -> int:
         return 0
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = int(data["o"])
-        if data["f"] != fingerprint or offset < 0:
+        offset = data["o"]
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise ValueError("offset is not an integer")
+        if data["f"] != fingerprint or not 0 <= offset <= MAX_OFFSET:
             raise ValueError("token does not match the request")
         return offset
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidArgument(
             "invalid page_token (it must come from a previous response with the same filters)",
             reason="INVALID_PAGE_TOKEN",

@@ -28,6 +28,14 @@ HYBRID_WEIGHTS = (0.2, 1.0)
 _POINT_NS = uuid.UUID("8f7c3c2e-1d7a-4c55-9b4e-6f1f0c2a9d11")
 
 
+_DOC_NS = uuid.UUID("2b1d7f0e-3c4a-4e8b-8a51-0d6c9e7f4a22")
+
+
+def document_id_for(tenant: str, collection: str, source_uri: str) -> str:
+    """Deterministic document id: one per (tenant, collection, source URI)."""
+    return uuid.uuid5(_DOC_NS, f"{tenant}\x00{collection}\x00{source_uri}").hex
+
+
 def point_id(document_id: str, version: int, index: int) -> str:
     """Deterministic point id: the same document version always writes the same ids."""
     return str(uuid.uuid5(_POINT_NS, f"{document_id}:{version}:{index}"))

@@ -26,13 +26,19 @@ def _sparse(s: Sparse | None) -> pb.SparseVector | None:
 
 
 class GrpcIndexStore:
-    def __init__(self, address: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, address: str, max_message_bytes: int = 64 * 1024 * 1024, *, service_key: str = ""
+    ) -> None:
         self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
         self._stub = pb_grpc.IndexServiceStub(self._channel)
+        # The internal listener admits only docfactory's own processes (DOCFACTORY_SERVICE_KEY).
+        self._service_md: tuple[tuple[str, str], ...] = (
+            (("x-docfactory-service-key", service_key),) if service_key else ()
+        )
 
     def _opts(self) -> dict[str, object]:
         return {
-            "metadata": current_principal().metadata(),
+            "metadata": (*current_principal().metadata(), *self._service_md),
             "timeout": remaining_seconds(60.0),
         }
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 from sqlalchemy.engine import Engine
 
 from docfactory.core.auth import KeyStore, Principal
-from docfactory.core.errors import PermissionDenied
+from docfactory.core.errors import DocfactoryError, PermissionDenied
 from docfactory.governance.audit import AuditLog
 from docfactory.governance.policy import Decision, PolicyStore
 from docfactory.governance.quotas import QuotaEnforcer, SqlQuotaStore
@@ -57,6 +58,8 @@ INGESTION_WRITE_METHODS = frozenset(
         "/docfactory.ingestion.v1.IngestionService/IngestPath",
         "/docfactory.ingestion.v1.IngestionService/DeleteDocument",
         "/docfactory.jobs.v1.JobsService/IngestPrefix",
+        "/docfactory.index.v1.IndexService/UpsertPoints",
+        "/docfactory.index.v1.IndexService/DeletePoints",
     }
 )
 #: Roles that may call them when the policy says ``ingestion_requires_role: true``.
@@ -107,11 +110,29 @@ class GovernanceGate:
         self.record(
             principal, action="DENIED", outcome="INGESTER_ROLE_REQUIRED", details={"rpc": rpc}
         )
-        raise PermissionDenied(
+        err = PermissionDenied(
             f"{rpc} needs a key with the ingester role (policy: ingestion_requires_role)",
             reason="INGESTER_ROLE_REQUIRED",
             metadata={"key_id": principal.key_id, "rpc": rpc},
         )
+        err.audited = True
+        raise err
+
+    def source_granted(self, tenant: str, bucket: str, prefix: str) -> bool:
+        """Whether the tenant's bulk jobs may read bucket/prefix (no policy: yes)."""
+        if self.policy is None:
+            return True
+        return self.policy.current().source_granted(tenant, bucket, prefix)
+
+    def audit_refusal(self, method: str, principal: Principal, err: DocfactoryError) -> None:
+        """Audit a refusal (PERMISSION_DENIED -> ``DENIED``, INVALID_ARGUMENT -> ``REJECTED``)
+        that no layer below recorded; called by the interceptor."""
+        action = "DENIED" if err.code == grpc.StatusCode.PERMISSION_DENIED else "REJECTED"
+        details: dict[str, Any] = {"rpc": method.rsplit("/", 1)[-1][:64]}
+        field = err.metadata.get("field")
+        if field:
+            details["field"] = field[:128]
+        self.record(principal, action=action, outcome=err.reason, details=details)
 
     def authorize(
         self, principal: Principal, use_case: str, collections: Sequence[str], model: str

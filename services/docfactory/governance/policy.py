@@ -5,7 +5,10 @@ version: 7                          # required; recorded in audit records
 default_classification: INTERNAL    # objects matched by no rule below (default INTERNAL)
 ingestion_requires_role: true       # optional (default false): writes need the ingester role
 tenants:
-  - {id: caisse-nord, name: Caisse régionale Nord}
+  - id: caisse-nord
+    name: Caisse régionale Nord
+    sources:                        # what its bulk jobs (IngestPrefix) may read; none = nothing
+      - {bucket: rh, prefix: caisse-nord/}
 api_keys:                           # several active keys per app = rotation
   - id: app-credit-2025             # key id (audit, metrics) -- never the key itself
     app: app-credit                 # optional; groups the keys of one application
@@ -127,6 +130,8 @@ class Tenant:
     id: str
     name: str
     quotas: QuotaLimits = field(default_factory=QuotaLimits)
+    # Object-store sources this tenant's bulk jobs may read: (bucket, key prefix) pairs.
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -417,17 +422,28 @@ class Policy:
             m = c.mapping(item, path)
             if m is None:
                 continue
-            c.fields(m, path, ("id",), ("name", "quotas"))
+            c.fields(m, path, ("id",), ("name", "quotas", "sources"))
             tid = c.string(m, "id", path, ident=True)
             if not tid:
                 continue
             if tid in tenants:
                 c.err(_join(path, "id"), f"duplicate tenant {tid!r}")
                 continue
+            sources: list[tuple[str, str]] = []
+            for j, src in enumerate(c.items(m, "sources", required=False)):
+                spath = _join(path, f"sources[{j}]")
+                sm = c.mapping(src, spath)
+                if sm is None:
+                    continue
+                c.fields(sm, spath, ("bucket",), ("prefix",))
+                sbucket = c.string(sm, "bucket", spath)
+                if sbucket:
+                    sources.append((sbucket, c.string(sm, "prefix", spath)))
             tenants[tid] = Tenant(
                 id=tid,
                 name=c.string(m, "name", path) or tid,
                 quotas=c.quotas(m.get("quotas"), _join(path, "quotas")),
+                sources=tuple(sources),
             )
 
         keys: dict[str, ApiKey] = {}
@@ -730,6 +746,14 @@ class Policy:
         return PII_MODES[best]
 
     # -- objects -----------------------------------------------------------------------------
+
+    def source_granted(self, tenant: str, bucket: str, prefix: str) -> bool:
+        """Whether ``tenant``'s bulk jobs may read ``bucket``/``prefix``: the prefix must lie
+        within one the policy grants the tenant (``tenants[].sources``)."""
+        t = self.tenants.get(tenant)
+        if t is None:
+            return False
+        return any(b == bucket and prefix.startswith(p) for b, p in t.sources)
 
     def classification_for_object(self, bucket: str, key: str) -> int:
         """Default classification rank of a MinIO object: longest matching prefix wins."""

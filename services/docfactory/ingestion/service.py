@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import re
 import time
-import uuid
+import unicodedata
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,16 @@ from docfactory import pii
 from docfactory.core import metrics, tracing
 from docfactory.core.auth import Principal, principal_or_none
 from docfactory.core.config import Settings
-from docfactory.core.errors import DocfactoryError, FailedPrecondition, InvalidArgument, NotFound
+from docfactory.core.errors import (
+    DocfactoryError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from docfactory.core.lexical import SparseEncoder, detect_language
-from docfactory.core.vectorstore import ChunkPoint, Sparse, VectorStore
+from docfactory.core.validation import shorten
+from docfactory.core.vectorstore import ChunkPoint, Sparse, VectorStore, document_id_for
 from docfactory.ingestion.adapters.documents import (
     FAILED,
     INDEXED,
@@ -36,12 +45,7 @@ from docfactory.ingestion.adapters.parser import ParsedElement, Parser
 if TYPE_CHECKING:
     from docfactory.governance.gate import GovernanceGate
 
-_DOC_NS = uuid.UUID("2b1d7f0e-3c4a-4e8b-8a51-0d6c9e7f4a22")
 CLASSIFICATIONS = {1: "PUBLIC", 2: "INTERNAL", 3: "CONFIDENTIAL", 4: "RESTRICTED"}
-
-
-def document_id_for(tenant: str, collection: str, source_uri: str) -> str:
-    return uuid.uuid5(_DOC_NS, f"{tenant}\x00{collection}\x00{source_uri}").hex
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,66 @@ class IngestResult:
 
 def validate_collection(name: str) -> str:
     name = name or "default"
-    if len(name) > 128 or not all(c.isalnum() or c in "-_." for c in name):
+    if len(name) > 128 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
         raise InvalidArgument(
-            f"invalid collection name {name!r}: use letters, digits, '-', '_' or '.' (max 128)",
+            f"invalid collection name {shorten(name)}: use letters, digits, '-', '_' or '.' "
+            "(max 128)",
             reason="INVALID_COLLECTION",
         )
     return name
+
+
+MAX_FILENAME_CHARS = 255
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:")
+#: Schemes a client may not claim: they name places on docfactory's own side.
+RESERVED_SCHEMES = frozenset({"file", "data", "javascript", "upload"})
+
+
+def normalize_filename(filename: str) -> str:
+    """The name docfactory stores and shows for an upload: the last path component, without
+    control or format characters, at most 255 characters (the extension kept)."""
+    name = re.split(r"[\\/]", filename)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        raise InvalidArgument(
+            f"invalid filename {shorten(filename)}: it needs a name after the last '/'",
+            reason="INVALID_FILENAME",
+        )
+    if len(name) > MAX_FILENAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 16:
+            name = stem[: MAX_FILENAME_CHARS - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME_CHARS]
+    return name
+
+
+def validate_source_uri(uri: str) -> str:
+    """A client-declared source URI: the client's identifier of the document (re-uploading the
+    same URI makes a new version). It must be a URI (``scheme:...``), without control
+    characters, at most 2,048 characters, and not use a scheme reserved to the server
+    (``file:`` names the server's disk and is set only by IngestPath; ``upload:`` is what the
+    server assigns when the client gives none)."""
+    if len(uri) > 2048 or any(unicodedata.category(ch)[0] == "C" for ch in uri):
+        raise InvalidArgument(
+            f"invalid source_uri {shorten(uri)}: at most 2048 characters, no control "
+            "characters",
+            reason="INVALID_SOURCE_URI",
+        )
+    m = _URI_SCHEME.match(uri)
+    if m is None:
+        raise InvalidArgument(
+            f"invalid source_uri {shorten(uri)}: expected a URI such as "
+            "'ged://dossiers/123' or 's3://bucket/key'",
+            reason="INVALID_SOURCE_URI",
+        )
+    if m.group(0)[:-1].lower() in RESERVED_SCHEMES:
+        raise InvalidArgument(
+            f"source_uri scheme {m.group(0)!r} is reserved to the server (use e.g. 'local:' "
+            "for a file of the client's own disk)",
+            reason="SOURCE_URI_NOT_ALLOWED",
+        )
+    return uri
 
 
 def validate_classification(value: int) -> int:
@@ -108,7 +166,50 @@ def _walk(paths: Sequence[str]) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            raise NotFound(f"path not found or not readable: {raw}", reason="PATH_NOT_FOUND")
+            raise NotFound(
+                f"path not found or not readable: {shorten(raw, 120)}", reason="PATH_NOT_FOUND"
+            )
+    return files
+
+
+def scrub_paths(err: DocfactoryError, path: Path, filename: str) -> DocfactoryError:
+    """Replace the server-side path of a staged file by the document's name in an error
+    message (a parser's exception text often carries it): clients never see server paths."""
+    for p in (str(path), str(path.parent)):
+        if p and p != "." and p in err.message:
+            err.message = err.message.replace(p, filename if p == str(path) else "…")
+    return err
+
+
+#: Roles that may make the server read its own disk (IngestPath).
+PATH_ROLES = frozenset({"ingester", "admin"})
+
+
+def allowed_files(paths: Sequence[str], roots: Sequence[str]) -> list[Path]:
+    """The files IngestPath may read: every path, and every file found under a folder, must
+    have its real path (symlinks and '..' resolved) under one of ``roots``; the real paths are
+    returned, so what is read is what was checked."""
+    real_roots = [Path(os.path.realpath(Path(r).expanduser())) for r in roots]
+
+    def inside(p: Path) -> bool:
+        return any(p == r or r in p.parents for r in real_roots)
+
+    for raw in paths:
+        if "\x00" in raw or not inside(Path(os.path.realpath(Path(raw).expanduser()))):
+            raise PermissionDenied(
+                f"path {shorten(raw, 120)} is outside the folders IngestPath may read "
+                "(DOCFACTORY_INGEST_PATH_ROOTS)",
+                reason="PATH_NOT_ALLOWED",
+            )
+    files = []
+    for f in _walk(paths):
+        real = Path(os.path.realpath(f))
+        if not inside(real):
+            raise PermissionDenied(
+                f"{shorten(f.name)} links outside the folders IngestPath may read",
+                reason="PATH_NOT_ALLOWED",
+            )
+        files.append(real)
     return files
 
 
@@ -207,21 +308,39 @@ class IngestionService:
 
     # -- ingestion ---------------------------------------------------------------------
     async def _check_upload(
-        self, path: Path, filename: str, collection: str, classification: int, source_uri: str
-    ) -> tuple[str, int, int, str]:
-        """Validated (collection, classification, size, source URI) of an upload."""
+        self,
+        path: Path,
+        filename: str,
+        collection: str,
+        classification: int,
+        source_uri: str,
+        *,
+        server_source: bool = False,
+    ) -> tuple[str, int, int, str, str]:
+        """Validated (collection, classification, size, source URI, filename) of an upload.
+        ``server_source``: the URI was made by the server (IngestPath), not claimed by a
+        client."""
         collection = validate_collection(collection)
         classification = validate_classification(classification)
         if not filename:
             raise InvalidArgument("filename is required", reason="FILENAME_REQUIRED")
+        filename = normalize_filename(filename)
+        if source_uri and not server_source:
+            source_uri = validate_source_uri(source_uri)
         size = (await asyncio.to_thread(path.stat)).st_size
         if size > self._settings.parsing.max_file_bytes:
             raise InvalidArgument(
-                f"{filename}: {size} bytes exceeds the limit of "
+                f"{shorten(filename)}: {size} bytes exceeds the limit of "
                 f"{self._settings.parsing.max_file_bytes}",
                 reason="FILE_TOO_LARGE",
             )
-        return collection, classification, size, source_uri or f"upload://{collection}/{filename}"
+        return (
+            collection,
+            classification,
+            size,
+            source_uri or f"upload://{collection}/{filename}",
+            filename,
+        )
 
     async def submit_background(
         self,
@@ -243,7 +362,7 @@ class IngestionService:
                 "`docfactory worker`, or `docfactory serve --workers N`)",
                 reason="BACKGROUND_UNAVAILABLE",
             )
-        collection, classification, size, source_uri = await self._check_upload(
+        collection, classification, size, source_uri, filename = await self._check_upload(
             path, filename, collection, classification, source_uri
         )
         doc_id = document_id_for(tenant, collection, source_uri)
@@ -287,6 +406,7 @@ class IngestionService:
         classification: int = 0,
         metadata: Mapping[str, str] | None = None,
         source_uri: str = "",
+        server_source: bool = False,
     ) -> IngestResult:
         try:
             result = await self._ingest_file(
@@ -297,10 +417,11 @@ class IngestionService:
                 classification=classification,
                 metadata=metadata,
                 source_uri=source_uri,
+                server_source=server_source,
             )
         except DocfactoryError as err:
             await asyncio.to_thread(
-                self._audit, tenant, "INGEST", err.reason, "", filename=filename
+                self._audit, tenant, "INGEST", err.reason, "", filename=filename[:255]
             )
             raise
         outcome = (
@@ -328,9 +449,10 @@ class IngestionService:
         classification: int = 0,
         metadata: Mapping[str, str] | None = None,
         source_uri: str = "",
+        server_source: bool = False,
     ) -> IngestResult:
-        collection, classification, size, source_uri = await self._check_upload(
-            path, filename, collection, classification, source_uri
+        collection, classification, size, source_uri, filename = await self._check_upload(
+            path, filename, collection, classification, source_uri, server_source=server_source
         )
         doc_id = document_id_for(tenant, collection, source_uri)
         digest = await asyncio.to_thread(sha256_file, path)
@@ -361,6 +483,7 @@ class IngestionService:
                     base, path, filename, digest, version, classification, size, metadata or {}
                 )
             except DocfactoryError as err:
+                scrub_paths(err, path, filename)
                 metrics.DOCUMENTS_INGESTED.labels("failed", tenant).inc()
                 if previous is not None and previous.state == INDEXED:
                     # Keep serving the version that is already indexed, untouched.
@@ -460,7 +583,7 @@ class IngestionService:
             size_bytes=size,
             error_reason="",
             error_message="",
-            metadata=found.metadata(metadata),
+            metadata=found.metadata({**parsed.metadata, **metadata}),
         )
         await asyncio.to_thread(self._repo.save, record)
         return record
@@ -473,7 +596,20 @@ class IngestionService:
         collection: str = "",
         classification: int = 0,
     ) -> AsyncIterator[tuple[Path, IngestResult, int, int]]:
-        files = await asyncio.to_thread(_walk, paths)
+        roots = self._settings.parsing.ingest_path_roots
+        if not roots:
+            raise PermissionDenied(
+                "IngestPath is disabled on this server (upload the documents instead, or ask "
+                "the operator to set DOCFACTORY_INGEST_PATH_ROOTS)",
+                reason="INGEST_PATH_DISABLED",
+            )
+        principal = principal_or_none()
+        if principal is None or not (principal.roles & PATH_ROLES):
+            raise PermissionDenied(
+                "IngestPath needs a key with the ingester (or admin) role",
+                reason="INGESTER_ROLE_REQUIRED",
+            )
+        files = await asyncio.to_thread(allowed_files, paths, roots)
         total = len(files)
         for i, f in enumerate(files, 1):
             try:
@@ -484,6 +620,7 @@ class IngestionService:
                     collection=collection,
                     classification=classification,
                     source_uri=f.resolve().as_uri(),
+                    server_source=True,
                 )
             except DocfactoryError as err:
                 # A previously indexed version stays; report the failure for this file.

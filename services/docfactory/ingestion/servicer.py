@@ -16,6 +16,7 @@ from docfactory.core.errors import InvalidArgument
 from docfactory.core.pagination import decode_page_token, encode_page_token
 from docfactory.ingestion.adapters.documents import DocumentRecord
 from docfactory.ingestion.service import BackgroundSubmitter, IngestionService
+from docfactory.ingestion.staging import staged_prefix
 from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 
@@ -70,9 +71,11 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
         service: IngestionService,
         max_file_bytes: int,
         background: BackgroundSubmitter | None = None,
+        staging_dir: Path | None = None,
     ) -> None:
         self._svc = service
         self._max = max_file_bytes
+        self._staging = staging_dir
         # Set after construction when the jobs service is attached to the same server.
         self.background = background
 
@@ -83,7 +86,7 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     ) -> pb.UploadDocumentResponse:
         tenant = current_principal().tenant
         meta: pb.UploadMetadata | None = None
-        fd, tmp = tempfile.mkstemp(prefix="docfactory-upload-")
+        fd, tmp = tempfile.mkstemp(prefix=staged_prefix(), dir=self._staging)
         size = 0
         try:
             with os.fdopen(fd, "wb") as out:
@@ -203,8 +206,9 @@ def register(
     service: IngestionService,
     max_file_bytes: int,
     background: BackgroundSubmitter | None = None,
+    staging_dir: Path | None = None,
 ) -> str:
     pb_grpc.add_IngestionServiceServicer_to_server(
-        IngestionServicer(service, max_file_bytes, background), server
+        IngestionServicer(service, max_file_bytes, background, staging_dir), server
     )
     return str(pb.DESCRIPTOR.services_by_name["IngestionService"].full_name)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -22,7 +23,12 @@ log = logging.getLogger("docfactory.jobs")
 
 
 def attach(
-    server: grpc.aio.Server, settings: Settings, engine: Engine, closers: list[Any]
+    server: grpc.aio.Server,
+    settings: Settings,
+    engine: Engine,
+    closers: list[Any],
+    *,
+    source_granted: Callable[[str, str, str], bool] | None = None,
 ) -> tuple[str, JobsService]:
     """Register JobsService (and the webhook when configured); return the service name and
     the service (it also takes background uploads from IngestionService)."""
@@ -37,6 +43,7 @@ def attach(
         queue,
         store=make_object_store(settings),
         upload_bucket=settings.jobs.upload_bucket,
+        source_granted=source_granted,
     )
     jobs_cfg = settings.jobs
     if jobs_cfg.webhook_port is not None:

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from docfactory.core.validation import shorten
 from docfactory.ingestion.service import BackgroundUpload, validate_collection
 from docfactory.jobs.repo import (
     DELETE,
@@ -30,7 +31,7 @@ __all__ = ["KIND_NOTIFICATION", "KIND_PREFIX", "KIND_UPLOAD", "JobsService"]
 
 def validate_bucket(bucket: str) -> str:
     if not bucket or len(bucket) > 255 or "/" in bucket or bucket in (".", ".."):
-        raise InvalidArgument(f"invalid bucket name {bucket!r}", reason="INVALID_BUCKET")
+        raise InvalidArgument(f"invalid bucket name {shorten(bucket)}", reason="INVALID_BUCKET")
     return bucket
 
 
@@ -42,11 +43,30 @@ class JobsService:
         *,
         store: ObjectStore | None = None,
         upload_bucket: str = "docfactory-uploads",
+        source_granted: Callable[[str, str, str], bool] | None = None,
     ) -> None:
         self.repo = repo
         self.queue = queue
         self.store = store
         self.upload_bucket = upload_bucket
+        # (tenant, bucket, prefix) -> may that tenant's jobs read it (the governance policy);
+        # None = no policy (one-owner embedded default): every bucket but the uploads one.
+        self.source_granted = source_granted
+
+    def check_source(self, tenant: str, bucket: str, prefix: str) -> None:
+        """A bulk job may read only what the policy grants its tenant, and never the bucket
+        where background uploads are staged (they carry their own tenant and classification
+        and are indexed by their own jobs)."""
+        if bucket == self.upload_bucket:
+            raise PermissionDenied(
+                "the uploads bucket is not a source for bulk jobs", reason="SOURCE_NOT_ALLOWED"
+            )
+        if self.source_granted is not None and not self.source_granted(tenant, bucket, prefix):
+            raise PermissionDenied(
+                f"the policy grants tenant {tenant!r} no access to bucket {shorten(bucket, 63)} "
+                f"prefix {shorten(prefix, 64)} (tenants[].sources)",
+                reason="SOURCE_NOT_GRANTED",
+            )
 
     async def submit_upload(self, upload: BackgroundUpload) -> str:
         """Stage a validated upload in the object store and start a one-document job for it
@@ -94,6 +114,7 @@ class JobsService:
     async def ingest_prefix(self, tenant: str, bucket: str, prefix: str, collection: str) -> JobRow:
         bucket = validate_bucket(bucket)
         collection = validate_collection(collection)
+        self.check_source(tenant, bucket, prefix)
         job_id = await asyncio.to_thread(
             self.repo.create_job,
             tenant=tenant,
@@ -127,7 +148,9 @@ class JobsService:
                 item = PlanItem(key, DELETE, "")
             else:
                 continue
-            by_bucket.setdefault(validate_bucket(bucket), []).append(item)
+            bucket = validate_bucket(bucket)
+            self.check_source(tenant, bucket, key)
+            by_bucket.setdefault(bucket, []).append(item)
         job_ids = []
         for bucket, plan in by_bucket.items():
             latest = {p.key: p for p in plan}  # the last event of a key wins

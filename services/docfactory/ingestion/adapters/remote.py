@@ -13,6 +13,9 @@ from docfactory.ingestion.adapters.parser import ParsedElement
 from docfactory.ingestion.service import ChunkData
 
 EMBED_BATCH = 128
+# Characters per Embed request: under the service's per-request cap
+# (docfactory.core.validation: 131,072), so one document never monopolises the model.
+EMBED_BATCH_CHARS = 96_000
 
 
 class GrpcChunker:
@@ -50,6 +53,23 @@ class GrpcChunker:
         ]
 
 
+def batches(texts: Sequence[str], max_items: int, max_chars: int) -> list[list[str]]:
+    """Consecutive groups of at most ``max_items`` texts and ``max_chars`` characters (a
+    longer text goes alone)."""
+    out: list[list[str]] = []
+    cur: list[str] = []
+    size = 0
+    for t in texts:
+        if cur and (len(cur) >= max_items or size + len(t) > max_chars):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(t)
+        size += len(t)
+    if cur:
+        out.append(cur)
+    return out
+
+
 class GrpcEmbedder:
     def __init__(self, stub: Callable[[], emb_grpc.EmbeddingServiceStub]) -> None:
         self._stub = stub
@@ -57,11 +77,9 @@ class GrpcEmbedder:
     async def embed_passages(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
         vectors: list[list[float]] = []
         dim = 0
-        for i in range(0, len(texts), EMBED_BATCH):
+        for batch in batches(texts, EMBED_BATCH, EMBED_BATCH_CHARS):
             resp = await self._stub().Embed(
-                emb_pb.EmbedRequest(
-                    texts=list(texts[i : i + EMBED_BATCH]), input_type=emb_pb.INPUT_TYPE_PASSAGE
-                ),
+                emb_pb.EmbedRequest(texts=batch, input_type=emb_pb.INPUT_TYPE_PASSAGE),
                 **call_options(),
             )
             dim = resp.dimension
