@@ -414,7 +414,11 @@ def test_every_docfactory_container_has_probes(objs: tuple[Obj, ...]) -> None:
             if "serve" in c["args"]:
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     assert c[probe]["grpc"]["port"] == 50051
-    assert found == 2
+            if "console" in c["args"]:
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert c[probe]["httpGet"]["path"] == "/healthz"
+                    assert port_number(c, c[probe]["httpGet"]["port"]) == 8080
+    assert found == 3
 
 
 @requires_kubectl
@@ -445,7 +449,24 @@ def test_docfactory_commands_and_ports(objs: tuple[Obj, ...]) -> None:
 
 
 @requires_kubectl
-@pytest.mark.parametrize("name", DOCFACTORY_DEPLOYMENTS + VLLM_DEPLOYMENTS)
+def test_console_deployment(objs: tuple[Obj, ...]) -> None:
+    """The console: its own Deployment on HTTP :8080, reaching the API by address (never the
+    embedded default), one replica (sessions in memory), reachable and egress-limited."""
+    dep = named(objs, "Deployment", "docfactory-console")
+    (c,) = containers(dep)
+    args = c["args"]
+    assert args[:3] == ["docfactory", "--address", "docfactory-api:50051"] and "command" not in c
+    assert args[3] == "console" and args[args.index("--port") + 1] == "8080"
+    assert dep["spec"]["replicas"] == 1
+    svc = named(objs, "Service", "docfactory-console")
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8080]
+    policy = named(objs, "NetworkPolicy", "docfactory-console")
+    assert _policy_ports(policy, "ingress") == {8080}
+    assert _policy_ports(policy, "egress") == {50051}
+
+
+@requires_kubectl
+@pytest.mark.parametrize("name", (*DOCFACTORY_DEPLOYMENTS, *VLLM_DEPLOYMENTS, "docfactory-console"))
 def test_hardened_security_context(objs: tuple[Obj, ...], name: str) -> None:
     dep = named(objs, "Deployment", name)
     pod_sc = pod_spec(dep).get("securityContext", {})
@@ -687,6 +708,7 @@ def test_compose_is_valid_and_complete(compose: dict[str, Any]) -> None:
         "postgres",
         "docfactory",
         "docfactory-worker",
+        "docfactory-console",
         "prometheus",
         "grafana",
     }
@@ -745,6 +767,9 @@ def test_compose_healthchecks_and_ordering(compose: dict[str, Any]) -> None:
     assert "grpc_health" in " ".join(services["docfactory"]["healthcheck"]["test"])
     assert services["docfactory"]["command"] == ["docfactory", "serve"]
     assert services["docfactory-worker"]["command"] == ["docfactory", "worker"]
+    console = services["docfactory-console"]
+    assert console["command"][:4] == ["docfactory", "--address", "docfactory:50051", "console"]
+    assert "/healthz" in " ".join(console["healthcheck"]["test"])
 
 
 def test_compose_named_volumes_are_declared(compose: dict[str, Any]) -> None:
