@@ -31,13 +31,23 @@ from docfactory.core.errors import DocfactoryError
 CHUNK_BYTES = 1024 * 1024
 _CLASS = {"public": 1, "internal": 2, "confidential": 3, "restricted": 4}
 _MODES = {"dense": 1, "sparse": 2, "hybrid": 3}
+_QUERY_SERVICES = ("embedding", "answering")
 
 
 class Session:
     """A channel to a server (remote, or an embedded one started here) plus the API key."""
 
-    def __init__(self, settings: Settings, address: str | None, api_key: str | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        address: str | None,
+        api_key: str | None,
+        services: Sequence[str] | None = None,
+    ) -> None:
         self.settings = settings
+        # Services the embedded server runs: search and ask need no ingestion (nor its bulk
+        # jobs runtime), which keeps a cold command short.
+        self.services = services
         self.address = address
         self.api_key = api_key
         self._running: Any = None
@@ -45,9 +55,11 @@ class Session:
 
     async def __aenter__(self) -> Session:
         if not self.address:
-            from docfactory.app import start_server
+            from docfactory.app import SERVICES, start_server
 
-            self._running = await start_server(self.settings, port=0)
+            self._running = await start_server(
+                self.settings, self.services or SERVICES, port=0
+            )
             self.address = self._running.address
             if not self.api_key:
                 key_file = self.settings.data_dir / "api-key"
@@ -84,8 +96,14 @@ def _err(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name} [{e.reason}]: {exc.details()}"  # type: ignore[no-any-return]
 
 
+def local_uri(path: Path) -> str:
+    """The source URI of a file of the client's own disk: ``local:///abs/path``. (``file:``
+    names the server's disk and is reserved to IngestPath.)"""
+    return "local:" + path.as_uri().removeprefix("file:")
+
+
 async def _upload(session: Session, path: Path, collection: str, classification: int) -> Any:
-    source_uri = (await asyncio.to_thread(path.resolve)).as_uri()
+    source_uri = local_uri(await asyncio.to_thread(path.resolve))
     with path.open("rb") as f:
         return await _upload_stream(session, f, path.name, source_uri, collection, classification)
 
@@ -140,7 +158,7 @@ async def _ingest_archive(
         member_source_uri,
     )
 
-    archive_uri = (await asyncio.to_thread(path.resolve)).as_uri()
+    archive_uri = local_uri(await asyncio.to_thread(path.resolve))
     rows: list[dict[str, Any]] = []
     for item in iter_archive(path, path.name):
         where = f"{path}!/{item.path}" if item.path else str(path)
@@ -364,7 +382,7 @@ async def cmd_search(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.answering.v1 import answering_service_pb2 as pb
     from docfactory.answering.v1 import answering_service_pb2_grpc as pb_grpc
 
-    async with Session(settings, ns.address, ns.api_key) as session:
+    async with Session(settings, ns.address, ns.api_key, _QUERY_SERVICES) as session:
         stub = pb_grpc.AnsweringServiceStub(session.channel)
         resp = await stub.Search(
             pb.SearchRequest(
@@ -407,7 +425,7 @@ async def cmd_ask(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.answering.v1 import answering_service_pb2 as pb
     from docfactory.answering.v1 import answering_service_pb2_grpc as pb_grpc
 
-    async with Session(settings, ns.address, ns.api_key) as session:
+    async with Session(settings, ns.address, ns.api_key, _QUERY_SERVICES) as session:
         stub = pb_grpc.AnsweringServiceStub(session.channel)
         call = stub.Answer(
             pb.AnswerRequest(
