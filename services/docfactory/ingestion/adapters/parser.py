@@ -160,6 +160,13 @@ def _defer_nlp() -> None:
     defer_nlp(_install_offline_nlp)
 
 
+def _defer_nlp() -> None:
+    """The spaCy pipeline is loaded by the first classifier that needs it (fastparse.py)."""
+    from docfactory.ingestion.adapters.fastparse import defer_nlp
+
+    defer_nlp(_install_offline_nlp)
+
+
 def ocr_available() -> bool:
     """tesseract + poppler binaries and the pytesseract binding. Without all three, unstructured
     would fall back to the hi_res strategy, whose layout models cannot be downloaded here."""
