@@ -66,8 +66,13 @@ def test_append_and_verify(db: DbTarget) -> None:
     assert report.ok and report.checked == 12 and report.head_seq == 12
     records = list(log.records())
     assert [r.seq for r in records] == list(range(1, 13))
-    assert records[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
+    # one chain per tenant: each record links to the previous record of its tenant
+    for tenant in ("nord", "sud"):
+        chain = [r for r in records if r.tenant == tenant]
+        assert {r.chain for r in chain} == {tenant}
+        assert chain[0].prev_hash == GENESIS_HASH and chain[0].prev_seq is None
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
+        assert all(b.prev_seq == a.seq for a, b in itertools.pairwise(chain))
     assert records[3].document_ids == ("doc-3", "doc-x")
     assert records[3].details["scores"] == [0.5, 0.25]
     assert records[3].question == "Question n°3 — délai ?"
@@ -150,7 +155,8 @@ def test_tamper_edit_with_recomputed_hash_breaks_the_link(db: DbTarget) -> None:
             text("UPDATE audit_records SET outcome = 'DENIED', hash = :h WHERE seq = 4"),
             {"h": record_hash(forged)},
         )
-    assert kinds(log) == [(5, BROKEN_LINK)]
+    # seq 4 is nord's (even seqs): the next record of its chain, 6, no longer links to it
+    assert kinds(log) == [(6, BROKEN_LINK)]
 
 
 def test_tamper_delete_rows(db: DbTarget) -> None:
@@ -186,15 +192,15 @@ def test_tamper_forged_tail_record_without_head(db: DbTarget) -> None:
     log = AuditLog(db.engine, clock=Clock())
     fill(log, 3)
     last = list(log.records())[-1]
-    forged = {**last.chained(), "seq": 4, "prev_hash": last.hash}
+    forged = {**last.chained(), "seq": 4, "prev_hash": last.hash, "prev_seq": 3}
     with db.engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO audit_records (seq, time, tenant, key_id, use_case, action, "
                 "document_ids, model, outcome, latency_ms, question_hash, question_salt, "
-                "details, prev_hash, hash) SELECT 4, time, tenant, key_id, use_case, action, "
-                "document_ids, model, outcome, latency_ms, question_hash, question_salt, "
-                "details, :prev, :h FROM audit_records WHERE seq = 3"
+                "details, prev_hash, hash, chain, prev_seq) SELECT 4, time, tenant, key_id, "
+                "use_case, action, document_ids, model, outcome, latency_ms, question_hash, "
+                "question_salt, details, :prev, :h, chain, 3 FROM audit_records WHERE seq = 3"
             ),
             {"prev": last.hash, "h": record_hash(forged)},
         )

@@ -18,17 +18,30 @@ matches). With retention ``none`` neither the text nor its hash is stored (a has
 question could be confirmed by guessing). The salt makes precomputed dictionaries useless but
 not a targeted guess at one record: purge is a retention measure, not encryption.
 
-Serialization: a one-row table ``audit_chain_head`` (seq, hash of the last record) is the
-lock. PostgreSQL: ``SELECT ... FOR UPDATE`` on it inside the append transaction; SQLite:
-``BEGIN IMMEDIATE``. Concurrent writers of any number of processes / replicas therefore see
-and extend the true head; ``seq`` is the primary key, so a second writer can never fork the
-chain. The head also lets ``verify()`` notice deleted trailing records.
+Chains (no global lock): records form one hash chain per tenant -- or per tenant x shard with
+``DOCFACTORY_AUDIT_SHARDS`` = N > 1, the shard drawn at random per record -- so requests of
+different tenants never wait on one row. Each chain has a head row in ``audit_chains`` (its
+last record's seq and hash), locked while a record is appended to it (PostgreSQL
+``SELECT ... FOR UPDATE`` on that row only; SQLite serialises writers with ``BEGIN
+IMMEDIATE``). ``seq`` stays one global order (PostgreSQL: the ``audit_records_seq`` sequence,
+no lock; it may skip values after a failed append, so gaps in ``seq`` alone prove nothing).
+A record of a chain also chains ``chain`` and ``prev_seq`` (the seq of its predecessor in the
+chain), so a deleted record is named by its successor, and a deleted tail by the chain head.
+Records written before chains existed keep their original format in the legacy chain ``""``.
+
+Anchors: every ``anchor_every`` records (global seq), an ``audit_anchors`` row records the
+heads of all chains, hash-chained to the previous anchor. ``verify()`` checks every chain,
+every chain head, the anchors' own chain, and that each anchored head still exists with its
+hash (``ANCHOR_MISMATCH``): dropping or rewriting a whole chain's tail back past an anchor is
+caught even when the attacker also rewrote that chain's head. ``anchor()`` writes one now
+(e.g. before copying the newest anchor hash to a WORM store).
 
 What ``verify()`` reports (``Problem(seq, kind)``):
 
 - ``ALTERED``: the record's fields no longer hash to its stored hash (or its question text no
   longer matches its salted hash);
-- ``MISSING``: a seq absent from 1..head (deleted records, including at the end);
+- ``MISSING``: a record named by its successor (``prev_seq``) or by its chain's head that is
+  not in the table (deleted records, including at the end of a chain);
 - ``REORDERED``: the record hashes correctly under another record's seq (seq values swapped);
 - ``BROKEN_LINK``: a self-consistent record whose ``prev_hash`` is not the hash of the record
   before it (a predecessor rewritten with a recomputed hash, a forged insertion), or a head
@@ -46,6 +59,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import random
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -62,9 +76,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     update,
 )
+from sqlalchemy import Sequence as SqlSequence
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -89,6 +105,12 @@ ALTERED = "ALTERED"
 MISSING = "MISSING"
 REORDERED = "REORDERED"
 BROKEN_LINK = "BROKEN_LINK"
+ANCHOR_MISMATCH = "ANCHOR_MISMATCH"
+
+#: The chain of records written before chains existed (original record format).
+LEGACY_CHAIN = ""
+#: Global order of records on PostgreSQL (SQLite: max + 1 under its write lock).
+SEQ: SqlSequence = SqlSequence("audit_records_seq", metadata=Base.metadata)
 
 _ACTION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
@@ -116,24 +138,44 @@ class AuditRow(Base):
     question_expires_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+    # The chain of this record (tenant, or tenant#shard; LEGACY_CHAIN before chains) and the
+    # seq of its predecessor in that chain (None: first of its chain, or legacy).
+    chain: Mapped[str] = mapped_column(String(160))
+    prev_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         Index("ix_audit_records_tenant_time", "tenant", "time"),
         Index("ix_audit_records_time", "time"),
         Index("ix_audit_records_question_expiry", "question_expires_at"),
+        Index("ix_audit_records_chain_seq", "chain", "seq"),
     )
 
 
-class AuditHeadRow(Base):
-    __tablename__ = "audit_chain_head"
+class AuditChainRow(Base):
+    """The head of one chain: the last record's seq and hash (locked while appending)."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    __tablename__ = "audit_chains"
+
+    chain: Mapped[str] = mapped_column(String(160), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditAnchorRow(Base):
+    """The heads of every chain at one moment, hash-chained to the previous anchor."""
+
+    __tablename__ = "audit_anchors"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    heads: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 _RECORDS = cast(Table, AuditRow.__table__)
-_HEAD = cast(Table, AuditHeadRow.__table__)
+_CHAINS = cast(Table, AuditChainRow.__table__)
+_ANCHORS = cast(Table, AuditAnchorRow.__table__)
 _CHAINED = (
     "seq",
     "time",
@@ -171,8 +213,17 @@ class AuditRecord:
     hash: str
     question: str | None = None
     question_expires_at: dt.datetime | None = None
+    chain: str = LEGACY_CHAIN
+    prev_seq: int | None = None
 
     def chained(self) -> dict[str, Any]:
+        out = self._fields()
+        if self.chain != LEGACY_CHAIN:
+            out["chain"] = self.chain
+            out["prev_seq"] = self.prev_seq
+        return out
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "time": _iso(self.time),
@@ -203,6 +254,7 @@ class AuditRecord:
 class Problem(NamedTuple):
     seq: int
     kind: str
+    chain: str = ""
 
 
 @dataclass
@@ -220,8 +272,12 @@ def canonical_json(value: Any) -> str:
 
 
 def record_hash(fields: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of the chained fields (``prev_hash`` included)."""
-    data = {k: fields[k] for k in _CHAINED}
+    """sha256 of the canonical JSON of the chained fields (``prev_hash`` included; ``chain``
+    and ``prev_seq`` too for a record of a chain, i.e. when ``chain`` is set and not legacy)."""
+    names: tuple[str, ...] = _CHAINED
+    if fields.get("chain"):
+        names = (*_CHAINED, "chain", "prev_seq")
+    data = {k: fields[k] for k in names}
     return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
 
@@ -263,7 +319,14 @@ def _to_record(row: Any) -> AuditRecord:
         hash=row.hash,
         question=row.question,
         question_expires_at=utc(row.question_expires_at) if row.question_expires_at else None,
+        chain=row.chain or LEGACY_CHAIN,
+        prev_seq=int(row.prev_seq) if row.prev_seq is not None else None,
     )
+
+
+def anchor_hash(anchor_id: int, time: dt.datetime, heads: Mapping[str, Any], prev: str) -> str:
+    data = {"id": anchor_id, "time": _iso(time), "heads": dict(heads), "prev_hash": prev}
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
 
 class AuditLog:
@@ -275,17 +338,23 @@ class AuditLog:
         *,
         create_tables: bool = True,
         clock: Callable[[], dt.datetime] = utcnow,
+        shards: int | None = None,
+        anchor_every: int | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._shards = max(1, shards or int(os.environ.get("DOCFACTORY_AUDIT_SHARDS", "1")))
+        self._anchor_every = max(
+            1, anchor_every or int(os.environ.get("DOCFACTORY_AUDIT_ANCHOR_EVERY", "1000"))
+        )
         if create_tables:
             ensure_schema(engine)
-            with write_transaction(engine) as conn:
-                conn.execute(
-                    upsert(conn, _HEAD)
-                    .values(id=1, seq=0, hash=GENESIS_HASH)
-                    .on_conflict_do_nothing(index_elements=["id"])
-                )
+
+    def chain_of(self, tenant: str) -> str:
+        """The chain a new record of ``tenant`` goes to."""
+        if self._shards == 1:
+            return tenant
+        return f"{tenant}#{random.randrange(self._shards)}"
 
     # -- writing -------------------------------------------------------------------------
 
@@ -324,18 +393,23 @@ class AuditLog:
         salt = secrets.token_hex(16) if keep else None
         q_hash = question_digest(salt, question) if salt and question is not None else None
 
+        chain = self.chain_of(tenant)
         with write_transaction(self._engine) as conn:
-            head = conn.execute(
-                select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
-            ).one_or_none()
-            if head is None:  # create_tables=False on a fresh schema
-                conn.execute(_HEAD.insert().values(id=1, seq=0, hash=GENESIS_HASH))
-                head_seq, head_hash = 0, GENESIS_HASH
-            else:
-                head_seq, head_hash = int(head.seq), str(head.hash)
+            head_seq, head_hash = self._lock_chain(conn, chain)
+            if conn.dialect.name == "postgresql":
+                seq = int(conn.execute(SEQ.next_value()).scalar_one())
+            else:  # SQLite: writers are serialised by BEGIN IMMEDIATE
+                seq = (
+                    int(
+                        conn.execute(
+                            select(func.coalesce(func.max(_RECORDS.c.seq), 0))
+                        ).scalar_one()
+                    )
+                    + 1
+                )
             now = utc(self._clock())
             record = AuditRecord(
-                seq=head_seq + 1,
+                seq=seq,
                 time=now,
                 tenant=tenant,
                 key_id=key_id,
@@ -354,6 +428,8 @@ class AuditLog:
                 question_expires_at=(
                     now + question_retention if keep and question_retention else None
                 ),
+                chain=chain,
+                prev_seq=head_seq or None,
             )
             digest = record_hash(record.chained())
             conn.execute(
@@ -375,10 +451,57 @@ class AuditLog:
                     hash=digest,
                     question=record.question,
                     question_expires_at=record.question_expires_at,
+                    chain=chain,
+                    prev_seq=record.prev_seq,
                 )
             )
-            conn.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=record.seq, hash=digest))
+            conn.execute(
+                update(_CHAINS).where(_CHAINS.c.chain == chain).values(seq=record.seq, hash=digest)
+            )
+        if record.seq % self._anchor_every == 0:
+            self.anchor()
         return AuditRecord(**{**record.__dict__, "hash": digest})
+
+    def _lock_chain(self, conn: Any, chain: str) -> tuple[int, str]:
+        """Lock the chain's head row (created on first use); its (seq, hash)."""
+        query = select(_CHAINS.c.seq, _CHAINS.c.hash).where(_CHAINS.c.chain == chain)
+        head = conn.execute(query.with_for_update()).one_or_none()
+        if head is None:
+            conn.execute(
+                upsert(conn, _CHAINS)
+                .values(chain=chain, seq=0, hash=GENESIS_HASH)
+                .on_conflict_do_nothing(index_elements=["chain"])
+            )
+            head = conn.execute(query.with_for_update()).one()
+        return int(head.seq), str(head.hash)
+
+    def anchor(self) -> int:
+        """Record the heads of every chain (hash-chained to the previous anchor); its id."""
+        with write_transaction(self._engine) as conn:
+            last = conn.execute(
+                select(_ANCHORS.c.id, _ANCHORS.c.hash)
+                .order_by(_ANCHORS.c.id.desc())
+                .limit(1)
+                .with_for_update()
+            ).one_or_none()
+            anchor_id = int(last.id) + 1 if last else 1
+            prev = str(last.hash) if last else GENESIS_HASH
+            heads = {
+                str(r.chain): [int(r.seq), str(r.hash)]
+                for r in conn.execute(select(_CHAINS)).all()
+                if int(r.seq) > 0
+            }
+            now = utc(self._clock())
+            conn.execute(
+                _ANCHORS.insert().values(
+                    id=anchor_id,
+                    time=now,
+                    heads=heads,
+                    prev_hash=prev,
+                    hash=anchor_hash(anchor_id, now, heads, prev),
+                )
+            )
+        return anchor_id
 
     def purge_questions(self, now: dt.datetime | None = None) -> int:
         """Null the question text of records past their retention; returns how many."""
@@ -395,15 +518,26 @@ class AuditLog:
     # -- reading -------------------------------------------------------------------------
 
     def head(self) -> tuple[int, str]:
+        """The newest record's (seq, hash) over all chains."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).one()
-            return int(row.seq), str(row.hash)
+            row = conn.execute(
+                select(_CHAINS.c.seq, _CHAINS.c.hash).order_by(_CHAINS.c.seq.desc()).limit(1)
+            ).one_or_none()
+            return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+
+    def chains(self) -> dict[str, tuple[int, str]]:
+        """Every chain's head (seq, hash)."""
+        with self._engine.connect() as conn:
+            return {
+                str(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(select(_CHAINS)).all()
+            }
 
     def records(
         self,
         *,
         since: dt.datetime | None = None,
         tenant: str | None = None,
+        chain: str | None = None,
         batch_size: int = 1000,
     ) -> Iterator[AuditRecord]:
         """Records in seq order (keyset pagination: constant memory)."""
@@ -414,6 +548,8 @@ class AuditLog:
                 query = query.where(_RECORDS.c.time >= utc(since))
             if tenant is not None:
                 query = query.where(_RECORDS.c.tenant == tenant)
+            if chain is not None:
+                query = query.where(_RECORDS.c.chain == chain)
             query = query.order_by(_RECORDS.c.seq).limit(batch_size)
             with self._engine.connect() as conn:
                 rows = conn.execute(query).all()
@@ -424,19 +560,18 @@ class AuditLog:
             last = int(rows[-1].seq)
 
     def verify(self, *, max_problems: int = 1000) -> VerifyReport:
-        """Recompute every hash and link; see the module docstring for the problem kinds."""
+        """Recompute every hash and link of every chain, check every chain head and every
+        anchor; see the module docstring for the problem kinds."""
         report = VerifyReport(ok=True, checked=0)
         mismatched: dict[int, AuditRecord] = {}
         question_bad: list[int] = []
         links: list[tuple[int, int]] = []  # (seq, previous seq) whose link is broken
-        missing: list[int] = []
-        prev: AuditRecord | None = None
-        expected = 1
+        missing: list[tuple[int, str]] = []
+        last: dict[str, AuditRecord] = {}  # chain -> last record seen (records in seq order)
+        seen: dict[int, str] = {}  # seq -> hash of every record
         for rec in self.records():
             report.checked += 1
-            gap = rec.seq > expected
-            if gap:
-                missing.extend(range(expected, min(rec.seq, expected + max_problems)))
+            seen[rec.seq] = rec.hash
             if record_hash(rec.chained()) != rec.hash:
                 mismatched[rec.seq] = rec
             elif rec.question is not None and (
@@ -445,30 +580,43 @@ class AuditLog:
                 or question_digest(rec.question_salt, rec.question) != rec.question_hash
             ):
                 question_bad.append(rec.seq)
-            expected_prev = prev.hash if prev is not None else GENESIS_HASH
-            if not gap and rec.prev_hash != expected_prev:
+            prev = last.get(rec.chain)
+            if rec.prev_hash != (prev.hash if prev is not None else GENESIS_HASH):
                 links.append((rec.seq, prev.seq if prev is not None else 0))
-            prev = rec
-            expected = rec.seq + 1
+            last[rec.chain] = rec
+        # A broken link whose predecessor is absent is a deletion: MISSING, named by prev_seq
+        # (legacy records: every seq up to the next present one).
+        kept: list[tuple[int, int]] = []
+        for seq, before in links:
+            rec_prev = self._prev_seq_of(seq, mismatched)
+            if rec_prev is not None and rec_prev not in seen:
+                missing.append((rec_prev, ""))
+            elif rec_prev is None and self._legacy_gap(seq, before, seen):
+                missing.extend((s, LEGACY_CHAIN) for s in range(before + 1, seq))
+            else:
+                kept.append((seq, before))
+        links = kept
 
-        with self._engine.connect() as conn:
-            head = conn.execute(
-                select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
-            ).one_or_none()
-        head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
-        report.head_seq = head_seq
-        last_seq = prev.seq if prev is not None else 0
-        if head_seq > last_seq:
-            missing.extend(range(last_seq + 1, min(head_seq + 1, last_seq + 1 + max_problems)))
-            report.notes.append(f"head is at seq {head_seq}, last record is {last_seq}")
-        elif prev is not None and (head_seq < last_seq or head_hash != prev.hash):
-            report.notes.append(
-                f"head (seq {head_seq}) does not match the last record (seq {last_seq})"
-            )
-            if last_seq not in mismatched:
-                links.append((last_seq, -1))
+        heads = self.chains()
+        report.head_seq = max((h[0] for h in heads.values()), default=0)
+        for chain in sorted(set(heads) | set(last)):
+            head_seq, head_hash = heads.get(chain, (0, GENESIS_HASH))
+            tail = last.get(chain)
+            last_seq = tail.seq if tail is not None else 0
+            if head_seq and head_seq not in seen:
+                missing.append((head_seq, chain))
+                report.notes.append(
+                    f"chain {chain!r}: head is at seq {head_seq}, last record is {last_seq}"
+                )
+            elif tail is not None and (head_seq != last_seq or head_hash != tail.hash):
+                report.notes.append(
+                    f"chain {chain!r}: head (seq {head_seq}) does not match the last record "
+                    f"(seq {last_seq})"
+                )
+                if last_seq not in mismatched:
+                    links.append((last_seq, -1))
 
-        problems: list[Problem] = [Problem(s, MISSING) for s in missing]
+        problems: list[Problem] = [Problem(seq, MISSING, chain) for seq, chain in missing]
         reordered: set[int] = set()
         for seq, rec in mismatched.items():
             original = next(
@@ -481,22 +629,61 @@ class AuditLog:
             )
             if original is not None:
                 reordered.add(seq)
-                problems.append(Problem(seq, REORDERED))
+                problems.append(Problem(seq, REORDERED, rec.chain))
                 report.notes.append(f"record at seq {seq} was written as seq {original}")
             else:
-                problems.append(Problem(seq, ALTERED))
+                problems.append(Problem(seq, ALTERED, rec.chain))
         problems.extend(Problem(s, ALTERED) for s in question_bad)
         for seq, before in links:
             if seq in reordered or before in mismatched:
                 continue  # explained by the problem already reported there
             problems.append(Problem(seq, BROKEN_LINK))
-        problems.sort()
+        problems.extend(self._verify_anchors(seen, report))
+        problems = sorted(set(problems))
         if len(problems) > max_problems:
             problems = problems[:max_problems]
             report.truncated = True
         report.problems = problems
         report.ok = not problems
         return report
+
+    def _prev_seq_of(self, seq: int, mismatched: Mapping[int, AuditRecord]) -> int | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(_RECORDS.c.prev_seq, _RECORDS.c.chain).where(_RECORDS.c.seq == seq)
+            ).one_or_none()
+        if row is None or row.prev_seq is None or seq in mismatched:
+            return None
+        return int(row.prev_seq)
+
+    @staticmethod
+    def _legacy_gap(seq: int, before: int, seen: Mapping[int, str]) -> bool:
+        """Legacy records (no prev_seq) are numbered 1, 2, 3...: a gap in seq is a deletion."""
+        return (
+            before >= 0 and seq > before + 1 and all(s not in seen for s in range(before + 1, seq))
+        )
+
+    def _verify_anchors(self, seen: Mapping[int, str], report: VerifyReport) -> list[Problem]:
+        problems: list[Problem] = []
+        prev = GENESIS_HASH
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(_ANCHORS).order_by(_ANCHORS.c.id)).all()
+        for expected_id, row in enumerate(rows, start=1):
+            heads = dict(row.heads or {})
+            if int(row.id) != expected_id or row.prev_hash != prev:
+                problems.append(Problem(int(row.id), BROKEN_LINK, "anchor"))
+            if anchor_hash(int(row.id), utc(row.time), heads, row.prev_hash) != row.hash:
+                problems.append(Problem(int(row.id), ALTERED, "anchor"))
+            for chain, (seq, digest) in heads.items():
+                if seen.get(int(seq)) != digest:
+                    problems.append(Problem(int(seq), ANCHOR_MISMATCH, str(chain)))
+                    report.notes.append(
+                        f"anchor {row.id}: chain {chain!r} record {seq} is "
+                        + ("gone" if int(seq) not in seen else "not the anchored one")
+                    )
+            prev = row.hash
+        report.notes.append(f"{len(rows)} anchor(s) checked")
+        return problems
 
     def export_jsonl(
         self,
@@ -524,14 +711,16 @@ class AuditLog:
 
 
 def verify_jsonl_lines(lines: Sequence[str]) -> list[Problem]:
-    """Check the hashes and links of an exported, unfiltered JSONL (offline verification)."""
+    """Check the hashes and links (of each chain) of an exported, unfiltered JSONL (offline
+    verification)."""
     problems: list[Problem] = []
-    prev_hash = None
+    prev_hash: dict[str, str] = {}
     for line in lines:
         data = json.loads(line)
+        chain = str(data.get("chain") or LEGACY_CHAIN)
         if record_hash(data) != data["hash"]:
-            problems.append(Problem(int(data["seq"]), ALTERED))
-        elif prev_hash is not None and data["prev_hash"] != prev_hash:
-            problems.append(Problem(int(data["seq"]), BROKEN_LINK))
-        prev_hash = data["hash"]
+            problems.append(Problem(int(data["seq"]), ALTERED, chain))
+        elif data["prev_hash"] != prev_hash.get(chain, GENESIS_HASH):
+            problems.append(Problem(int(data["seq"]), BROKEN_LINK, chain))
+        prev_hash[chain] = data["hash"]
     return problems
