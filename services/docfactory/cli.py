@@ -727,15 +727,19 @@ async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
                 {
                     "ok": report.ok,
                     "checked": report.checked,
-                    "problems": [{"seq": p.seq, "kind": p.kind} for p in report.problems],
+                    "chains": len(log.chains()),
+                    "problems": [
+                        {"seq": p.seq, "kind": p.kind, "chain": p.chain} for p in report.problems
+                    ],
                 }
             )
         )
     else:
         state = "intact" if report.ok else "TAMPERED"
-        print(f"audit chain {state}: {report.checked} records checked")
+        chains = len(log.chains())
+        print(f"audit chains {state}: {report.checked} records in {chains} chain(s) checked")
         for p in report.problems:
-            print(f"  seq {p.seq}: {p.kind}")
+            print(f"  seq {p.seq}: {p.kind}" + (f" (chain {p.chain!r})" if p.chain else ""))
         for note in report.notes:
             print(f"  note: {note}")
     return 0 if report.ok else 1
