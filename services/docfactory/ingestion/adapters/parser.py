@@ -17,10 +17,10 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,6 +49,8 @@ class ParsedDocument:
     mime_type: str
     page_count: int
     strategy: str
+    # stored with the document: how each page's text was obtained, OCR confidence (ocr.py)
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 class Parser(Protocol):
@@ -160,13 +162,6 @@ def _defer_nlp() -> None:
     defer_nlp(_install_offline_nlp)
 
 
-def _defer_nlp() -> None:
-    """The spaCy pipeline is loaded by the first classifier that needs it (fastparse.py)."""
-    from docfactory.ingestion.adapters.fastparse import defer_nlp
-
-    defer_nlp(_install_offline_nlp)
-
-
 def ocr_available() -> bool:
     """tesseract + poppler binaries and the pytesseract binding. Without all three, unstructured
     would fall back to the hi_res strategy, whose layout models cannot be downloaded here."""
@@ -234,9 +229,10 @@ class UnstructuredParser:
             # text layer (e.g. infographics): read the layer with pdfminer before paying for OCR.
             elements = _pdf_text_layer(path)
             strategy = "pdfminer" if elements else strategy
-        if family == "pdf" and not elements and self._ocr and ocr_available():
-            strategy = "ocr_only"
-            elements = self._partition(path, filename, strategy, kind)
+        metadata: dict[str, str] = {}
+        page_count = 0
+        if family == "pdf":
+            elements, strategy, metadata, page_count = self._ocr_pages(path, elements, strategy)
         if not elements:
             hint = (
                 " (no text layer; OCR fallback not available)"
@@ -248,11 +244,55 @@ class UnstructuredParser:
                 reason="NO_TEXT_EXTRACTED",
                 metadata={"format": kind},
             )
-        pages = max((e.page_number for e in elements), default=0)
+        pages = max(page_count, max((e.page_number for e in elements), default=0))
         mime = _MIME.get(kind, "application/octet-stream")
         return ParsedDocument(
-            elements=elements, mime_type=mime, page_count=pages, strategy=strategy
+            elements=elements,
+            mime_type=mime,
+            page_count=pages,
+            strategy=strategy,
+            metadata=metadata,
         )
+
+    def _ocr_pages(
+        self, path: Path, elements: list[ParsedElement], strategy: str
+    ) -> tuple[list[ParsedElement], str, dict[str, str], int]:
+        """OCR per page (adapters/ocr.py): pages without a usable text layer are OCR'd, the
+        others keep it; each page's method and OCR confidence go to the document metadata."""
+        from docfactory.ingestion.adapters import ocr
+
+        count, with_images = ocr.pdf_pages(path)
+        if count == 0:  # pypdf cannot read it: trust the pages the parser saw
+            count = max((e.page_number for e in elements), default=0)
+            with_images = set(range(1, count + 1))
+        by_page: dict[int, list[ParsedElement]] = {}
+        for el in elements:
+            by_page.setdefault(el.page_number if 1 <= el.page_number <= count else 0, []).append(
+                el
+            )
+        todo = set(ocr.pages_to_ocr(elements, count, with_images))
+        can_ocr = self._ocr and ocr_available()
+        out = list(by_page.get(0, []))
+        pages: list[ocr.PageExtraction] = []
+        for p in range(1, count + 1):
+            layer = by_page.get(p, [])
+            if p in todo and can_ocr:
+                paragraphs = ocr.ocr_pdf_page(path, p, self._ocr_languages)
+                layer_text = " ".join(e.text for e in layer)
+                ocr_text = " ".join(x.text for x in paragraphs)
+                # a short but clean text layer stays unless OCR finds clearly more
+                if paragraphs and (
+                    ocr.garbage_text(layer_text) or len(ocr_text) > 1.5 * len(layer_text) + 10
+                ):
+                    out.extend(ParsedElement("NarrativeText", x.text, p) for x in paragraphs)
+                    pages.append(ocr.PageExtraction(p, ocr.OCR, ocr.confidence(paragraphs)))
+                    continue
+            out.extend(layer)
+            pages.append(ocr.PageExtraction(p, ocr.TEXT_LAYER if layer else ocr.NONE))
+        n_ocr = sum(1 for x in pages if x.method == ocr.OCR)
+        if n_ocr:
+            strategy = "ocr_only" if n_ocr == len(pages) else f"{strategy}+ocr"
+        return out, strategy, dict(ocr.extraction_metadata(pages)), count
 
     def _parse_converted(
         self, path: Path, filename: str, kind: str, target: str
@@ -283,6 +323,7 @@ class UnstructuredParser:
             mime_type=_MIME.get(kind, parsed.mime_type),
             page_count=parsed.page_count,
             strategy=f"libreoffice+{parsed.strategy}",
+            metadata={**parsed.metadata, "converted_from": kind},
         )
 
     def _partition(
