@@ -297,9 +297,10 @@ def scan_pdf(src: Path, dst: Path, rng: random.Random) -> None:
     """Render each page to an image, rotate slightly, add noise, save as an image-only PDF."""
     from PIL import Image, ImageFilter
 
+    dpi = rng.choice([150, 150, 100])  # some low-resolution scans
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            ["pdftoppm", "-r", "150", "-gray", "-png", str(src), str(Path(tmp) / "p")],
+            ["pdftoppm", "-r", str(dpi), "-gray", "-png", str(src), str(Path(tmp) / "p")],
             check=True,
             capture_output=True,
         )
@@ -307,10 +308,10 @@ def scan_pdf(src: Path, dst: Path, rng: random.Random) -> None:
         for png in sorted(Path(tmp).glob("p*.png")):
             im = Image.open(png).convert("L")
             im = im.rotate(rng.uniform(-1.2, 1.2), expand=False, fillcolor=255)
-            noise = Image.effect_noise(im.size, rng.uniform(18, 30))
-            im = Image.blend(im, noise, 0.12).filter(ImageFilter.SMOOTH)
+            noise = Image.effect_noise(im.size, rng.uniform(18, 40))
+            im = Image.blend(im, noise, rng.uniform(0.1, 0.2)).filter(ImageFilter.SMOOTH)
             images.append(im.convert("RGB"))
-        images[0].save(dst, "PDF", resolution=150.0, save_all=True, append_images=images[1:])
+        images[0].save(dst, "PDF", resolution=float(dpi), save_all=True, append_images=images[1:])
 
 
 # -- dossiers -----------------------------------------------------------------------------------
@@ -443,7 +444,17 @@ def build_financement(out: Path, i: int, rng: random.Random, scanned: str | None
         "Madame, Monsieur,",
         "",
         f"Nous sollicitons un prêt d'un montant de {m_txt} destiné à financer {obj}.",
-        f"Montant demandé : {m_txt}",
+        # distractor (every 5th letter): another amount next to the words "montant demandé"
+        *(
+            [
+                "Le montant demandé tient compte d'une subvention régionale de "
+                f"{fmt_amount(rng, money(rng, 5_000, 40_000))} déjà obtenue."
+            ]
+            if i % 5 == 1
+            else []
+        ),
+        # every 7th letter gives the amount only in the sentence above
+        *([f"Montant demandé : {m_txt}"] if i % 7 else []),
         f"Le financement sera versé sur notre compte IBAN {fmt_iban(rng, iban)}.",
         "Vous trouverez ci-joints les pièces justificatives de notre dossier.",
         "",
@@ -573,7 +584,24 @@ def build_financement(out: Path, i: int, rng: random.Random, scanned: str | None
         "capitaux_propres": f"{cp:.2f}",
         "date_cloture": date_cloture.isoformat(),
     }
-    _emit(d, folder, "etats_financiers", "pdf", lines, etats_fields, rng, scanned)
+    if i % 4 == 3:
+        # a DOCX table with the two years side by side (bare amounts, cells flattened by the
+        # parser into one line: "Chiffre d'affaires net 1 234 567 1 111 110")
+        def cell(v: Decimal) -> str:
+            return ("-" if v < 0 else "") + fmt_amount(rng, abs(v), docx=True, bare=True)
+
+        table = [
+            ["En euros", "Exercice N", "Exercice N-1"],
+            ["Chiffre d'affaires net", cell(ca), cell(prev[0].quantize(Decimal("1")))],
+            ["Résultat net", cell(rn), cell(prev[1].quantize(Decimal("0.01")))],
+            ["Capitaux propres", cell(cp), cell(prev[2].quantize(Decimal("1")))],
+        ]
+        head = lines[:5]
+        path = folder / "etats_financiers.docx"
+        write_docx(path, [*head, "<TABLE>"], table)
+        d.documents.append(Doc("etats_financiers", path.name, "docx", False, etats_fields))
+    else:
+        _emit(d, folder, "etats_financiers", "pdf", lines, etats_fields, rng, scanned)
     for p in plan:
         for r in FIN_PLANTS[p]:
             if r not in d.expected_failures:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from docfactory.core.errors import DocfactoryError
 from docfactory.workflows.extract import FOUND, ExtractedField, Extractor
 from docfactory.workflows.extract.checks import FAIL, run_checks
 from docfactory.workflows.extract.model import field_kind
@@ -120,7 +121,13 @@ def evaluate(
         fields_by_doc: dict[str, list[ExtractedField]] = {}
         for doc in dossier["documents"]:
             path = root / doc["file"]
-            pages, strategy, secs = parse_cached(parse, path, parse_cache)
+            try:
+                pages, strategy, secs = parse_cached(parse, path, parse_cache)
+            except DocfactoryError as exc:  # e.g. a scan without OCR installed: nothing read
+                errors.append(
+                    {"dossier": dossier["id"], "document": doc["file"], "error": str(exc)}
+                )
+                pages, strategy, secs = [""], "failed", 0.0
             timing["parse_s"] += secs
             timing["ocr_documents"] += int(strategy == "ocr_only")
             t0 = time.perf_counter()
