@@ -15,6 +15,7 @@ import pytest
 
 from docfactory.answering.adapters.generators import (
     ExtractiveGenerator,
+    OpenAIChatGenerator,
     TransformersGenerator,
     Usage,
 )
@@ -91,6 +92,33 @@ async def test_answer_through_openai_compatible_server(
     system, user = req["messages"][0]["content"], req["messages"][1]["content"]
     assert "UNIQUEMENT" in system and "Je ne sais pas" in system
     assert "[1] (reglement.md" in user and "La cantine ouvre à midi" in user
+
+
+async def test_model_gets_the_answer_bearing_passage_first(chat_server: str) -> None:
+    """The generative path orders its context with the extractive selection: the passage that
+    answers goes first, markers unchanged, so the model's [n] still cite the right passage."""
+    gen = OpenAIChatGenerator(GenerationConfig(urls=(chat_server,), model="mistral-small"))
+    passages = [
+        PromptPassage(1, "Le règlement intérieur est affiché à l'entrée du bâtiment.", "a.md"),
+        PromptPassage(2, "Le parking est au sous-sol.", "b.md"),
+        PromptPassage(3, "Horaires. La cantine ouvre à midi et ferme à 14 heures.", "c.md"),
+    ]
+    usage = Usage()
+    try:
+        out = "".join(
+            [
+                p
+                async for p in gen.stream(
+                    "À quelle heure ouvre la cantine ?", passages, "fr", usage
+                )
+            ]
+        )
+    finally:
+        await gen.close()
+    assert "[1]" in out  # the stand-in's reply
+    user = _ChatHandler.requests[-1]["messages"][1]["content"]
+    assert user.index("[3] (c.md)") < user.index("[1] (a.md)") < user.index("[2] (b.md)")
+    assert cited_markers(out, 3) == [1]
 
 
 def test_prompt_language_and_markers() -> None:

@@ -59,7 +59,14 @@ def test_eval_command_squad_answers(
     assert report["format"] == "squad"
     assert report["skipped_queries"] == 1
     assert report["answers"]["questions"] == 2
-    assert report["answers"]["citation_accuracy"] == 1.0
+    answers = report["answers"]
+    assert answers["citation_accuracy"] == 1.0
+    # Both answers quote the one sentence that holds the gold span, not the article's title.
+    assert answers["answer_in_any_quote"] == 1.0
+    assert answers["heading_quoted"] == 0.0
+    assert answers["insufficient_context"] == 0.0
+    assert 8 <= answers["quote_words_median"] <= 9  # "La Loire est le plus long fleuve de France."
+    assert 0 < answers["f1_all_quotes"] < 1
 
 
 def test_eval_command_local_e5_reranker(

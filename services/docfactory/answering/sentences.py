@@ -393,10 +393,10 @@ def has_answer_type(text: str, kind: str, question: str) -> bool:
 class SelectionConfig:
     max_units: int = 3  # sentences quoted at most, all passages together
     max_words: int = 60  # budget of the quoted words (a first sentence over it is kept whole)
-    close: float = 0.75  # a further unit is quoted when it scores >= close x the best
-    min_coverage: float = 0.2  # share of the question's term weight the best unit must match
+    close: float = 0.5  # a further unit is quoted when it scores >= close x the best
+    min_coverage: float = 0.1  # share of the question's term weight the best unit must match
     heading_share: float = 0.5  # weight of the headings' own match on the units below them
-    rank_prior: float = 0.35  # bonus of the first passage, decaying with rank (x best score)
+    rank_prior: float = 1.0  # bonus of the first passage, decaying with rank (x best score)
     embedding_weight: float = 0.0  # weight of the embedding cosine (0: lexical only)
     type_bonus: float = 0.3  # own score x (1 + bonus) when the unit holds the expected answer type
     k1: float = 1.2

@@ -308,17 +308,25 @@ async def _run_mode(
     )
 
 
+def _words(text: str) -> str:
+    """`` w1 w2 ... `` (letters, digits, apostrophes and hyphens; spaces around)."""
+    kept = "".join(c if c.isalnum() or c in "'’-" else " " for c in text)
+    return f" {' '.join(kept.split())} "
+
+
 def quotes_heading(quote: str, passage: str, section_path: Sequence[str] = ()) -> bool:
-    """Whether ``quote`` contains one of the headings or titles of ``passage`` (its lines that
-    :func:`split_units` classifies as heading or question), as whole words."""
-    text = f" {' '.join(quote.split())} "
-    for unit in split_units(passage, section_path):
-        if unit.answer:
-            continue
-        h = unit.text
-        if any(f"{pre}{h}{post}" in text for pre in (" ", "«") for post in (" ", "»", ".")):
-            return True
-    return False
+    """Whether ``quote`` quotes one of the headings or titles of ``passage`` (the lines that
+    :func:`split_units` classifies as heading or question): what is left of the quote once
+    the passage's sentences are taken out of it still holds a heading, as whole words."""
+    units = split_units(passage, section_path)
+    rest = " ".join(quote.split())
+    for unit in sorted((u for u in units if u.answer), key=lambda u: -len(u.text)):
+        rest = rest.replace(unit.text, " ")
+    left = _words(rest)
+    return any(
+        not unit.answer and _words(unit.text).strip() and _words(unit.text) in left
+        for unit in units
+    )
 
 
 async def _run_answers(
