@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Sequence
@@ -336,6 +337,9 @@ async def start_server(
     if srv_cfg.metrics_port is not None:
         metrics_port = start_metrics_server(srv_cfg.metrics_port, srv_cfg.metrics_host)
     await server.start()
+    if settings.tls.probe_listen:  # Kubernetes gRPC probes cannot speak TLS
+        probe = await tls.start_probe_listener(health_servicer, settings.tls.probe_listen)
+        closers.insert(0, functools.partial(probe.stop, 0))
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("docfactory serving %s on %s:%d", ", ".join(names), srv_cfg.host, bound)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import grpc
 import pytest
 import trustme
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docfactory.answering.v1 import answering_service_pb2 as ans_pb
 from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
@@ -139,6 +141,7 @@ def _client(pki: Pki, cert: tuple[Path, Path] | None, ca: Path | None = None) ->
 
 
 ADDRESS: list[str] = [""]
+PROBE: list[str] = [""]
 
 
 @pytest.fixture
@@ -146,9 +149,17 @@ async def mtls_server(
     pki: Pki, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> AsyncIterator[RunningServer]:
     policy = _policy(tmp_path / "policy.yaml", _subject(pki.app[0]))
+    with socket.socket() as sock:  # a free port for the plain-text probe listener
+        sock.bind(("127.0.0.1", 0))
+        PROBE[0] = f"127.0.0.1:{sock.getsockname()[1]}"
     settings = make_settings(
         policy_file=str(policy),
-        tls={"cert": str(pki.server[0]), "key": str(pki.server[1]), "ca": str(pki.ca_file)},
+        tls={
+            "cert": str(pki.server[0]),
+            "key": str(pki.server[1]),
+            "ca": str(pki.ca_file),
+            "probe_listen": PROBE[0],
+        },
     )
     running = await start_server(settings, port=0)
     ADDRESS[0] = running.address
@@ -212,6 +223,16 @@ async def test_mtls_every_refusal_and_the_happy_path(
     # The client does not trust a server certificate of another CA.
     async with _client(pki, pki.app, ca=pki.foreign_ca_file) as ch:
         assert (await _refused(ch)).code() == grpc.StatusCode.UNAVAILABLE
+
+    # Kubernetes' gRPC probes (plain text) reach Health on the probe listener, and nothing else.
+    async with grpc.aio.insecure_channel(PROBE[0]) as ch:
+        status = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _search(ch, "key-plain")
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
     # docfactory's own clients say why before connecting.
     expired = TlsConfig(cert=str(pki.expired[0]), key=str(pki.expired[1]), ca=str(pki.ca_file))
@@ -284,7 +305,8 @@ def test_service_key_attestation() -> None:
     md = ident.outgoing(caller)
     assert ("x-api-key", "secret") not in md  # the caller's key is not re-sent
     back = ident.attested_principal(md, None)
-    assert back is not None and (back.tenant, back.key_id, back.roles) == ("nord", "app", frozenset({"x"}))
+    assert back is not None
+    assert (back.tenant, back.key_id, back.roles) == ("nord", "app", frozenset({"x"}))
     wrong = [(k, "z" * 32 if k == tls.SERVICE_KEY_HEADER else v) for k, v in md]
     with pytest.raises(Exception, match="may only be set by docfactory services"):
         ident.attested_principal(wrong, None)

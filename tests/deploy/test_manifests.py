@@ -35,7 +35,7 @@ OVERLAYS = ("dev", "prod")
 # unhealthyPodEvictionPolicy, grpc probes, matchLabelKeys are all available).
 K8S_VERSION = "1.31.0"
 NAMESPACE = "docfactory"
-CRD_API_GROUPS = ("keda.sh/",)
+CRD_API_GROUPS = ("keda.sh/", "cert-manager.io/")
 
 VLLM_DEPLOYMENTS = ("vllm-chat", "vllm-embed")
 DOCFACTORY_DEPLOYMENTS = ("docfactory-api", "docfactory-worker")
@@ -156,7 +156,11 @@ def test_every_object_is_schema_valid(objs: tuple[Obj, ...]) -> None:
 @requires_kubectl
 def test_only_known_crds(objs: tuple[Obj, ...]) -> None:
     crds = {(o["apiVersion"], o["kind"]) for o in objs if is_crd_object(o)}
-    assert crds == {("keda.sh/v1alpha1", "ScaledObject")}
+    assert crds == {
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("cert-manager.io/v1", "Issuer"),
+        ("cert-manager.io/v1", "Certificate"),
+    }
 
 
 @requires_kubectl
@@ -413,7 +417,8 @@ def test_every_docfactory_container_has_probes(objs: tuple[Obj, ...]) -> None:
                 assert probe in c, f"{wl['metadata']['name']}: missing {probe}"
             if "serve" in c["args"]:
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                    assert c[probe]["grpc"]["port"] == 50051
+                    # the plain-text Health-only listener (the gRPC port is TLS-only)
+                    assert c[probe]["grpc"]["port"] == 8086
             if "console" in c["args"]:
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     assert c[probe]["httpGet"]["path"] == "/healthz"
@@ -428,7 +433,7 @@ def test_docfactory_commands_and_ports(objs: tuple[Obj, ...]) -> None:
     # `args`, not `command`: the image's entrypoint (tini, PID 1) stays in front.
     assert api["args"] == ["docfactory", "serve"] and "command" not in api
     assert worker["args"] == ["docfactory", "worker"] and "command" not in worker
-    assert {p["containerPort"] for p in api["ports"]} == {50051, 9090}
+    assert {p["containerPort"] for p in api["ports"]} == {50051, 9090, 8086}  # 8086: probes
     assert {p["containerPort"] for p in worker["ports"]} == {9090}
     required = {
         "DOCFACTORY_DATABASE_URL",
@@ -877,3 +882,29 @@ def test_dockerfile_matches_the_deployments() -> None:
     copies = " ".join(a for k, a in steps if k == "COPY")
     for path in ("pyproject.toml", "README.md", "services"):
         assert path in copies
+
+
+@requires_kubectl
+def test_tls_certificates_from_cert_manager(objs: tuple[Obj, ...]) -> None:
+    """Every docfactory pod mounts a cert-manager Secret at the paths DOCFACTORY_TLS_* name;
+    the API's certificate covers its Service names and serves as client certificate too."""
+    certs = {c["spec"]["secretName"]: c for c in of_kind(objs, "Certificate")}
+    api = certs["docfactory-api-tls"]["spec"]
+    assert {"docfactory-api", "docfactory-api.docfactory.svc"} <= set(api["dnsNames"])
+    assert set(api["usages"]) == {"server auth", "client auth"}
+    assert api["issuerRef"]["name"] == "docfactory-ca" and api["privateKey"]["rotationPolicy"]
+    assert named(objs, "Certificate", "docfactory-ca")["spec"]["isCA"] is True
+    (api_c,) = containers(named(objs, "Deployment", "docfactory-api"))[:1]
+    cm_name = next(s["configMapRef"]["name"] for s in api_c["envFrom"] if "configMapRef" in s)
+    config = named(objs, "ConfigMap", cm_name)["data"]
+    paths = [config[f"DOCFACTORY_TLS_{k}"] for k in ("CERT", "KEY", "CA")]
+    for name in DOCFACTORY_DEPLOYMENTS:
+        wl = named(objs, "Deployment", name)
+        secrets = {
+            v["name"]: v["secret"]["secretName"] for v in pod_spec(wl)["volumes"] if "secret" in v
+        }
+        (c,) = [c for c in containers(wl) if c["name"] == "docfactory"]
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/docfactory/tls")
+        assert secrets[mount["name"]] in certs, name
+        assert all(p.startswith(mount["mountPath"] + "/") for p in paths)
+    assert config["DOCFACTORY_PROBE_LISTEN"].endswith(":8086")

@@ -253,6 +253,9 @@ class TlsConfig:
     # server.service_key / DOCFACTORY_SERVICE_KEY.)
     # Allow a non-loopback bind without TLS (traffic encrypted by a mesh, or a lab).
     insecure: bool = False
+    # host:port of a plain-text listener serving only gRPC health (Kubernetes gRPC probes
+    # cannot speak TLS); empty = none.
+    probe_listen: str = ""
 
 
 @dataclass(frozen=True)
@@ -390,6 +393,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_TLS_SERVER_NAME": ("tls", "server_name"),
     "DOCFACTORY_TLS_INTERNAL_SUBJECTS": ("tls", "internal_subjects"),
     "DOCFACTORY_INSECURE": ("tls", "insecure"),
+    "DOCFACTORY_PROBE_LISTEN": ("tls", "probe_listen"),
 }
 
 

@@ -282,6 +282,20 @@ def bind(server: grpc.aio.Server, host: str, port: int, cfg: TlsConfig) -> int:
     return int(bound)
 
 
+async def start_probe_listener(health_servicer: Any, address: str) -> grpc.aio.Server:
+    """A plain-text listener serving only ``grpc.health.v1.Health`` (the same servicer as the
+    TLS port): Kubernetes' gRPC probes cannot speak TLS. Nothing else is reachable there."""
+    from grpc_health.v1 import health_pb2_grpc
+
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(address) == 0:
+        raise ConfigError(f"cannot bind the health probe listener {address}")
+    await server.start()
+    log.info("gRPC health probes (plain text, Health only) on %s", address)
+    return server
+
+
 # -- client ---------------------------------------------------------------------------------
 
 
