@@ -621,6 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--metrics-port", type=int)
     s.add_argument(
+        "--metrics-host",
+        help="address /metrics listens on (default 127.0.0.1; 0.0.0.0 for Prometheus in a "
+        "cluster, behind a NetworkPolicy)",
+    )
+    s.add_argument(
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without TLS (DOCFACTORY_INSECURE)",
@@ -803,6 +808,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server["host"] = ns.host
         if ns.metrics_port is not None:
             server["metrics_port"] = ns.metrics_port
+        if getattr(ns, "metrics_host", None):
+            server["metrics_host"] = ns.metrics_host
         if server:
             overrides["server"] = server
         if ns.workers is not None:
