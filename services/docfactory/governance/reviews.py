@@ -49,6 +49,7 @@ from docfactory.core.errors import (
     PermissionDenied,
 )
 from docfactory.core.migrate import ensure_schema
+from docfactory.core.validation import shorten
 from docfactory.governance._sql import utc, utcnow
 
 PENDING_REVIEW = "PENDING_REVIEW"
@@ -257,7 +258,7 @@ class ReviewStore:
             ).one_or_none()
         if row is None:
             raise NotFound(
-                f"review {review_id!r} not found",
+                f"review {shorten(review_id)} not found",
                 reason="REVIEW_NOT_FOUND",
                 metadata={"review_id": review_id},
             )
@@ -306,7 +307,7 @@ class ReviewStore:
         """
         if decision not in DECISIONS:
             raise InvalidArgument(
-                f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}",
+                f"decision must be one of {', '.join(DECISIONS)}, got {shorten(decision)}",
                 reason="INVALID_DECISION",
             )
         if decision == AMENDED and not (amended_text or "").strip():
@@ -343,7 +344,7 @@ class ReviewStore:
         if not won:
             self._raise_if_claimed(decided, reviewer_key_id, now)
             raise FailedPrecondition(
-                f"review {review_id!r} was already decided: {decided.state}",
+                f"review {shorten(review_id)} was already decided: {decided.state}",
                 reason="REVIEW_ALREADY_DECIDED",
                 metadata={"review_id": review_id, "state": decided.state},
             )
@@ -415,7 +416,7 @@ class ReviewStore:
         if not won:
             self._raise_if_claimed(claimed, reviewer_key_id, now)
             raise FailedPrecondition(
-                f"review {review_id!r} was already decided: {claimed.state}",
+                f"review {shorten(review_id)} was already decided: {claimed.state}",
                 reason="REVIEW_ALREADY_DECIDED",
                 metadata={"review_id": review_id, "state": claimed.state},
             )
@@ -427,13 +428,13 @@ class ReviewStore:
         review = self.get(tenant, review_id)
         if review.state == PENDING_REVIEW:
             raise FailedPrecondition(
-                f"review {review_id!r} is still pending",
+                f"review {shorten(review_id)} is still pending",
                 reason="REVIEW_PENDING",
                 metadata={"review_id": review_id},
             )
         if review.state == REJECTED:
             raise FailedPrecondition(
-                f"the answer of review {review_id!r} was rejected by the reviewer",
+                f"the answer of review {shorten(review_id)} was rejected by the reviewer",
                 reason="REVIEW_REJECTED",
                 metadata={"review_id": review_id},
             )

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
 from docfactory.core.pagination import decode_page_token, encode_page_token
+from docfactory.core.validation import shorten
 from docfactory.ingestion.adapters.documents import DocumentRecord
 from docfactory.ingestion.service import BackgroundSubmitter, IngestionService
 from docfactory.ingestion.staging import staged_prefix
@@ -59,7 +60,7 @@ def parse_name(name: str) -> str:
     doc_id = name.removeprefix("documents/")
     if not doc_id or "/" in doc_id or len(doc_id) > 64:
         raise InvalidArgument(
-            f"invalid document name {name!r}: expected 'documents/{{document_id}}'",
+            f"invalid document name {shorten(name)}: expected 'documents/{{document_id}}'",
             reason="INVALID_DOCUMENT_NAME",
         )
     return doc_id

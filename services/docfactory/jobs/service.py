@@ -170,7 +170,7 @@ class JobsService:
     async def get(self, tenant: str, job_id: str) -> JobRow:
         row = await asyncio.to_thread(self.repo.get_job, job_id, tenant)
         if row is None:
-            raise NotFound(f"job {job_id!r} not found", reason="JOB_NOT_FOUND")
+            raise NotFound(f"job {shorten(job_id)} not found", reason="JOB_NOT_FOUND")
         return row
 
     async def list(

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
 from docfactory.core.pagination import decode_page_token, encode_page_token
+from docfactory.core.validation import shorten
 from docfactory.jobs.repo import DELETED, FAILED, INDEXED, UNCHANGED, DocOutcome, JobRow
 from docfactory.jobs.service import JobsService
 from docfactory.jobs.v1 import jobs_service_pb2 as pb
@@ -74,7 +75,8 @@ def _job_id(name: str) -> str:
     job_id = name.removeprefix("jobs/")
     if not job_id or "/" in job_id or len(job_id) > 64:
         raise InvalidArgument(
-            f"invalid job name {name!r}: expected 'jobs/{{job_id}}'", reason="INVALID_JOB_NAME"
+            f"invalid job name {shorten(name)}: expected 'jobs/{{job_id}}'",
+            reason="INVALID_JOB_NAME",
         )
     return job_id
 

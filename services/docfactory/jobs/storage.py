@@ -16,6 +16,7 @@ from typing import IO, Any, Protocol, cast
 
 from docfactory.core.config import Settings
 from docfactory.core.errors import InvalidArgument, NotFound
+from docfactory.core.validation import shorten
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class MinioStore:
                 yield ObjectInfo(obj.object_name, (obj.etag or "").strip('"'), obj.size or 0)
         except S3Error as exc:
             if exc.code == "NoSuchBucket":
-                raise NotFound(f"bucket {bucket!r} not found", reason="BUCKET_NOT_FOUND") from exc
+                raise NotFound(
+                    f"bucket {shorten(bucket)} not found", reason="BUCKET_NOT_FOUND"
+                ) from exc
             raise
 
     def stat(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -143,14 +146,14 @@ class LocalStore:
 
     def _bucket(self, bucket: str) -> Path:
         if not bucket or "/" in bucket or bucket in (".", ".."):
-            raise InvalidArgument(f"invalid bucket name {bucket!r}", reason="INVALID_BUCKET")
+            raise InvalidArgument(f"invalid bucket name {shorten(bucket)}", reason="INVALID_BUCKET")
         return self.root / bucket
 
     def _path(self, bucket: str, key: str) -> Path:
         base = self._bucket(bucket).resolve()
         path = (base / key).resolve()
         if base not in path.parents:
-            raise InvalidArgument(f"invalid object key {key!r}", reason="INVALID_KEY")
+            raise InvalidArgument(f"invalid object key {shorten(key)}", reason="INVALID_KEY")
         return path
 
     @staticmethod
@@ -162,7 +165,7 @@ class LocalStore:
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         base = self._bucket(bucket)
         if not base.is_dir():
-            raise NotFound(f"bucket {bucket!r} not found", reason="BUCKET_NOT_FOUND")
+            raise NotFound(f"bucket {shorten(bucket)} not found", reason="BUCKET_NOT_FOUND")
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             for name in sorted(filenames):
