@@ -108,8 +108,12 @@ class Stack:
     _uvicorn: Any = None
     _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_workflow_worker(self) -> None:
-        """A real workflow worker process (``python -m docfactory.workflows.engine``)."""
+    def start_workers(self) -> None:
+        """Real worker processes: dossier workflows and bulk-ingestion jobs."""
+        self._spawn("docfactory.workflows.engine", "workflow-worker.log")
+        self._spawn("docfactory.jobs.runtime", "jobs-worker.log")
+
+    def _spawn(self, module: str, log_name: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")} | {
             "DOCFACTORY_DATA_DIR": str(self.settings.data_dir),
             "DOCFACTORY_DATABASE_URL": self.settings.resolved_database_url,
@@ -117,11 +121,12 @@ class Stack:
             "DOCFACTORY_WORKER_API_KEY": "key-worker",
             "DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS": self.grpc_address,
             "DOCFACTORY_WORKFLOWS_HEARTBEAT_SECONDS": "0.5",
+            "DOCFACTORY_INGESTION_ADDRESS": self.grpc_address,
         }
-        log = open(self.settings.data_dir / "worker.log", "ab")  # noqa: SIM115
+        log = open(self.settings.data_dir / log_name, "ab")  # noqa: SIM115
         self._workers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "docfactory.workflows.engine"],
+                [sys.executable, "-m", module],
                 env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
             )
         )  # fmt: skip
@@ -210,6 +215,25 @@ class Stack:
             doc: ing_pb.Document = stub.UploadDocument(reqs, metadata=md(key), timeout=120).document
             return doc
 
+    def upload_background(self, name: str, data: bytes, key: str = "key-ops") -> str:
+        """A background UploadDocument: returns its job name ("jobs/...")."""
+        with self.channel() as ch:
+            stub = ing_grpc.IngestionServiceStub(ch)
+            reqs = iter(
+                [
+                    ing_pb.UploadDocumentRequest(
+                        metadata=ing_pb.UploadMetadata(
+                            filename=name,
+                            collection="faq",
+                            background=True,
+                            source_uri=f"ged://faq/{name}",
+                        )
+                    ),
+                    ing_pb.UploadDocumentRequest(data=data),
+                ]
+            )
+            return str(stub.UploadDocument(reqs, metadata=md(key), timeout=120).job)
+
     def ask_held(self, question: str, key: str = "key-requester") -> str:
         """An answer of the reviewed use case: held, returns its review id."""
         with self.channel() as ch:
@@ -242,7 +266,7 @@ def make_settings(tmp: Path, **extra: Any) -> Settings:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("console")
     running = Stack(make_settings(tmp)).start()
-    running.start_workflow_worker()  # starts while the first tests run
+    running.start_workers()  # they start while the first tests run
     try:
         yield running
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from playwright.sync_api import expect
 
 from docfactory.core.db import make_engine
 from docfactory.governance.audit import AuditLog
@@ -360,7 +361,7 @@ def test_dossier_run_started_approved_then_amended(
     sign_in(bob, stack.url, "key-rev-b")
     bob.goto(f"{stack.url}/runs/{run_id}")
     assert "reviewer-alice" in bob.locator("#first-approval").inner_text()
-    bob.screenshot(path=str(IMG / "console-dossier.png"), full_page=True)
+    bob.screenshot(path=str(IMG / "console-dossier.png"))
     bob.get_by_label("Modifier puis publier").check()
     bob.locator("summary").click()
     bob.locator("input[name='amend:demande.montant_demande']").fill("120 000 €")
@@ -399,3 +400,24 @@ def test_dossier_run_started_approved_then_amended(
     assert "reviewer-bob" in bob.locator("tr[data-field='demande.montant_demande']").inner_text()
     # a dossier that does not exist is a 404 page
     assert bob.goto(f"{stack.url}/dossiers/{dossier.dossier_id}x").status == 404
+
+
+def test_jobs_live_progress_and_failures_per_object(stack: Stack, new_page: Any) -> None:
+    ok = stack.upload_background("note-cse.txt", "Le comité social se réunit chaque mois.".encode())
+    bad = stack.upload_background("rapport.pdf", b"%PDF-1.4\n this is not a PDF body\n%%EOF")
+    page = new_page()
+    sign_in(page, stack.url, "key-ops")
+    page.goto(f"{stack.url}/jobs/{ok.removeprefix('jobs/')}")
+    # the progress part refreshes itself (htmx) until the job ends: no reload here
+    expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=120_000)
+    assert page.locator("#job-progress[hx-trigger]").count() == 0  # polling stops at the end
+    progress = page.locator("#job-progress").inner_text()
+    assert page.locator("table.counts td").first.inner_text() == "1", progress
+    page.goto(f"{stack.url}/jobs/{bad.removeprefix('jobs/')}")
+    expect(page.locator("#job-state")).to_have_text(re.compile("SUCCEEDED|FAILED"), timeout=180_000)
+    failures = page.locator("#job-progress table").nth(1)
+    assert "rapport.pdf" in failures.inner_text()
+    assert failures.locator("code").first.inner_text().strip()  # the reason is shown
+    page.goto(f"{stack.url}/jobs")
+    assert page.locator(f"a[href='/jobs/{bad.removeprefix('jobs/')}']").count() == 1
+    page.screenshot(path=str(IMG / "console-jobs.png"), full_page=True)
