@@ -312,3 +312,24 @@ def test_service_key_attestation() -> None:
         ident.attested_principal(wrong, None)
     # Without an identity of its own, a service forwards the key (development only).
     assert ("x-api-key", "secret") in tls.ServiceIdentity().outgoing(caller)
+
+
+def test_dev_certificates_for_compose(tmp_path: Path) -> None:
+    """The compose one-shot step's certificates pass docfactory's own checks, and a renewal
+    re-issues the leaves under the same CA."""
+    from docfactory.core.devcerts import make_dev_certs
+
+    out = tmp_path / "certs"
+    assert "ca.crt" in make_dev_certs(out, ["docfactory"])
+    assert make_dev_certs(out) == []  # kept when present
+    ca = (out / "ca.crt").read_bytes()
+    for stem in ("server", "worker", "client"):
+        crt, key = (out / f"{stem}.crt").read_bytes(), (out / f"{stem}.key").read_bytes()
+        tls.check_certificate(crt, key, ca, where=stem)
+    before = (out / "server.crt").read_bytes()
+    make_dev_certs(out, ["docfactory"], renew=True)
+    assert (out / "server.crt").read_bytes() != before and (out / "ca.crt").read_bytes() == ca
+    cfg = TlsConfig(
+        cert=str(out / "server.crt"), key=str(out / "server.key"), ca=str(out / "ca.crt")
+    )
+    assert tls.mtls(cfg) and tls.channel_credentials(cfg) is not None

@@ -716,6 +716,7 @@ def test_compose_is_valid_and_complete(compose: dict[str, Any]) -> None:
         "docfactory-console",
         "prometheus",
         "grafana",
+        "dev-certs",  # one-shot: development TLS certificates
     }
 
 
@@ -757,11 +758,24 @@ def test_compose_vllm_gets_a_gpu(compose: dict[str, Any], name: str) -> None:
 
 def test_compose_healthchecks_and_ordering(compose: dict[str, Any]) -> None:
     services = compose["services"]
+    one_shot = {name for name, svc in services.items() if svc.get("restart") == "no"}
+    assert one_shot == {"dev-certs"}
     for name, svc in iter_compose_services(compose):
+        if name in one_shot:
+            continue
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         for dep, cond in svc.get("depends_on", {}).items():
             assert dep in services, f"{name} depends on unknown {dep}"
-            assert cond["condition"] == "service_healthy", f"{name} -> {dep}"
+            wanted = "service_completed_successfully" if dep in one_shot else "service_healthy"
+            assert cond["condition"] == wanted, f"{name} -> {dep}"
+    # TLS: the server waits for its certificates, and is probed on the Health-only listener
+    deps = services["docfactory"]["depends_on"]
+    assert deps["dev-certs"]["condition"] == "service_completed_successfully"
+    env = services["docfactory"]["environment"]
+    assert env["DOCFACTORY_TLS_CA"] == "/certs/ca.crt"
+    assert env["DOCFACTORY_PROBE_LISTEN"].split(":")[-1] in " ".join(
+        services["docfactory"]["healthcheck"]["test"]
+    )
     assert set(services["docfactory"]["depends_on"]) >= {
         "postgres",
         "qdrant",
