@@ -651,7 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("paths", nargs="+")
     i.add_argument("--collection", default="default")
     i.add_argument("--classification", choices=list(_CLASS), default="internal")
-    i.add_argument("--concurrency", type=int, default=2)
+    i.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="files in flight: parsing of the next ones overlaps embedding and indexing",
+    )
     i.add_argument("--json", action="store_true", help="one JSON line per file")
 
     for name, helptext, arg in (
@@ -788,6 +793,23 @@ async def cmd_dossier(ns: argparse.Namespace, settings: Settings) -> int:
     return await run_dossier(ns, settings)
 
 
+def default_parse_processes(ns: argparse.Namespace) -> int:
+    """Parse child processes when DOCFACTORY_PARSE_PROCESSES is not set: a server, or the
+    embedded default ingesting a folder or several files, parses in ``cores - 1`` children
+    (1 to 4) while this process chunks, embeds and indexes; one file is parsed in-process
+    (spawning a child would cost more than it saves)."""
+    if "DOCFACTORY_PARSE_PROCESSES" in os.environ or getattr(ns, "address", None):
+        return 0
+    if ns.command == "ingest":
+        paths = [Path(p) for p in ns.paths if not p.startswith("s3://")]
+        if len(paths) < 2 and not any(p.is_dir() for p in paths):
+            return 0
+    elif ns.command != "serve":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cores or 1) - 1))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     from docfactory.core.logging import setup_logging
@@ -814,6 +836,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["server"] = server
         if ns.workers is not None:
             overrides["jobs"] = {"serve_workers": ns.workers}
+    processes = default_parse_processes(ns)
+    if processes:
+        overrides["parsing"] = {"parse_processes": processes}
     try:
         settings = load_settings(overrides=overrides)
         if ns.command == "worker":
