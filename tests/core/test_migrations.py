@@ -31,6 +31,7 @@ from docfactory.core import migrate
 from docfactory.core.config import load_settings
 from docfactory.core.db import make_engine
 from docfactory.core.errors import ConfigError
+from docfactory.migrations import schema
 from tests.conftest import ROOT
 
 PG_ADMIN_URL = os.environ.get(
@@ -107,12 +108,12 @@ def _diffs(engine: Engine) -> list[Any]:
             conn,
             opts={
                 "version_table": migrate.VERSION_TABLE,
-                "include_object": migrate.include_object,
+                "include_object": schema.include_object,
                 "compare_type": True,
                 "compare_server_default": True,
             },
         )
-        return list(compare_metadata(context, migrate.target_metadata()))
+        return list(compare_metadata(context, schema.target_metadata()))
 
 
 def _snapshot(engine: Engine) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def _legacy_create_all(engine: Engine, tables: set[str] | None = None) -> None:
     from docfactory.core.db import Base
     from docfactory.jobs.repo import metadata as jobs_metadata
 
-    migrate.target_metadata()  # imports every module that maps a table on Base
+    schema.target_metadata()  # imports every module that maps a table on Base
     for metadata in (Base.metadata, jobs_metadata):
         chosen = [t for name, t in metadata.tables.items() if tables is None or name in tables]
         metadata.create_all(engine, tables=chosen)
@@ -156,7 +157,7 @@ def _legacy_create_all(engine: Engine, tables: set[str] | None = None) -> None:
 
 
 def _ours() -> set[str]:
-    return set(migrate.target_metadata().tables)
+    return set(schema.target_metadata().tables)
 
 
 def test_one_head_above_the_baseline() -> None:
@@ -199,7 +200,7 @@ def test_a_changed_definition_is_detected(new_db: NewDb, engines: Callable[[str]
     engine = engines(new_db())
     migrate.upgrade(engine)
     changed = sa.MetaData()
-    for table in migrate.target_metadata().tables.values():
+    for table in schema.target_metadata().tables.values():
         table.to_metadata(changed)
     changed.tables["documents"].append_column(sa.Column("language", sa.String(8)))
     with engine.connect() as conn:

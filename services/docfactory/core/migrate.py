@@ -17,7 +17,8 @@ The version table is ``docfactory_alembic_version`` (not the default ``alembic_v
 database shared with another Alembic-managed application cannot mix the two histories up.
 
 A table added to the code needs a revision (``tests/core/test_migrations.py`` fails otherwise)
-and, for a new module, an entry in :func:`target_metadata`.
+and, for a new module, an entry in :func:`docfactory.migrations.schema.target_metadata`
+(outside core: the schema knows every domain store; core knows none of them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -70,32 +71,6 @@ LOCK_KEY = int.from_bytes(b"docfacto", "big")
 # ---------------------------------------------------------------------------------------------
 # Alembic plumbing
 # ---------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def target_metadata() -> sa.MetaData:
-    """Every docfactory table in one MetaData: what the migrations must produce."""
-    from docfactory.core.db import Base
-    from docfactory.governance import audit, quotas, reviews  # noqa: F401 - map their tables
-    from docfactory.ingestion.adapters import documents  # noqa: F401
-    from docfactory.jobs.repo import metadata as jobs_metadata
-    from docfactory.measurement import feedback  # noqa: F401
-
-    combined = sa.MetaData()
-    for metadata in (Base.metadata, jobs_metadata):
-        for table in metadata.tables.values():
-            table.to_metadata(combined)
-    return combined
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """Autogenerate filter: tables of the database that are not ours (DBOS, another
-    application sharing the database) are ignored instead of being proposed for removal."""
-    if type_ == "table" and reflected and compare_to is None:
-        return name in target_metadata().tables
-    return True
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
