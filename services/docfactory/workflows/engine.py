@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -351,7 +352,7 @@ def run_worker(
         worker_concurrency=max(1, opts.concurrency),
         polling_interval_sec=opts.polling_seconds,
     )
-    print(f"docfactory workflow worker {executor_id} ready", flush=True)
+    print(f"docfactory workflow worker {executor_id} ready", file=sys.stderr, flush=True)
     if ready is not None:
         ready.set()
     try:
@@ -361,7 +362,7 @@ def run_worker(
                 for dead in repo.claim_dead_executors(executor_id, opts.executor_timeout_seconds):
                     handles = DBOS._recover_pending_workflows([dead])
                     log.warning("recovered %d runs of dead worker %s", len(handles), dead)
-                    print(f"recovered {len(handles)} runs of {dead}", flush=True)
+                    print(f"recovered {len(handles)} runs of {dead}", file=sys.stderr, flush=True)
             except Exception:  # keep the worker alive through a database hiccup
                 log.exception("heartbeat/reaper failed")
             stop.wait(opts.heartbeat_seconds)

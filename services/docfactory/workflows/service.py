@@ -48,8 +48,8 @@ from docfactory.workflows.repo import (
     RunRow,
     WorkflowRepository,
 )
+from docfactory.workflows.steps import DOSSIER_COLLECTION
 
-DOSSIER_COLLECTION = "dossiers"
 INTERNAL = 2
 MAX_FILES = 50
 

@@ -40,6 +40,9 @@ from docfactory.workflows.repo import (
 
 log = logging.getLogger("docfactory.workflows")
 
+#: Collection of the documents uploaded with dossiers (docfactory.workflows.service).
+DOSSIER_COLLECTION = "dossiers"
+
 #: Test and bench knob: "extract:2.5" makes every extract step sleep 2.5 s after it started
 #: (to kill a worker mid-extraction deterministically). Unset in production.
 STEP_DELAY_ENV = "DOCFACTORY_WORKFLOWS_STEP_DELAY"
@@ -356,10 +359,12 @@ class RunSteps:
                 except Exception as exc:  # retrieval is best effort: the note says so
                     errors.append(f"{q}: {exc}")
                     continue
+                # Rule collections only: never passages of this or another dossier.
                 passages.extend(
                     {"question": q, **p.as_dict()}
                     for p in hits
-                    if p.document_id not in _dossier_docs(ctx.run.result)
+                    if p.collection != DOSSIER_COLLECTION
+                    and p.document_id not in _dossier_docs(ctx.run.result)
                 )
         result = dict(ctx.run.result)
         result["passages"] = passages
