@@ -46,6 +46,11 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
             tenant=ns.tenant,
             use_case=ns.use_case,
         )
+        from docfactory.workflows.repo import WorkflowRepository
+
+        dossiers = WorkflowRepository(engine).stats(
+            ns.tenant, period.start_time.timestamp(), period.end_time.timestamp()
+        )
     finally:
         engine.dispose()
     quality = None
@@ -55,7 +60,9 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
             print(f"docfactory: no eval results in {ns.eval}", file=sys.stderr)
             return 2
         quality = load_eval(found)
-    report = build_report(data, tenant=ns.tenant, use_case=ns.use_case, quality=quality)
+    report = build_report(
+        data, tenant=ns.tenant, use_case=ns.use_case, quality=quality, dossiers=dossiers
+    )
     html_path = Path(ns.out) if ns.out else (None if ns.json_out else Path("report.html"))
     json_path = Path(ns.json_out) if ns.json_out else None
     write_report(report, html_path=html_path, json_path=json_path)
@@ -63,7 +70,7 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     print(
         f"report {period.start} .. {period.end}: {o['active_users']} active users, "
         f"{o['questions']} questions, {o['feedback']} feedback, "
-        f"{o['time_saved_minutes']:.0f} min saved"
+        f"{o['time_saved_minutes']:.0f} min saved, {dossiers['runs']} dossier runs"
         + (f" -> {html_path}" if html_path else "")
         + (f" -> {json_path}" if json_path else "")
     )

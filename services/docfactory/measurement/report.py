@@ -100,6 +100,7 @@ def build_report(
     use_case: str | None = None,
     quality: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
+    dossiers: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     moment = now or dt.datetime.now(dt.UTC)
     return {
@@ -111,6 +112,7 @@ def build_report(
         "tenants": [r.as_dict() for r in data.per_tenant()],
         "groups": [r.as_dict() for r in data.per_group()],
         "quality": dict(quality) if quality else None,
+        "dossiers": dict(dossiers) if dossiers else None,
         "definitions": DEFINITIONS,
     }
 
@@ -396,6 +398,37 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
+def _dossiers_html(d: Mapping[str, Any] | None) -> list[str]:
+    """Dossier workflows: runs, time per step and per dossier, reviewers' corrections."""
+    if not d or not d.get("runs"):
+        return []
+    steps = d.get("step_ms", {})
+    total = sum(d.get("step_total_ms", {}).values()) or 1.0
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_ms(v)}</td>"
+        f"<td>{_pct(d['step_total_ms'].get(k, 0.0) / total)}</td></tr>"
+        for k, v in steps.items()
+    )
+    dec = d.get("decisions", {})
+    cards = "".join(
+        [
+            _card(_num(d["runs"]), "exécutions de dossiers"),
+            _card(_pct(d.get("approval_rate")), "taux d'approbation"),
+            _card(_pct(d.get("rejection_rate")), "taux de rejet"),
+            _card(_num(d.get("fields_amended", 0)), "champs corrigés par les valideurs"),
+            _card(_ms(d.get("dossier_ms")), "durée moyenne d'un dossier (validation incluse)"),
+        ]
+    )
+    return [
+        "<section><h2>Dossiers (workflows)</h2><p class='lead'>Exécutions de flux métier sur "
+        f"la période : {_e(dec.get('APPROVE', 0))} approbation(s), "
+        f"{_e(dec.get('AMEND', 0))} correction(s), {_e(dec.get('REJECT', 0))} rejet(s).</p>",
+        f"<div class='cards'>{cards}</div>",
+        f"<table><tr><th>Étape</th><th>Temps moyen</th><th>Part du temps</th></tr>{rows}</table>",
+        "</section>",
+    ]
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     import matplotlib
 
@@ -487,6 +520,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             _table([*tenants, *groups] if len(tenants) > 1 else groups),
             "</section>",
         ]
+    parts.extend(_dossiers_html(report.get("dossiers")))
     quality = report.get("quality")
     if quality and quality.get("modes"):
         parts += [

@@ -625,11 +625,15 @@ class WorkflowRepository:
 
     # -- measurement ---------------------------------------------------------------------------
 
-    def stats(self, tenant: str | None = None, since: float = 0.0) -> dict[str, Any]:
+    def stats(
+        self, tenant: str | None = None, since: float = 0.0, until: float | None = None
+    ) -> dict[str, Any]:
         """Runs by state, time per step and per dossier, decisions and amended fields."""
         rq = sa.select(runs.c.run_id, runs.c.state, runs.c.created_at, runs.c.finished_at).where(
             runs.c.created_at >= since
         )
+        if until is not None:
+            rq = rq.where(runs.c.created_at < until)
         if tenant:
             rq = rq.where(runs.c.tenant == tenant)
         with self.engine.connect() as conn:
