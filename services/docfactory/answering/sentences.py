@@ -17,10 +17,11 @@ answer-bearing first). Three steps:
 2. ``score_units``: each answer unit gets the BM25 score of the question's analysed terms
    (``docfactory.core.lexical``; IDF and length normalisation over the units of the retrieved
    passages), plus a share of the score of the headings above it (a heading that matches the
-   question makes what follows it relevant), plus a prior from the passage's retrieval rank,
-   plus, when given, the cosine of question and unit embeddings.
-3. ``select``: the best unit, then up to two more that score close to it, within a word
-   budget; each with the minimum context to read correctly (the line that introduces a list
+   question makes what follows it relevant), raised when the unit holds the kind of answer the
+   question asks for (a date for "quand", a number for "combien", a name for "qui"), plus a
+   prior from the passage's retrieval rank (the first passage answers most often).
+3. ``select``: the best unit, then up to two more that score at least half as well, within a
+   word budget; each with the minimum context to read correctly (the line that introduces a list
    item, the sentence before one that opens on a pronoun or a connective). Nothing is quoted
    when no unit shares enough of the question's terms: the caller says the context is
    insufficient.
@@ -28,6 +29,12 @@ answer-bearing first). Three steps:
 Quotes are verbatim (whitespace collapsed, line breaks inside a paragraph shown as `` / ``
 when the lines are separate labels); units of one passage that are not adjacent are joined
 with `` […] ``.
+
+Measured on PIAF (all questions, hybrid retrieval, ``docfactory eval --answers``; figures in the
+README): the defaults of :class:`SelectionConfig` come from there. The embedding model's
+question/sentence cosine (USE v3 multilingual, the embedded default) was tried as a further
+term and did not move the gold-in-quote figure (0.550 -> 0.548-0.558 on 1,000 questions for
+weights 2-10), so it is not used: it would cost an embedding per sentence per answer.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from docfactory.core.lexical import get_analyzer
@@ -306,10 +313,6 @@ def split_units(text: str, section_headings: Sequence[str] = ()) -> list[Unit]:
 # Scoring and selection
 # ------------------------------------------------------------------------------------------
 
-SentenceEmbedder = Callable[[str, Sequence[str]], Sequence[float]]
-"""``(question, texts) -> cosine similarity of each text to the question``."""
-
-
 _MONTHS = (
     "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|"
     "décembre|decembre|january|february|march|april|may|june|july|august|september|october|"
@@ -392,12 +395,11 @@ def has_answer_type(text: str, kind: str, question: str) -> bool:
 @dataclass(frozen=True)
 class SelectionConfig:
     max_units: int = 3  # sentences quoted at most, all passages together
-    max_words: int = 60  # budget of the quoted words (a first sentence over it is kept whole)
+    max_words: int = 70  # budget of the quoted words (a first sentence over it is kept whole)
     close: float = 0.5  # a further unit is quoted when it scores >= close x the best
     min_coverage: float = 0.1  # share of the question's term weight the best unit must match
     heading_share: float = 0.5  # weight of the headings' own match on the units below them
     rank_prior: float = 1.0  # bonus of the first passage, decaying with rank (x best score)
-    embedding_weight: float = 0.0  # weight of the embedding cosine (0: lexical only)
     type_bonus: float = 0.3  # own score x (1 + bonus) when the unit holds the expected answer type
     k1: float = 1.2
     b: float = 0.5
@@ -454,7 +456,6 @@ def score_units(
     passages: Sequence[Sequence[Unit]],
     language: str,
     cfg: SelectionConfig = SelectionConfig(),
-    embedder: SentenceEmbedder | None = None,
 ) -> list[Scored]:
     """Every answer unit of every passage, best first."""
     analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
@@ -462,12 +463,7 @@ def score_units(
     tokens = [[analyzer.tokens(u.text) for u in units] for units in passages]
     bm25 = _Bm25([t for ts in tokens for t in ts], cfg.k1, cfg.b)
     q_mass = sum(bm25.idf(t) for t in q_terms) or 1.0
-    cosines: list[float] = []
-    if embedder is not None and cfg.embedding_weight > 0:
-        texts = [u.text for units in passages for u in units if u.answer]
-        cosines = list(embedder(question, texts)) if texts else []
     out: list[Scored] = []
-    k = 0
     kind = answer_type(question)
     for pi, (units, toks) in enumerate(zip(passages, tokens, strict=True)):
         own = [bm25.score(q_terms, t) for t in toks]
@@ -489,9 +485,6 @@ def score_units(
                 matched |= set(toks[h])
             coverage = sum(bm25.idf(q) for q in q_terms if q in matched) / q_mass
             score = s + cfg.heading_share * head
-            if cosines:
-                score += cfg.embedding_weight * cosines[k]
-                k += 1
             out.append(Scored(pi, u, score, coverage, s))
     if out:
         top = max(o.score for o in out)
@@ -549,13 +542,12 @@ def select(
     *,
     headings: Sequence[Sequence[str]] = (),
     cfg: SelectionConfig = SelectionConfig(),
-    embedder: SentenceEmbedder | None = None,
 ) -> Selection:
     """The sentences to quote from ``texts`` (retrieved passages, best first)."""
     passages = [
         split_units(t, headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)
     ]
-    scored = score_units(question, passages, language, cfg, embedder)
+    scored = score_units(question, passages, language, cfg)
     sel = Selection(scored=scored)
     seen: list[int] = []
     for s in scored:

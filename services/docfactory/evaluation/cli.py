@@ -30,7 +30,14 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--max-queries", type=int, default=0, help="0 = all")
     e.add_argument("--max-articles", type=int, default=0, help="SQuAD: first N articles only")
-    e.add_argument("--answers", type=int, default=0, help="SQuAD: evaluate answers on N questions")
+    e.add_argument(
+        "--answers",
+        type=int,
+        default=0,
+        help="SQuAD: evaluate extractive answers on N questions (gold paragraph cited, EM/F1, "
+        "gold answer inside the first quote and inside any quote, quoted words per answer, "
+        "answers quoting a heading, insufficient context)",
+    )
     e.add_argument("--answer-mode", default="hybrid")
     e.add_argument(
         "--query-language",

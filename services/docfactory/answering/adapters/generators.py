@@ -29,7 +29,6 @@ from docfactory.answering.prompt import (
 from docfactory.answering.sentences import (
     Selection,
     SelectionConfig,
-    SentenceEmbedder,
     order_passages,
     select,
 )
@@ -60,19 +59,13 @@ class ExtractiveGenerator:
     """Quotes the sentences of the passages that answer the question (``sentences.select``):
     the best one, up to two more that score close to it, each with the minimum context to read
     correctly and its passage's marker; headings and titles are never quoted. When no sentence
-    shares enough of the question's terms it says it does not know (insufficient context).
-
-    ``embedder`` (optional) adds the embedding model's question/sentence similarity to the
-    lexical score."""
+    shares enough of the question's terms it says it does not know (insufficient context)."""
 
     name = "extractive"
     extractive = True
 
-    def __init__(
-        self, config: SelectionConfig | None = None, embedder: SentenceEmbedder | None = None
-    ) -> None:
+    def __init__(self, config: SelectionConfig | None = None) -> None:
         self._config = config or SelectionConfig()
-        self._embedder = embedder
 
     def select(self, question: str, passages: Sequence[PromptPassage], language: str) -> Selection:
         return select(
@@ -81,7 +74,6 @@ class ExtractiveGenerator:
             language,
             headings=[p.headings for p in passages],
             cfg=self._config,
-            embedder=self._embedder,
         )
 
     async def stream(
