@@ -7,6 +7,11 @@ Strategies:
 
 An element larger than ``max_tokens`` is split on sentence/word boundaries into windows with
 ``overlap_tokens`` of overlap. Every chunk keeps its pages, section path and element types.
+
+Tables (elements of type ``Table``, a Markdown table from the parser: header row, separator,
+one line per row) are never split inside a row: a table larger than ``max_tokens`` becomes
+groups of whole rows, each group with the header (and separator) repeated on top. A single row
+larger than ``max_tokens`` stays whole, in its own chunk.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class TokenCounter(Protocol):
 
 
 TITLE_TYPES = {"Title", "Header1", "Heading"}
+TABLE_TYPE = "Table"
+_TABLE_SEPARATOR = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+$")
 SKIP_TYPES = {"PageBreak", "PageNumber", "Header", "Footer", "Image"}
 STRATEGIES = ("by_title", "basic")
 
@@ -160,6 +167,28 @@ class Chunker:
             windows.append(" ".join(u for u, _ in current))
         return windows
 
+    def _split_table(self, text: str, max_tokens: int) -> list[str]:
+        """Groups of whole rows, each under the table's header (Markdown table) or, for a table
+        without a Markdown header, groups of whole lines."""
+        lines = [line for line in text.split("\n") if line.strip()]
+        header: list[str] = []
+        if len(lines) >= 2 and _TABLE_SEPARATOR.match(lines[1].strip()):
+            header, lines = lines[:2], lines[2:]
+        budget = max_tokens - (self._count("\n".join(header)) + 1 if header else 0)
+        groups: list[list[str]] = []
+        current: list[str] = []
+        size = 0
+        for row in lines:
+            n = self._count(row) + 1
+            if current and size + n > budget:
+                groups.append(current)
+                current, size = [], 0
+            current.append(row)
+            size += n
+        if current:
+            groups.append(current)
+        return ["\n".join(header + group) for group in groups] or ["\n".join(header)]
+
     # -- main ---------------------------------------------------------------------------
     def chunk(
         self,
@@ -188,7 +217,10 @@ class Chunker:
                 titles.append((depth, text[:200]))
             section = tuple(t for _, t in titles)
             n = self._count(text)
-            if n > opts.max_tokens:
+            if n > opts.max_tokens and el.type == TABLE_TYPE:
+                for part in self._split_table(text, opts.max_tokens):
+                    pieces.append(_Piece(part, el.type, el.page_number, section, self._count(part)))
+            elif n > opts.max_tokens:
                 for part in self._split(text, opts.max_tokens, opts.overlap_tokens):
                     pieces.append(_Piece(part, el.type, el.page_number, section, self._count(part)))
             else:
@@ -202,6 +234,11 @@ class Chunker:
                 and piece.type in TITLE_TYPES
                 and current.pieces
                 and current.tokens >= opts.combine_under_tokens
+            ) or (
+                # two parts of a split table are never packed together (each has the header)
+                piece.type == TABLE_TYPE
+                and bool(current.pieces)
+                and current.pieces[-1].type == TABLE_TYPE
             )
             if current.pieces and (boundary or current.tokens + piece.tokens + 1 > opts.max_tokens):
                 groups.append(current.pieces)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from docfactory.ingestion.adapters.tables import html_table_to_markdown
 
 if TYPE_CHECKING:
     from docfactory.ingestion.adapters.convert import LibreOfficePool
@@ -245,6 +246,9 @@ class UnstructuredParser:
                 metadata={"format": kind},
             )
         pages = max(page_count, max((e.page_number for e in elements), default=0))
+        tables = sum(1 for e in elements if e.type == "Table")
+        if tables:
+            metadata["tables"] = str(tables)
         mime = _MIME.get(kind, "application/octet-stream")
         return ParsedDocument(
             elements=elements,
@@ -354,7 +358,10 @@ class UnstructuredParser:
             md = getattr(el, "metadata", None)
             page = int(getattr(md, "page_number", 0) or 0)
             depth = int(getattr(md, "category_depth", 0) or 0)
-            out.append(ParsedElement(str(getattr(el, "category", "Text")), text, page, depth))
+            category = str(getattr(el, "category", "Text"))
+            if category == "Table":  # kept as a table: Markdown rows from its HTML structure
+                text = html_table_to_markdown(str(getattr(md, "text_as_html", "") or "")) or text
+            out.append(ParsedElement(category, text, page, depth))
         return out
 
 
