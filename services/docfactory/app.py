@@ -313,6 +313,11 @@ async def start_server(
 
         assert gate is not None
         names.append(gov_servicer.register(server, gate))
+        from docfactory.governance.retention import RetentionPurger
+
+        purger = RetentionPurger(gate.audit, srv_cfg.retention_purge_seconds)
+        purger.start()
+        closers.append(purger.stop)
         from docfactory.measurement import servicer as meas_servicer
         from docfactory.measurement.service import MeasurementService
 

@@ -59,12 +59,14 @@ async def test_feedback_linked_stored_audited_and_counted(
             metadata=md("key-nord"),
         )
         assert r1.link_method == pb.LINK_METHOD_LATEST_ANSWER and r1.use_case == "uc-rh"
+        # The summary names its answer: the audit record the feedback was linked to.
+        assert summary.answer_id > 0 and r1.answer_audit_seq == summary.answer_id
 
         # 2. explicit audit seq, by another key of the same tenant
         await search(ch, "homologation", key="key-nord2", use_case="uc-rh")
         r2 = await stub.SubmitFeedback(
             pb.SubmitFeedbackRequest(
-                answer_audit_seq=r1.answer_audit_seq,
+                answer_audit_seq=summary.answer_id,
                 verdict=pb.VERDICT_NOT_USEFUL,
                 rating=2,
                 time_saved_minutes=0,

@@ -88,6 +88,8 @@ class Summary:
     review_id: str = ""
     pending_review: bool = False
     model: str = ""
+    # Sequence of the ANSWER audit record: what SubmitFeedback.answer_audit_seq quotes.
+    answer_id: int = 0
 
 
 AnswerEvent = Delta | CitationsUsed | Summary
@@ -260,10 +262,10 @@ class AnsweringService:
         started: float,
         model: str = "",
         details: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> int:
         if self._gov is None:
-            return
-        self._gov.record(
+            return 0
+        return self._gov.record(
             principal,
             action=action,
             use_case=params.use_case,
@@ -342,6 +344,7 @@ class AnsweringService:
         outcome = "ERROR"
         used: list[Citation] = []
         details: dict[str, Any] = {}
+        audited = False
         try:
             async for event in self._answer(principal, params, grant, held, started):
                 if isinstance(event, CitationsUsed):
@@ -360,22 +363,38 @@ class AnsweringService:
                         self._gov.record_tokens(
                             grant, principal, event.prompt_tokens + event.completion_tokens
                         )
+                    # The answer is audited before its summary leaves, so the summary can
+                    # carry the record's id (clients quote it when giving feedback).
+                    audited = True
+                    seq = self._audit(
+                        principal,
+                        AUDIT_ANSWER,
+                        params,
+                        grant,
+                        outcome,
+                        [c.document_id for c in used],
+                        started,
+                        model=model,
+                        details=details,
+                    )
+                    event = dataclasses.replace(event, answer_id=seq)
                 yield event
         except DocfactoryError as err:
             outcome = err.reason
             raise
         finally:
-            self._audit(
-                principal,
-                AUDIT_ANSWER,
-                params,
-                grant,
-                outcome,
-                [c.document_id for c in used],
-                started,
-                model=model,
-                details=details,
-            )
+            if not audited:
+                self._audit(
+                    principal,
+                    AUDIT_ANSWER,
+                    params,
+                    grant,
+                    outcome,
+                    [c.document_id for c in used],
+                    started,
+                    model=model,
+                    details=details,
+                )
 
     async def _answer(
         self,

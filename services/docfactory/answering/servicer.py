@@ -101,6 +101,7 @@ class AnsweringServicer(pb_grpc.AnsweringServiceServicer):
                         review_id=event.review_id,
                         pending_review=event.pending_review,
                         model=event.model,
+                        answer_id=event.answer_id,
                     )
                 )
 

@@ -35,6 +35,8 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     # gRPC server reflection on the public port (grpcurl); never on the internal listener.
     reflection: bool = True
+    # Expired question texts (use cases' ``retention``) are purged this often, and at start.
+    retention_purge_seconds: float = 3600.0
     # Internal listener of the process that owns an embedded vector index (split mode only):
     # IndexService is served there and nowhere else, to callers presenting ``service_key``.
     index_listen: str = ""
@@ -305,6 +307,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_GRACE_SECONDS": ("server", "grace_seconds"),
     "DOCFACTORY_METRICS_HOST": ("server", "metrics_host"),
     "DOCFACTORY_REFLECTION": ("server", "reflection"),
+    "DOCFACTORY_RETENTION_PURGE_SECONDS": ("server", "retention_purge_seconds"),
     "DOCFACTORY_INDEX_LISTEN": ("server", "index_listen"),
     "DOCFACTORY_SERVICE_KEY": ("server", "service_key"),
     "DOCFACTORY_INGEST_PATH_ROOTS": ("parsing", "ingest_path_roots"),

@@ -172,12 +172,14 @@ class GovernanceGate:
         question: str | None = None,
         grant: Grant | None = None,
         details: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> int:
+        """Append an audit record; returns its sequence number (the id clients quote, e.g.
+        ``AnswerSummary.answer_id`` for feedback)."""
         retention = None
         if grant is not None and grant.decision is not None:
             retention = grant.decision.retention.duration
         try:
-            self.audit.append(
+            rec = self.audit.append(
                 tenant=principal.tenant,
                 key_id=principal.key_id,
                 use_case=use_case,
@@ -193,6 +195,7 @@ class GovernanceGate:
         except Exception:  # the audit must never be silently skipped: fail the request
             log.exception("audit append failed")
             raise
+        return int(rec.seq)
 
     def record_tokens(self, grant: Grant, principal: Principal, tokens: int) -> None:
         if self.quotas is not None and grant.decision is not None and tokens > 0:

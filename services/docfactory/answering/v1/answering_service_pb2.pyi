@@ -82,7 +82,7 @@ class AnswerCitations(_message.Message):
     def __init__(self, citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class AnswerSummary(_message.Message):
-    __slots__ = ("generator", "extractive", "insufficient_context", "retrieval_ms", "first_token_ms", "generation_ms", "total_ms", "prompt_tokens", "completion_tokens", "language", "review_id", "pending_review", "model")
+    __slots__ = ("generator", "extractive", "insufficient_context", "retrieval_ms", "first_token_ms", "generation_ms", "total_ms", "prompt_tokens", "completion_tokens", "language", "review_id", "pending_review", "model", "answer_id")
     GENERATOR_FIELD_NUMBER: _ClassVar[int]
     EXTRACTIVE_FIELD_NUMBER: _ClassVar[int]
     INSUFFICIENT_CONTEXT_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class AnswerSummary(_message.Message):
     REVIEW_ID_FIELD_NUMBER: _ClassVar[int]
     PENDING_REVIEW_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_ID_FIELD_NUMBER: _ClassVar[int]
     generator: str
     extractive: bool
     insufficient_context: bool
@@ -109,7 +110,8 @@ class AnswerSummary(_message.Message):
     review_id: str
     pending_review: bool
     model: str
-    def __init__(self, generator: _Optional[str] = ..., extractive: _Optional[bool] = ..., insufficient_context: _Optional[bool] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., generation_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., language: _Optional[str] = ..., review_id: _Optional[str] = ..., pending_review: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    answer_id: int
+    def __init__(self, generator: _Optional[str] = ..., extractive: _Optional[bool] = ..., insufficient_context: _Optional[bool] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., generation_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., language: _Optional[str] = ..., review_id: _Optional[str] = ..., pending_review: _Optional[bool] = ..., model: _Optional[str] = ..., answer_id: _Optional[int] = ...) -> None: ...
 
 class AnswerResponse(_message.Message):
     __slots__ = ("delta", "citations", "summary")
