@@ -3,6 +3,7 @@ review flow with claims, roles, CSRF, sign-out, bad input, documents, jobs, usag
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -256,6 +257,12 @@ def test_usage_audit_and_english(stack: Stack, new_page: Any) -> None:
     assert re.search(
         r"Chain intact: \d+ records checked", auditor.locator("#chain-status").inner_text()
     )
+    export = auditor.request.get(f"{stack.url}/audit/export.jsonl")
+    assert export.status == 200 and "attachment" in export.headers["content-disposition"]
+    rows = [json.loads(line) for line in export.text().splitlines()]
+    assert rows and {r["tenant"] for r in rows} == {"nord"}
+    assert "ANSWER" in {r["action"] for r in rows}
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
     auditor.goto(f"{stack.url}/inbox?lang=fr")
     assert auditor.locator("h1").inner_text() == "Réponses en attente de relecture"
     # every form control has a label; the page says its language

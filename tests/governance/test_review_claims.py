@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,6 +116,24 @@ async def test_claim_review_rpc(make_settings: Callable[..., Settings], tmp_path
                     gov_pb.GetReviewRequest(review_id="nope"), metadata=md("rev-nord")
                 )
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert seen.review.question == "Quel plafond pour les frais de repas ?"
+            # the auditor exports the tenant's records (streamed JSON lines)
+            lines = [
+                line
+                async for batch in stub.ExportAudit(
+                    gov_pb.ExportAuditRequest(), metadata=md("rev-nord")
+                )
+                for line in batch.lines
+            ]
+            rows = [json.loads(line) for line in lines]
+            assert {r["tenant"] for r in rows} == {"nord"}
+            assert "REVIEW_CLAIM" in {r["action"] for r in rows}
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in stub.ExportAudit(
+                    gov_pb.ExportAuditRequest(), metadata=md("key-nord")
+                ):
+                    pass
+            assert error_reason(err.value) == "AUDITOR_ROLE_REQUIRED"
             # another tenant's reviewer does not see it
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.ClaimReview(

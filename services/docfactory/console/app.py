@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import signal
 import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -334,26 +335,27 @@ async def serve_console(
         ssl_keyfile=keyfile,
         lifespan="on",
     )
-    server = _Server.make(uv_config, handle_signals)
+    server = _quiet_server(uv_config)
+    if handle_signals:
+        # SIGINT/SIGTERM end the serve loop normally (uvicorn's own handlers would re-raise the
+        # signal at exit and skip the caller's clean-up, e.g. stopping the embedded server).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     await server.serve(sockets=list(sockets) if sockets else None)
 
 
-class _Server:
-    """uvicorn.Server that leaves signal handling to its caller (``serve --console-port``)."""
+def _quiet_server(config: Any) -> Any:
+    """A uvicorn.Server that leaves signals to its caller."""
+    import uvicorn
 
-    @staticmethod
-    def make(config: Any, handle_signals: bool) -> Any:
-        import uvicorn
+    class Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
-        if handle_signals:
-            return uvicorn.Server(config)
-
-        class Quiet(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return Quiet(config)
+    return Quiet(config)
 
 
 def console_config_from_env(address: str, **overrides: Any) -> ConsoleConfig:

@@ -7,7 +7,7 @@ and the ``ErrorInfo`` reason; an unreachable service as code ``UNAVAILABLE``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +153,18 @@ class Backend:
             self._gov().VerifyAudit, gov_pb.VerifyAuditRequest(), key, deadline_s=300
         )
         return resp
+
+    async def export_audit(self, key: str) -> AsyncIterator[str]:
+        """The tenant's audit records as JSON lines (streamed)."""
+        call = self._gov().ExportAudit(
+            gov_pb.ExportAuditRequest(), metadata=((API_KEY_HEADER, key),), timeout=600
+        )
+        try:
+            async for batch in call:
+                for line in batch.lines:
+                    yield line + "\n"
+        except grpc.aio.AioRpcError as exc:
+            raise _service_error(exc) from None
 
     # -- documents -----------------------------------------------------------------------------
 

@@ -156,7 +156,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "verify": "Vérifier à nouveau",
         "export": "Exporter (JSONL)",
         "export_help": (
-            "L'export complet se fait par l'opérateur : docfactory audit export --tenant {tenant}"
+            "L'export contient les enregistrements de l'entité {tenant} ; la vérification de "
+            "toute la chaîne se fait sur un export complet (docfactory audit export)."
         ),
         "dossiers_title": "Dossiers",
         "no_dossier": "Aucun dossier.",
@@ -323,7 +324,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "verify": "Verify again",
         "export": "Export (JSONL)",
         "export_help": (
-            "A full export is an operator's job: docfactory audit export --tenant {tenant}"
+            "The export holds the records of tenant {tenant}; verifying the whole chain needs "
+            "a full export (docfactory audit export)."
         ),
         "dossiers_title": "Dossiers",
         "no_dossier": "No dossier.",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from docfactory.console import i18n
@@ -430,6 +431,30 @@ def build(console: Console) -> list[Route]:
         report = await backend.verify_audit(session.api_key)
         return console.render(request, "audit.html", {"report": report}, session=session)
 
+    async def audit_export(request: Request) -> Response:
+        """JSONL download; the first batch is fetched before the response starts, so a refusal
+        still gets its error page."""
+        session = console.require(request, "audit")
+        lines = backend.export_audit(session.api_key)
+        try:
+            first = await anext(lines)
+        except StopAsyncIteration:
+            first = ""
+
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first.encode()
+            async for line in lines:
+                yield line.encode()
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = f"audit-{session.caller.tenant}-{stamp}.jsonl"
+        return StreamingResponse(
+            body(),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
     routes = [
         Route("/healthz", healthz),
         Route("/", home),
@@ -448,6 +473,7 @@ def build(console: Console) -> list[Route]:
         Route("/jobs/{job_id}/progress", job_progress),
         Route("/usage", usage),
         Route("/audit", audit),
+        Route("/audit/export.jsonl", audit_export),
     ]
     if console.config.dossiers:
         from docfactory.console import dossiers as dossier_pages

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping
+import itertools
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from docfactory.common.v1 import common_pb2
 from docfactory.core.auth import Principal, current_principal
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from docfactory.governance.audit import canonical_json
 from docfactory.governance.gate import GovernanceGate
 from docfactory.governance.reviews import DEFAULT_CLAIM, Review
 from docfactory.governance.v1 import governance_service_pb2 as pb
@@ -191,7 +193,6 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
             problems=[pb.AuditProblem(seq=p.seq, kind=p.kind) for p in report.problems],
         )
 
-
     async def GetCaller(
         self, request: pb.GetCallerRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCallerResponse:
@@ -240,6 +241,21 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
             )
         )
         return pb.ClaimReviewResponse(review=_review(review))
+
+    async def ExportAudit(
+        self, request: pb.ExportAuditRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExportAuditResponse]:
+        self._require_policy()
+        principal = current_principal()
+        self._require_role(principal, "auditor")
+        since = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+        records = iter(self._gate.audit.records(since=since, tenant=principal.tenant))
+
+        def batch() -> list[str]:
+            return [canonical_json(r.to_json()) for r in itertools.islice(records, 500)]
+
+        while lines := await asyncio.to_thread(batch):
+            yield pb.ExportAuditResponse(lines=lines)
 
 
 def register(server: grpc.aio.Server, gate: GovernanceGate) -> str:

@@ -203,3 +203,15 @@ class ClaimReviewResponse(_message.Message):
     REVIEW_FIELD_NUMBER: _ClassVar[int]
     review: Review
     def __init__(self, review: _Optional[_Union[Review, _Mapping]] = ...) -> None: ...
+
+class ExportAuditRequest(_message.Message):
+    __slots__ = ("start_time",)
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExportAuditResponse(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lines: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class GovernanceServiceStub:
                 request_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewRequest.SerializeToString,
                 response_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewResponse.FromString,
                 _registered_method=True)
+        self.ExportAudit = channel.unary_stream(
+                '/docfactory.governance.v1.GovernanceService/ExportAudit',
+                request_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ExportAuditRequest.SerializeToString,
+                response_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ExportAuditResponse.FromString,
+                _registered_method=True)
 
 
 class GovernanceServiceServicer:
@@ -138,6 +143,13 @@ class GovernanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportAudit(self, request, context):
+        """The audit records of the caller's tenant as JSON lines, in sequence order (auditor role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GovernanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +192,11 @@ def add_GovernanceServiceServicer_to_server(servicer, server):
                     servicer.ClaimReview,
                     request_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewRequest.FromString,
                     response_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewResponse.SerializeToString,
+            ),
+            'ExportAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAudit,
+                    request_deserializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ExportAuditRequest.FromString,
+                    response_serializer=docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ExportAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +416,33 @@ class GovernanceService:
             '/docfactory.governance.v1.GovernanceService/ClaimReview',
             docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewRequest.SerializeToString,
             docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ClaimReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/docfactory.governance.v1.GovernanceService/ExportAudit',
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ExportAuditRequest.SerializeToString,
+            docfactory_dot_governance_dot_v1_dot_governance__service__pb2.ExportAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
