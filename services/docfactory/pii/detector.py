@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -145,15 +146,13 @@ class PiiDetector:
                 nlp_artifacts=art,
                 score_threshold=self.threshold,
             )
-            found = [
-                Finding(r.entity_type, r.start, r.end, round(float(r.score), 3))
-                for r in results
-                if not _spurious(
-                    r.entity_type,
-                    text[r.start : r.end],
-                    str((r.recognition_metadata or {}).get("recognizer_name", "")),
-                )
-            ]
+            found: list[Finding] = []
+            for r in results:
+                f = Finding(r.entity_type, r.start, r.end, round(float(r.score), 3))
+                if r.entity_type == PERSON_TYPE and _by_spacy(r):
+                    f = _person_from_ner(text, f)  # type: ignore[assignment]
+                if f is not None:
+                    found.append(f)
             out.append(resolve_overlaps(found))
         return out
 
@@ -186,15 +185,33 @@ def _pos(f: Finding) -> int:
     return f.start
 
 
-def _spurious(entity: str, value: str, recognizer: str) -> bool:
-    """spaCy PER spans that are not names: one word alone (sentence-initial nouns, headings:
-    the small French model tags many), a line break inside, a form label, no capital."""
-    if entity != "PERSON" or recognizer != "SpacyRecognizer":
-        return False
+PERSON_TYPE = "PERSON"
+_CIVILITY = re.compile(
+    r"^(?:(?:M\.|MM\.|Mme|Mmes|Mlle|Monsieur|Madame|Mademoiselle|Me|Maître|Dr|Docteur|Pr)\s+)+"
+)
+
+
+def _by_spacy(r: Any) -> bool:
+    return str((r.recognition_metadata or {}).get("recognizer_name", "")) == "SpacyRecognizer"
+
+
+def _person_from_ner(text: str, f: Finding) -> Finding | None:
+    """A spaCy PER span as a name, or None when it is not one. A leading civility is cut off
+    ("Madame Claire Petit" -> "Claire Petit": the civility is no personal data, and Presidio
+    would otherwise drop the civility recognizer's span nested in it). Not names: one word
+    alone (sentence-initial nouns and headings, which the small French model tags often), a
+    line break inside, a form label or an organisation word, no capital on the last word."""
+    value = text[f.start : f.end]
+    civility = _CIVILITY.match(value)
+    if civility:
+        f = Finding(f.type, f.start + civility.end(), f.end, f.score)
+        value = value[civility.end() :]
     words = value.replace("’", "'").split()
-    if len(words) < 2 or "\n" in value or not all(w[:1].isupper() for w in words[-1:]):
-        return True
-    return any(w.lower().strip(".,;:'/") in _PER_STOP for w in words)
+    if len(words) < 2 or "\n" in value or not words[-1][:1].isupper():
+        return None
+    if any(w.lower().strip(".,;:'/") in _PER_STOP for w in words):
+        return None
+    return f
 
 
 _lock = threading.Lock()
