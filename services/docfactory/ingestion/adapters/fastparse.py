@@ -10,8 +10,7 @@ civil Markdown articles):
   spaCy itself).
 - ``import spacy`` imports thinc, which imports torch when it is installed (seconds) only to
   offer PyTorch layers that the small spaCy pipelines do not use. :func:`import_spacy` keeps
-  torch out when no other thread could be importing it at the same time (a parse child process
-  or a command-line process); elsewhere it imports spaCy as it is.
+  torch out of that import (for the importing thread only).
 - the NLP pipeline was loaded before every first parse, for every format. It is needed only by
   unstructured's text classifiers (title / narrative text / list item heuristics: sentence
   count, verbs). :func:`defer_nlp` installs the loader lazily, so a CSV, TSV or JSON file never
@@ -27,6 +26,7 @@ civil Markdown articles):
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import sys
 import threading
 from collections.abc import Callable
@@ -49,25 +49,34 @@ _LOCK = threading.RLock()
 _DEFERRED = False
 
 
+class _NoTorchInThisThread(importlib.abc.MetaPathFinder):
+    """Makes ``import torch`` fail in one thread only (the one importing spaCy)."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if threading.get_ident() == self.thread and name.partition(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
 def import_spacy() -> Any:
-    """``import spacy``, without importing torch through thinc when that is safe.
+    """``import spacy`` without importing torch through thinc.
 
     thinc tries ``import torch`` once, at import, to offer PyTorch layers; the small spaCy
-    pipelines used here never need them. torch is kept out only while spaCy is first imported,
-    and only when this process runs a single thread (a parse child, a command), since another
-    thread importing torch during that window would fail."""
+    pipelines used here never need them. The import fails for the importing thread only, and
+    only while spaCy is first imported: another thread importing torch meanwhile gets it (the
+    finder is consulted only by this thread, and not at all once torch is loaded)."""
     if "spacy" in sys.modules:
         return sys.modules["spacy"]
     with _LOCK:
-        block = "torch" not in sys.modules and threading.active_count() == 1
-        if block:
-            sys.modules["torch"] = None  # type: ignore[assignment]
+        finder = _NoTorchInThisThread()
+        sys.meta_path.insert(0, finder)
         try:
-            spacy = importlib.import_module("spacy")
+            return importlib.import_module("spacy")
         finally:
-            if block and sys.modules.get("torch", 0) is None:
-                del sys.modules["torch"]
-    return spacy
+            sys.meta_path.remove(finder)
 
 
 def load_pipeline(name: str, *, exclude: list[str]) -> Any:
