@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +147,66 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if k.startswith("DOCFACTORY_"):
             monkeypatch.delenv(k, raising=False)
     yield
+
+
+# -- CI honesty: a skip for a required dependency is a failure --------------------------------
+# DOCFACTORY_TEST_REQUIRE=postgres,data,ocr,chromium (set by .ci/run) names dependencies that
+# must be present: a test that skips because one of them is missing fails instead, with the skip
+# reason. Locally (variable unset) the skips remain. Skip reasons are matched by these patterns,
+# so every existing and future skip site that names its dependency is covered.
+REQUIRE_PATTERNS: dict[str, tuple[str, ...]] = {
+    "postgres": ("postgresql", "postgres on", ":5432"),
+    "data": ("../shared/data", "shared/data absent"),
+    "ocr": ("tesseract", "poppler"),
+    "chromium": ("chromium",),
+    "libreoffice": ("libreoffice", "unoserver", "soffice"),
+    "buf": ("buf not installed",),
+    "redis": ("redis",),
+}
+
+
+def required_dependencies() -> set[str]:
+    raw = os.environ.get("DOCFACTORY_TEST_REQUIRE", "")
+    wanted = {d.strip().lower() for d in raw.split(",") if d.strip()}
+    unknown = wanted - set(REQUIRE_PATTERNS)
+    if unknown:
+        raise pytest.UsageError(
+            f"DOCFACTORY_TEST_REQUIRE: unknown {sorted(unknown)} "
+            f"(known: {sorted(REQUIRE_PATTERNS)})"
+        )
+    return wanted
+
+
+def required_dependency_of(reason: str) -> str | None:
+    """The required dependency a skip reason names, if any."""
+    text = reason.lower()
+    for dep in sorted(required_dependencies()):
+        if any(p in text for p in REQUIRE_PATTERNS[dep]):
+            return dep
+    return None
+
+
+def skip_unless_required(dep: str, reason: str) -> None:
+    """For skip sites: fail when ``dep`` is required (DOCFACTORY_TEST_REQUIRE), else skip."""
+    if dep in required_dependencies():
+        pytest.fail(f"required dependency {dep!r} missing (DOCFACTORY_TEST_REQUIRE): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return report
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    dep = required_dependency_of(reason)
+    if dep is not None:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"required dependency {dep!r} missing "
+            f"(DOCFACTORY_TEST_REQUIRE={os.environ.get('DOCFACTORY_TEST_REQUIRE')}): {reason}"
+        )
+    return report
