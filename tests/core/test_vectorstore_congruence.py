@@ -206,6 +206,21 @@ def test_classification_ceiling(store: VectorStore) -> None:
     assert store.count(Scope(tenant="t-a", max_classification=9)) == 5
 
 
+def test_set_classification_moves_a_document_under_ceilings(store: VectorStore) -> None:
+    pts = [chunk("d1", i, four(i), classification=3) for i in range(3)]
+    pts += [chunk("d1", i, four(i), tenant="t-b", classification=3) for i in range(2)]
+    store.upsert(pts, 4)
+    public = Scope(tenant="t-a", max_classification=1)
+    assert store.count(public) == 0
+    assert store.set_classification("t-a", "d1", 1) == 3
+    assert store.count(public) == 3
+    hits = q(store, public, dense=four(0))
+    assert {int(h.payload["classification"]) for h in hits} == {1}
+    assert {h.id for h in hits} == {p.id for p in pts[:3]}  # same points, vectors untouched
+    assert store.count(Scope(tenant="t-b", max_classification=1)) == 0  # other tenant intact
+    assert store.set_classification("t-a", "missing", 1) == 0
+
+
 def test_delete_document_all_versions(store: VectorStore) -> None:
     pts = [chunk("d1", i, four(i), version=v) for v in (1, 2) for i in range(3)]
     pts += [chunk("d2", i, four(i)) for i in range(2)]

@@ -76,6 +76,11 @@ class Hit:
 class VectorStore(Protocol):
     def upsert(self, points: Sequence[ChunkPoint], dimension: int) -> int: ...
     def delete_document(self, tenant: str, document_id: str, keep_version: int = 0) -> int: ...
+    def set_classification(self, tenant: str, document_id: str, classification: int) -> int:
+        """Set the classification rank of every point of a document (no re-embedding);
+        returns how many points carry it."""
+        ...
+
     def query(
         self,
         scope: Scope,
@@ -249,6 +254,21 @@ class QdrantStore:
             if n:
                 self._client.delete(
                     self._collection, points_selector=models.FilterSelector(filter=flt), wait=True
+                )
+            return int(n)
+
+    def set_classification(self, tenant: str, document_id: str, classification: int) -> int:
+        flt = self._filter(Scope(tenant=tenant), document_id)
+        with self._locked():
+            if not self._exists():
+                return 0
+            n = self._client.count(self._collection, count_filter=flt, exact=True).count
+            if n:
+                self._client.set_payload(
+                    self._collection,
+                    payload={"classification": int(classification)},
+                    points=flt,
+                    wait=True,
                 )
             return int(n)
 

@@ -223,6 +223,22 @@ class EdgeStore:
                 self._maybe_flush(self._shard)
             return n
 
+    def set_classification(self, tenant: str, document_id: str, classification: int) -> int:
+        flt = self._filter(Scope(tenant=tenant), document_id)
+        with self._lock:
+            self._check_open()
+            if self._shard is None:
+                return 0
+            n = int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
+            if n:
+                self._shard.update(
+                    qe.UpdateOperation.set_payload_by_filter(
+                        flt, {"classification": int(classification)}
+                    )
+                )
+                self._maybe_flush(self._shard)
+            return n
+
     def query(
         self,
         scope: Scope,

@@ -116,6 +116,16 @@ class GrpcIndexStore:
         )
         return int(resp.count)  # type: ignore[attr-defined]
 
+    def set_classification(self, tenant: str, document_id: str, classification: int) -> int:
+        # The owner scopes the call to the caller's tenant (``tenant`` is the same one).
+        resp = self._call(
+            self._stub.SetDocumentClassification,
+            pb.SetDocumentClassificationRequest(
+                document_id=document_id, classification=classification
+            ),
+        )
+        return int(resp.updated)  # type: ignore[attr-defined]
+
     def point_ids(
         self, scope: Scope, *, offset: str = "", limit: int = 1000
     ) -> tuple[list[str], str]:

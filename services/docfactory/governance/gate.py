@@ -60,6 +60,8 @@ INGESTION_WRITE_METHODS = frozenset(
         "/docfactory.jobs.v1.JobsService/IngestPrefix",
         "/docfactory.index.v1.IndexService/UpsertPoints",
         "/docfactory.index.v1.IndexService/DeletePoints",
+        "/docfactory.index.v1.IndexService/SetDocumentClassification",
+        "/docfactory.ingestion.v1.IngestionService/UpdateDocument",
     }
 )
 #: Roles that may call them when the policy says ``ingestion_requires_role: true``.

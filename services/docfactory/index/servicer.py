@@ -242,6 +242,33 @@ class IndexServicer(pb_grpc.IndexServiceServicer):
         return pb.ListPointIdsResponse(ids=ids, next_page_token=nxt)
 
 
+    async def SetDocumentClassification(
+        self, request: pb.SetDocumentClassificationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetDocumentClassificationResponse:
+        principal = current_principal()
+        if not request.document_id or len(request.document_id) > 64:
+            raise InvalidArgument("document_id is required", reason="INVALID_DOCUMENT_ID")
+        if not 1 <= request.classification <= 4:
+            raise InvalidArgument(
+                "classification must be 1 (PUBLIC) to 4 (RESTRICTED)",
+                reason="INVALID_CLASSIFICATION",
+            )
+        n = await asyncio.to_thread(
+            self._store.set_classification,
+            principal.tenant,
+            request.document_id,
+            request.classification,
+        )
+        self._audit(
+            principal,
+            "SetDocumentClassification",
+            points=n,
+            document_ids=[request.document_id],
+            classification=request.classification,
+        )
+        return pb.SetDocumentClassificationResponse(updated=n)
+
+
 def register(server: grpc.aio.Server, store: VectorStore, gate: GovernanceGate) -> str:
     pb_grpc.add_IndexServiceServicer_to_server(IndexServicer(store, gate), server)
     return str(pb.DESCRIPTOR.services_by_name["IndexService"].full_name)

@@ -181,6 +181,30 @@ def scrub_paths(err: DocfactoryError, path: Path, filename: str) -> DocfactoryEr
     return err
 
 
+#: Fields UpdateDocument may change, and those it refuses by name.
+MUTABLE_FIELDS = frozenset({"classification", "metadata"})
+IMMUTABLE_FIELDS = frozenset(
+    {
+        "name",
+        "document_id",
+        "collection",
+        "filename",
+        "source_uri",
+        "sha256",
+        "version",
+        "state",
+        "mime_type",
+        "page_count",
+        "chunk_count",
+        "error_reason",
+        "error_message",
+        "create_time",
+        "update_time",
+        "size_bytes",
+    }
+)
+
+
 #: Roles that may make the server read its own disk (IngestPath).
 PATH_ROLES = frozenset({"ingester", "admin"})
 
@@ -276,6 +300,74 @@ class IngestionService:
                 tenant, collection=collection, state=state, offset=offset, limit=limit
             )
         )
+
+    async def update(
+        self,
+        tenant: str,
+        document_id: str,
+        paths: Sequence[str],
+        *,
+        classification: int = 0,
+        metadata: Mapping[str, str] | None = None,
+    ) -> DocumentRecord:
+        """Update the mutable fields named in ``paths`` (an AIP-134 field mask). A new
+        classification is written to the document's vector payloads first (no re-embedding),
+        then to its record; both under the document's lock, audited as ``UPDATE``."""
+        if not paths:
+            raise InvalidArgument(
+                "update_mask is required (fields: classification, metadata)",
+                reason="UPDATE_MASK_REQUIRED",
+            )
+        for path in paths:
+            if path in IMMUTABLE_FIELDS:
+                raise InvalidArgument(
+                    f"{shorten(path)} cannot be updated (mutable: classification, metadata)",
+                    reason="IMMUTABLE_FIELD",
+                    field_violations=[(f"update_mask.paths[{path[:64]}]", "immutable")],
+                )
+            if path not in MUTABLE_FIELDS:
+                raise InvalidArgument(
+                    f"unknown field {shorten(path)} in update_mask (mutable: classification, "
+                    "metadata)",
+                    reason="UNKNOWN_FIELD_MASK_PATH",
+                    field_violations=[(f"update_mask.paths[{path[:64]}]", "unknown field")],
+                )
+        if "classification" in paths and classification not in CLASSIFICATIONS:
+            raise InvalidArgument(
+                "classification must be set (1 PUBLIC .. 4 RESTRICTED) when in update_mask",
+                reason="INVALID_CLASSIFICATION",
+            )
+        await self.get(tenant, document_id)
+        async with self._lock_for(tenant, document_id):
+            rec = await self.get(tenant, document_id)
+            if rec.state == PROCESSING:
+                raise FailedPrecondition(
+                    "the document is being processed; update it once it is indexed",
+                    reason="DOCUMENT_PROCESSING",
+                )
+            changes: dict[str, Any] = {}
+            points = 0
+            if "classification" in paths and classification != rec.classification:
+                points = await asyncio.to_thread(
+                    self._store.set_classification, tenant, document_id, classification
+                )
+                changes["classification"] = classification
+            if "metadata" in paths:
+                changes["metadata"] = dict(metadata or {})
+            updated = rec.evolve(**changes) if changes else rec
+            if changes:
+                await asyncio.to_thread(self._repo.save, updated)
+        await asyncio.to_thread(
+            self._audit,
+            tenant,
+            "UPDATE",
+            "OK",
+            document_id,
+            fields=sorted(set(paths)),
+            classification=updated.classification,
+            points=points,
+        )
+        return updated
 
     async def delete(self, tenant: str, document_id: str) -> int:
         await self.get(tenant, document_id)

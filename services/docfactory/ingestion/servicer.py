@@ -195,6 +195,18 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             total_size=total,
         )
 
+    async def UpdateDocument(
+        self, request: pb.UpdateDocumentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateDocumentResponse:
+        rec = await self._svc.update(
+            current_principal().tenant,
+            parse_name(request.document.name),
+            list(request.update_mask.paths),
+            classification=int(request.document.classification),
+            metadata=dict(request.document.metadata),
+        )
+        return pb.UpdateDocumentResponse(document=document_to_proto(rec))
+
     async def DeleteDocument(
         self, request: pb.DeleteDocumentRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteDocumentResponse:

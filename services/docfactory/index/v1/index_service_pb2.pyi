@@ -124,3 +124,17 @@ class ListPointIdsResponse(_message.Message):
     ids: _containers.RepeatedScalarFieldContainer[str]
     next_page_token: str
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetDocumentClassificationRequest(_message.Message):
+    __slots__ = ("document_id", "classification")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    classification: int
+    def __init__(self, document_id: _Optional[str] = ..., classification: _Optional[int] = ...) -> None: ...
+
+class SetDocumentClassificationResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...

@@ -61,6 +61,11 @@ class IndexServiceStub:
                 request_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsRequest.SerializeToString,
                 response_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsResponse.FromString,
                 _registered_method=True)
+        self.SetDocumentClassification = channel.unary_unary(
+                '/docfactory.index.v1.IndexService/SetDocumentClassification',
+                request_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.SetDocumentClassificationRequest.SerializeToString,
+                response_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.SetDocumentClassificationResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer:
@@ -103,6 +108,14 @@ class IndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDocumentClassification(self, request, context):
+        """Sets the classification rank in the payload of every point of a document of the
+        caller's tenant (UpdateDocument: no re-embedding).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +143,11 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.ListPointIds,
                     request_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsRequest.FromString,
                     response_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsResponse.SerializeToString,
+            ),
+            'SetDocumentClassification': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDocumentClassification,
+                    request_deserializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.SetDocumentClassificationRequest.FromString,
+                    response_serializer=docfactory_dot_index_dot_v1_dot_index__service__pb2.SetDocumentClassificationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +287,33 @@ class IndexService:
             '/docfactory.index.v1.IndexService/ListPointIds',
             docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsRequest.SerializeToString,
             docfactory_dot_index_dot_v1_dot_index__service__pb2.ListPointIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDocumentClassification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.index.v1.IndexService/SetDocumentClassification',
+            docfactory_dot_index_dot_v1_dot_index__service__pb2.SetDocumentClassificationRequest.SerializeToString,
+            docfactory_dot_index_dot_v1_dot_index__service__pb2.SetDocumentClassificationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,11 @@ class IngestionServiceStub:
                 request_serializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteDocumentRequest.SerializeToString,
                 response_deserializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteDocumentResponse.FromString,
                 _registered_method=True)
+        self.UpdateDocument = channel.unary_unary(
+                '/docfactory.ingestion.v1.IngestionService/UpdateDocument',
+                request_serializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UpdateDocumentRequest.SerializeToString,
+                response_deserializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UpdateDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer:
@@ -103,6 +108,15 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateDocument(self, request, context):
+        """Updates a document's mutable fields named in update_mask (AIP-134): classification
+        (applied to its vectors' payloads at once, no re-embedding) and metadata. Other fields
+        are immutable (INVALID_ARGUMENT / IMMUTABLE_FIELD).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +144,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.DeleteDocument,
                     request_deserializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteDocumentRequest.FromString,
                     response_serializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteDocumentResponse.SerializeToString,
+            ),
+            'UpdateDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDocument,
+                    request_deserializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UpdateDocumentRequest.FromString,
+                    response_serializer=docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UpdateDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +287,33 @@ class IngestionService:
             '/docfactory.ingestion.v1.IngestionService/DeleteDocument',
             docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteDocumentRequest.SerializeToString,
             docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.DeleteDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.ingestion.v1.IngestionService/UpdateDocument',
+            docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UpdateDocumentRequest.SerializeToString,
+            docfactory_dot_ingestion_dot_v1_dot_ingestion__service__pb2.UpdateDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,
