@@ -305,6 +305,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_METRICS_PORT": ("server", "metrics_port"),
     "DOCFACTORY_MAX_MESSAGE_BYTES": ("server", "max_message_bytes"),
     "DOCFACTORY_GRACE_SECONDS": ("server", "grace_seconds"),
+    "DOCFACTORY_MAX_CONCURRENT_RPCS": ("server", "max_concurrent_rpcs"),
     "DOCFACTORY_METRICS_HOST": ("server", "metrics_host"),
     "DOCFACTORY_REFLECTION": ("server", "reflection"),
     "DOCFACTORY_RETENTION_PURGE_SECONDS": ("server", "retention_purge_seconds"),
