@@ -319,6 +319,7 @@ async def serve_console(
     certfile: str | None = None,
     keyfile: str | None = None,
     handle_signals: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the console with uvicorn until cancelled (or SIGINT/SIGTERM when run alone)."""
     import uvicorn
@@ -343,7 +344,19 @@ async def serve_console(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    await server.serve(sockets=list(sockets) if sockets else None)
+    watcher = None
+    if stop is not None:
+
+        async def watch() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        watcher = asyncio.ensure_future(watch())
+    try:
+        await server.serve(sockets=list(sockets) if sockets else None)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
 
 
 def _quiet_server(config: Any) -> Any:
@@ -423,12 +436,14 @@ async def serve_beside(main: Any, settings: Any, *, host: str, port: int) -> Non
     )
     config = console_config_from_env(f"{grpc_host}:{settings.server.port}")
     print(f"docfactory: console on http://{host}:{port}/", flush=True)
+    stop = asyncio.Event()
     console = asyncio.ensure_future(
-        serve_console(config, host=host, port=port, handle_signals=False)
+        serve_console(config, host=host, port=port, handle_signals=False, stop=stop)
     )
     try:
         await main
     finally:
-        console.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await console
+        stop.set()  # uvicorn finishes its requests and its lifespan, then returns
+        await asyncio.wait({console}, timeout=10)
+        if not console.done():
+            console.cancel()
