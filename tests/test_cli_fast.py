@@ -117,12 +117,19 @@ def test_parse_processes_from_command_and_cores(
     one = tmp_path / "a.md"
     one.write_text("# A\n\ntext\n")
     cores = len(os.sched_getaffinity(0))
-    expect = max(1, min(4, cores - 1))
+    expect = 0 if cores < 4 else min(4, cores // 2)
 
     def ns(command: str, *paths: str, address: str | None = None) -> argparse.Namespace:
         return argparse.Namespace(command=command, paths=list(paths), address=address)
 
     assert default_parse_processes(ns("ingest", str(one))) == 0  # one file: in-process
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    assert default_parse_processes(ns("ingest", str(tmp_path))) == 4
+    assert default_parse_processes(ns("ingest", str(one))) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert default_parse_processes(ns("serve")) == 0
+    monkeypatch.undo()
+    monkeypatch.delenv("DOCFACTORY_PARSE_PROCESSES", raising=False)
     assert default_parse_processes(ns("ingest", str(tmp_path))) == expect
     assert default_parse_processes(ns("ingest", str(one), str(one))) == expect
     assert default_parse_processes(ns("serve")) == expect

@@ -794,10 +794,12 @@ async def cmd_dossier(ns: argparse.Namespace, settings: Settings) -> int:
 
 
 def default_parse_processes(ns: argparse.Namespace) -> int:
-    """Parse child processes when DOCFACTORY_PARSE_PROCESSES is not set: a server, or the
-    embedded default ingesting a folder or several files, parses in ``cores - 1`` children
-    (1 to 4) while this process chunks, embeds and indexes; one file is parsed in-process
-    (spawning a child would cost more than it saves)."""
+    """Parse child processes when DOCFACTORY_PARSE_PROCESSES is not set: with 4 cores or more,
+    a server, or the embedded default ingesting a folder or several files, parses in
+    ``cores / 2`` children (at most 4) while this process chunks, embeds and indexes. One file
+    is parsed in-process (spawning a child would cost more than it saves), and so is everything
+    on fewer than 4 cores: there the embedding (2 BLAS threads) already takes both cores, and
+    a child measured slower (bench/README.md, bench_peers.py)."""
     if "DOCFACTORY_PARSE_PROCESSES" in os.environ or getattr(ns, "address", None):
         return 0
     if ns.command == "ingest":
@@ -807,7 +809,7 @@ def default_parse_processes(ns: argparse.Namespace) -> int:
     elif ns.command != "serve":
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, (cores or 1) - 1))
+    return 0 if (cores or 1) < 4 else min(4, (cores or 1) // 2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
