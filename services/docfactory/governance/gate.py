@@ -58,6 +58,8 @@ INGESTION_WRITE_METHODS = frozenset(
         "/docfactory.ingestion.v1.IngestionService/IngestPath",
         "/docfactory.ingestion.v1.IngestionService/DeleteDocument",
         "/docfactory.jobs.v1.JobsService/IngestPrefix",
+        "/docfactory.jobs.v1.JobsService/CancelJob",
+        "/docfactory.jobs.v1.JobsService/DeleteJob",
         "/docfactory.index.v1.IndexService/UpsertPoints",
         "/docfactory.index.v1.IndexService/DeletePoints",
         "/docfactory.index.v1.IndexService/SetDocumentClassification",

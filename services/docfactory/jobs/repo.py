@@ -30,6 +30,7 @@ from docfactory.core.migrate import ensure_schema
 metadata = sa.MetaData()
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
+CANCELLED = "CANCELLED"
 DONE = "DONE"
 # Job kinds.
 KIND_PREFIX = "INGEST_PREFIX"
@@ -137,7 +138,7 @@ class JobRow:
 
     @property
     def terminal(self) -> bool:
-        return self.state in (SUCCEEDED, FAILED)
+        return self.state in (SUCCEEDED, FAILED, CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -293,11 +294,52 @@ class JobsRepository:
             )
             return [self._job_row(conn, r) for r in rows], int(total)
 
+    def cancel_job(self, job_id: str) -> list[str] | None:
+        """Cancel a job that has not finished: the job and its unfinished items become
+        CANCELLED (finished items keep their outcome). Returns the keys of the cancelled items,
+        or None when the job had already finished (SUCCEEDED/FAILED; CANCELLED again: [])."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(jobs.c.state).where(jobs.c.job_id == job_id).with_for_update()
+            ).first()
+            if row is None or row.state in (SUCCEEDED, FAILED):
+                return None
+            if row.state == CANCELLED:
+                return []
+            keys = [
+                str(k)
+                for (k,) in conn.execute(
+                    sa.select(items.c.key).where(
+                        items.c.job_id == job_id, items.c.state.not_in((DONE, FAILED))
+                    )
+                ).all()
+            ]
+            conn.execute(
+                items.update()
+                .where(items.c.job_id == job_id, items.c.state.not_in((DONE, FAILED)))
+                .values(state=CANCELLED, updated_at=now)
+            )
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id)
+                .values(state=CANCELLED, scan_complete=True, updated_at=now)
+            )
+        return keys
+
+    def delete_job(self, job_id: str) -> None:
+        """Forget a finished job (its items and per-document outcomes). The documents it
+        indexed stay, and so does what the next scan of the prefix compares against."""
+        with self.engine.begin() as conn:
+            conn.execute(documents.delete().where(documents.c.job_id == job_id))
+            conn.execute(items.delete().where(items.c.job_id == job_id))
+            conn.execute(jobs.delete().where(jobs.c.job_id == job_id))
+
     def fail_job(self, job_id: str, reason: str, message: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 jobs.update()
-                .where(jobs.c.job_id == job_id)
+                .where(jobs.c.job_id == job_id, jobs.c.state != CANCELLED)
                 .values(
                     state=FAILED,
                     error_reason=reason,
@@ -364,7 +406,7 @@ class JobsRepository:
                     objects_total=int(total),
                     objects_skipped=skipped,
                     scan_complete=complete,
-                    state=RUNNING,
+                    state=sa.case((jobs.c.state == CANCELLED, CANCELLED), else_=RUNNING),
                     updated_at=now,
                 )
             )
@@ -380,7 +422,7 @@ class JobsRepository:
             .where(jobs.c.job_id == job_id)
             .with_for_update()
         ).first()
-        if row is None or not row.scan_complete or row.state in (SUCCEEDED, FAILED):
+        if row is None or not row.scan_complete or row.state in (SUCCEEDED, FAILED, CANCELLED):
             return
         done = conn.execute(
             sa.select(sa.func.count())
@@ -501,7 +543,7 @@ class JobsRepository:
                 # The upload is the job: its caller must see FAILED and the reason.
                 conn.execute(
                     jobs.update()
-                    .where(jobs.c.job_id == job_id)
+                    .where(jobs.c.job_id == job_id, jobs.c.state != CANCELLED)
                     .values(
                         state=FAILED,
                         error_reason=reason[:64],

@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from docfactory.jobs.pipeline import (
     process_object,
     process_upload,
 )
-from docfactory.jobs.repo import DELETE, DONE, UPSERT, JobsRepository, PlanItem
+from docfactory.jobs.repo import CANCELLED, DELETE, DONE, UPSERT, JobsRepository, PlanItem
 from docfactory.jobs.storage import ObjectStore, make_object_store
 
 log = logging.getLogger("docfactory.jobs")
@@ -126,6 +126,12 @@ class JobQueue:
         self._enqueue(
             OBJECT_WORKFLOW, workflow_id(job_id, item.key), job_id, item.key, item.action, item.etag
         )
+
+    def cancel(self, job_id: str, keys: Sequence[str]) -> None:
+        """Cancel the job's scan and the given items' workflows (enqueued ones never start,
+        running ones stop at their next step; the steps also check the job's state)."""
+        wids = [f"{job_id}:scan", *(workflow_id(job_id, k) for k in keys)]
+        self._client.cancel_workflows(wids)
 
     def enqueue_upload(self, job_id: str, key: str, etag: str, upload: dict[str, Any]) -> None:
         """A staged background upload; ``upload`` (filename, source_uri, classification,
@@ -210,7 +216,7 @@ def _register() -> tuple[Any, Any, Any]:
     def process_step(job_id: str, key: str, action: str, etag: str, attempt: int) -> int:
         rt = _rt()
         job = rt.repo.job_header(job_id)
-        if job is None:
+        if job is None or job["state"] == CANCELLED:  # cancelled: nothing more is indexed
             return 0
         rt.repo.start_attempt(job_id, key, attempt)
         tenant, collection, bucket = job["tenant"], job["collection"], job["bucket"]
@@ -256,6 +262,9 @@ def _register() -> tuple[Any, Any, Any]:
         rt = _rt()
         job = rt.repo.job_header(job_id)
         if job is None:
+            return 0
+        if job["state"] == CANCELLED:  # the staged copy goes, nothing is indexed
+            _remove_staged(rt, job["bucket"], key)
             return 0
         state = rt.repo.item_states(job_id).get(key)
         if state is not None and state[0] == DONE:  # re-run after a crash past the finish

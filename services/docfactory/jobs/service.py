@@ -167,6 +167,24 @@ class JobsService:
             job_ids.append(job_id)
         return job_ids
 
+    async def cancel(self, tenant: str, job_id: str) -> JobRow:
+        await self.get(tenant, job_id)
+        keys = await asyncio.to_thread(self.repo.cancel_job, job_id)
+        if keys is None:
+            raise FailedPrecondition(
+                "the job has already finished", reason="JOB_ALREADY_FINISHED"
+            )
+        await asyncio.to_thread(self.queue.cancel, job_id, keys)
+        return await self.get(tenant, job_id)
+
+    async def delete(self, tenant: str, job_id: str) -> None:
+        job = await self.get(tenant, job_id)
+        if not job.terminal:
+            raise FailedPrecondition(
+                "the job is still running: cancel it first", reason="JOB_NOT_FINISHED"
+            )
+        await asyncio.to_thread(self.repo.delete_job, job_id)
+
     async def get(self, tenant: str, job_id: str) -> JobRow:
         row = await asyncio.to_thread(self.repo.get_job, job_id, tenant)
         if row is None:

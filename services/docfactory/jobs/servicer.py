@@ -21,6 +21,7 @@ _STATE = {
     "RUNNING": pb.JOB_STATE_RUNNING,
     "SUCCEEDED": pb.JOB_STATE_SUCCEEDED,
     "FAILED": pb.JOB_STATE_FAILED,
+    "CANCELLED": pb.JOB_STATE_CANCELLED,
 }
 _STATE_NAME = {v: k for k, v in _STATE.items()}
 _OUTCOME = {
@@ -98,6 +99,18 @@ class JobsServicer(pb_grpc.JobsServiceServicer):
             current_principal().tenant, request.bucket, request.prefix, request.collection
         )
         return pb.IngestPrefixResponse(job=job_to_proto(row))
+
+    async def CancelJob(
+        self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelJobResponse:
+        row = await self._svc.cancel(current_principal().tenant, _job_id(request.name))
+        return pb.CancelJobResponse(job=job_to_proto(row))
+
+    async def DeleteJob(
+        self, request: pb.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteJobResponse:
+        await self._svc.delete(current_principal().tenant, _job_id(request.name))
+        return pb.DeleteJobResponse()
 
     async def GetJob(
         self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext

@@ -61,6 +61,16 @@ class JobsServiceStub:
                 request_serializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.ListJobDocumentsRequest.SerializeToString,
                 response_deserializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.ListJobDocumentsResponse.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/docfactory.jobs.v1.JobsService/CancelJob',
+                request_serializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/docfactory.jobs.v1.JobsService/DeleteJob',
+                request_serializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobsServiceServicer:
@@ -104,6 +114,22 @@ class JobsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Cancels a job that has not finished (AIP-151): objects not yet processed are not indexed;
+        what was indexed stays. FAILED_PRECONDITION / JOB_ALREADY_FINISHED otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJob(self, request, context):
+        """Forgets a finished (or cancelled) job: its progress and per-document outcomes. The
+        documents it indexed stay. FAILED_PRECONDITION / JOB_NOT_FINISHED while it runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +157,16 @@ def add_JobsServiceServicer_to_server(servicer, server):
                     servicer.ListJobDocuments,
                     request_deserializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.ListJobDocumentsRequest.FromString,
                     response_serializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.ListJobDocumentsResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.CancelJobRequest.FromString,
+                    response_serializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.DeleteJobRequest.FromString,
+                    response_serializer=docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.DeleteJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +306,60 @@ class JobsService:
             '/docfactory.jobs.v1.JobsService/ListJobDocuments',
             docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.ListJobDocumentsRequest.SerializeToString,
             docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.ListJobDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.jobs.v1.JobsService/CancelJob',
+            docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.CancelJobRequest.SerializeToString,
+            docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/docfactory.jobs.v1.JobsService/DeleteJob',
+            docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.DeleteJobRequest.SerializeToString,
+            docfactory_dot_jobs_dot_v1_dot_jobs__service__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
