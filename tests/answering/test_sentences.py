@@ -178,3 +178,19 @@ def test_passage_order_puts_the_answer_bearing_passage_first() -> None:
         "Le parking est au sous-sol.",
     ]
     assert order_passages("À quelle heure ouvre la cantine ?", passages, "fr") == [1, 0, 2]
+
+
+def test_a_unit_longer_than_the_budget_is_cut_around_its_matches() -> None:
+    filler = " ".join(f"mot{i}" for i in range(200))
+    text = f"{filler} le CSE se réunit en visioconférence sur décision de l'employeur {filler}"
+    sel = select("Qui décide de réunir le CSE en visioconférence ?", [text], "fr")
+    (_, quote), *_ = sel.quotes
+    assert quote.startswith("… ") and quote.endswith(" …")
+    assert len(quote.split()) <= 72  # 70 words and the two cut marks
+    assert "le CSE se réunit en visioconférence sur décision de l'employeur" in quote
+
+
+def test_empty_passages_and_questions_without_content_terms() -> None:
+    assert select("Quelle est la règle ?", ["", "   \n\n "], "fr").insufficient
+    assert select("Qui ?", ["Le CSE se réunit chaque mois."], "fr").insufficient
+    assert order_passages("Qui ?", ["", "a"], "fr") == [0, 1]

@@ -28,7 +28,8 @@ answer-bearing first). Three steps:
 
 Quotes are verbatim (whitespace collapsed, line breaks inside a paragraph shown as `` / ``
 when the lines are separate labels); units of one passage that are not adjacent are joined
-with `` […] ``.
+with `` […] ``; a unit longer than the word budget (a table, unpunctuated text) is cut to the
+words around its matches, the cuts shown as ``…``.
 
 Measured on PIAF (all questions, hybrid retrieval, ``docfactory eval --answers``; figures in the
 README): the defaults of :class:`SelectionConfig` come from there. The embedding model's
@@ -395,7 +396,7 @@ def has_answer_type(text: str, kind: str, question: str) -> bool:
 @dataclass(frozen=True)
 class SelectionConfig:
     max_units: int = 3  # sentences quoted at most, all passages together
-    max_words: int = 70  # budget of the quoted words (a first sentence over it is kept whole)
+    max_words: int = 70  # budget of the quoted words; a longer unit is cut around its matches
     close: float = 0.5  # a further unit is quoted when it scores >= close x the best
     min_coverage: float = 0.1  # share of the question's term weight the best unit must match
     heading_share: float = 0.5  # weight of the headings' own match on the units below them
@@ -524,13 +525,35 @@ def _with_context(units: Sequence[Unit], chosen: set[int], budget: int) -> set[i
     return chosen | extra
 
 
-def _render(units: Sequence[Unit], indexes: set[int]) -> str:
+def _window(text: str, q_terms: set[str], language: str, size: int) -> str:
+    """A unit longer than ``size`` words (a table row, unpunctuated text) cut to the
+    ``size`` consecutive words holding the most question terms, cuts shown as ``…``."""
+    words = text.split()
+    if len(words) <= size:
+        return text
+    analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
+    hits = [1 if q_terms & set(analyzer.tokens(w)) else 0 for w in words]
+    counts, current = [], sum(hits[:size])
+    for i in range(len(words) - size + 1):
+        if i:
+            current += hits[i + size - 1] - hits[i - 1]
+        counts.append(current)
+    best = max(counts)
+    starts = [i for i, c in enumerate(counts) if c == best]
+    start = starts[len(starts) // 2]  # the matches in the middle of the window
+    out = " ".join(words[start : start + size])
+    return ("… " if start else "") + out + (" …" if start + size < len(words) else "")
+
+
+def _render(
+    units: Sequence[Unit], indexes: set[int], q_terms: set[str], language: str, size: int
+) -> str:
     parts: list[str] = []
     prev = -2
     for i in sorted(indexes):
         if parts and i != prev + 1:
             parts.append("[…]")
-        parts.append(units[i].text)
+        parts.append(_window(units[i].text, q_terms, language, size))
         prev = i
     return " ".join(parts)
 
@@ -551,7 +574,7 @@ def select(
     sel = Selection(scored=scored)
     seen: list[int] = []
     for s in scored:
-        if s.passage not in seen:
+        if s.score > 0 and s.passage not in seen:
             seen.append(s.passage)
     sel.passage_order = seen + [i for i in range(len(texts)) if i not in seen]
     if not scored:
@@ -559,8 +582,10 @@ def select(
     best = scored[0]
     if best.own <= 0 or best.coverage < cfg.min_coverage:
         return sel
+    analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
+    q_terms = set(analyzer.tokens(question))
     picked: list[Scored] = [best]
-    words = best.unit.words
+    words = min(best.unit.words, cfg.max_words)
     for s in scored[1:]:
         if len(picked) >= cfg.max_units or s.score < cfg.close * best.score or s.own <= 0:
             break
@@ -577,7 +602,8 @@ def select(
             continue
         chosen = _with_context(passages[pi], by_passage[pi], left)
         left -= sum(passages[pi][i].words for i in chosen - by_passage[pi])
-        sel.quotes.append((pi, _render(passages[pi], chosen)))
+        quote = _render(passages[pi], chosen, q_terms, language, cfg.max_words)
+        sel.quotes.append((pi, quote))
     return sel
 
 
