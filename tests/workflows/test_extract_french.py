@@ -137,6 +137,11 @@ def test_french_amounts(text: str, value: str) -> None:
     assert parse_amount(text) == Decimal(value)
 
 
+def test_one_thousands_separator_per_number_splits_flattened_table_cells() -> None:
+    row = "Chiffre d'affaires 1\u00a0234\u00a0567 1\u00a0111\u00a0110"  # cells joined by a space
+    assert [c.value for c in find_amount(row, bare=True)] == ["1234567.00", "1111110.00"]
+
+
 def test_amounts_need_a_currency_unless_bare_and_skip_dates() -> None:
     assert find_amount("le 12/03/2025 à 14 h") == []
     assert [c.value for c in find_amount("12/03/2025 ; 500 €", bare=True)] == ["500.00"]

@@ -213,3 +213,14 @@ def test_the_shipped_flows_rules_run_as_they_are() -> None:
     assert res["plafond"] == FAIL
     assert res["kbis-moins-de-3-mois"] == PASS
     assert res["budget-total"] == NOT_EVALUATED
+
+
+def test_ocr_misread_labels_match_within_a_few_edits_with_lower_confidence() -> None:
+    schema = {"properties": {"ca": {"title": "Chiffre d'affaires net", "x-kind": "amount_eur"}}}
+    ex = typed_extractor()
+    [exact] = ex.extract("d", ["Chiffre d'affaires net : 6 210 000 €"], schema)
+    [ocr] = ex.extract("d", ["Chiftre d'aftaires net : 6 210 000 €"], schema)
+    assert exact.value == ocr.value == "6210000.00"
+    assert ocr.confidence < exact.confidence
+    [far] = ex.extract("d", ["Charges d'affacturage : 6 210 000 €"], schema)
+    assert far.status == MISSING

@@ -297,7 +297,7 @@ def scan_pdf(src: Path, dst: Path, rng: random.Random) -> None:
     """Render each page to an image, rotate slightly, add noise, save as an image-only PDF."""
     from PIL import Image, ImageFilter
 
-    dpi = rng.choice([150, 150, 100])  # some low-resolution scans
+    dpi = rng.choice([150, 100, 80])  # some low-resolution (fax-like) scans
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             ["pdftoppm", "-r", str(dpi), "-gray", "-png", str(src), str(Path(tmp) / "p")],
@@ -382,7 +382,7 @@ def build_financement(out: Path, i: int, rng: random.Random, scanned: str | None
     bank, bic = rng.choice(BANKS)
     iban = new_iban(rng, bank)
     first, last = rng.choice(PEOPLE)
-    domain = name.split()[1].lower().replace("é", "e")
+    domain = "".join(c for c in name.split()[-2].lower().replace("é", "e") if c.isalnum())
     email = f"{first.lower().replace('é', 'e').replace('è', 'e')}.{last.lower()}@{domain}.fr"
     phone9 = str(rng.choice([1, 4, 5, 6, 7, 9])) + "".join(str(rng.randint(0, 9)) for _ in range(8))
     materiel = money(rng, 5_000, 150_000)

@@ -213,7 +213,12 @@ def find_phone(text: str) -> list[Candidate]:
 
 # -- amounts ----------------------------------------------------------------------------------
 
-_NUM = rf"(?<![\d,.])(\d{{1,3}}(?:(?:{_SP}|\.)\d{{3}})+|\d+)(?:,(\d{{1,2}})|\.(\d{{1,2}}))?(?![\d])"
+# One thousands separator per number (space, no-break spaces or dot): "1 234 567" but in a
+# flattened table row "1\u00a0234\u00a0567 1\u00a0111\u00a0110" holds two numbers.
+_NUM = (
+    r"(?<![\d,.])(\d{1,3}(?P<sep>[ \u00a0\u202f.])\d{3}(?:(?P=sep)\d{3})*|\d+)"
+    r"(?:,(\d{1,2})|\.(\d{1,2}))?(?![\d])"
+)
 _SCALE = r"(?:{sp}?(M|Md|k|K|millions?|milliards?|milliers?|mille){sp}?(?:d['’]{sp}?)?)?".format(
     sp=r"\s"
 )
@@ -256,14 +261,14 @@ def find_amount(text: str, *, bare: bool = False) -> list[Candidate]:
     out: list[Candidate] = []
     taken: list[tuple[int, int]] = []
     for m in _AMOUNT_CUR_RE.finditer(text):
-        v = _amount_value(m.group(1), m.group(2), m.group(3), m.group(4))
+        v = _amount_value(m.group(1), m.group(3), m.group(4), m.group(5))
         if v is not None:
             out.append(Candidate(m.start(), m.end(), v))
             taken.append((m.start(), m.end()))
     for m in _AMOUNT_PREFIX_RE.finditer(text):
         if any(a <= m.start() < b for a, b in taken):
             continue
-        v = _amount_value(m.group(1), m.group(2), m.group(3), None)
+        v = _amount_value(m.group(1), m.group(3), m.group(4), None)
         if v is not None:
             out.append(Candidate(m.start(), m.end(), v))
             taken.append((m.start(), m.end()))
@@ -275,7 +280,7 @@ def find_amount(text: str, *, bare: bool = False) -> list[Candidate]:
             before, after = text[max(0, m.start() - 1) : m.start()], text[m.end() : m.end() + 1]
             if (before in "/-" and before) or (after in "/-" and after):
                 continue
-            v = _amount_value(m.group(1), m.group(2), m.group(3), None)
+            v = _amount_value(m.group(1), m.group(3), m.group(4), None)
             if v is not None:
                 out.append(Candidate(m.start(), m.end(), v))
     out = [_signed(text, c) for c in out]

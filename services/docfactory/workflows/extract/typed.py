@@ -92,6 +92,25 @@ def _find_label(line: _Line, phrase: str) -> int | None:
     return m.end() if m else None
 
 
+def _find_label_fuzzy(line: _Line, phrase: str) -> int | None:
+    """End offset of a run of words within a few edits of ``phrase`` (OCR misreads such as
+    "Chiftre d'aftaires"); phrases under 8 characters are matched exactly only."""
+    if len(phrase) < 8:
+        return None
+    try:
+        from rapidfuzz.distance import Levenshtein
+    except ImportError:  # pragma: no cover - rapidfuzz ships with the parsing extra
+        return None
+    n = len(phrase.split())
+    words = list(re.finditer(r"[a-z0-9]+", line.folded))
+    budget = max(1, len(phrase) // 7)
+    for i in range(len(words) - n + 1):
+        window = " ".join(w.group() for w in words[i : i + n])
+        if Levenshtein.distance(window, phrase, score_cutoff=budget) <= budget:
+            return words[i + n - 1].end()
+    return None
+
+
 class TypedExtractor:
     """Implements ``Extractor`` without a model (see the module docstring)."""
 
@@ -150,15 +169,18 @@ class TypedExtractor:
     def _labelled(
         self, lines: list[_Line], name: str, prop: Mapping[str, Any], kind: str
     ) -> tuple[int, Candidate, float] | None:
-        for phrase, penalty in label_phrases(name, prop):
-            for i, line in enumerate(lines):
-                end = _find_label(line, phrase)
-                if end is None:
-                    continue
-                got = self._value_after(lines, i, end, kind)
-                if got is not None:
-                    page, cand, conf = got
-                    return page, cand, max(0.05, conf - penalty)
+        phrases = label_phrases(name, prop)
+        # exact labels first; then labels with a few misread characters (OCR), less sure
+        for finder, extra in ((_find_label, 0.0), (_find_label_fuzzy, 0.15)):
+            for phrase, penalty in phrases:
+                for i, line in enumerate(lines):
+                    end = finder(line, phrase)
+                    if end is None:
+                        continue
+                    got = self._value_after(lines, i, end, kind)
+                    if got is not None:
+                        page, cand, conf = got
+                        return page, cand, max(0.05, conf - penalty - extra)
         return None
 
     def _value_after(

@@ -45,15 +45,18 @@ def response_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON Schema the model's answer must follow: one {value, quote} object per field."""
     props: dict[str, Any] = {}
     for name, prop in schema_fields(schema):
-        value: dict[str, Any] = {"type": ["string", "null"]}
+        text: dict[str, Any] = {"type": "string"}
         for key in ("pattern", "enum", "maxLength"):
             if key in prop:
-                value[key] = prop[key]
-        if "enum" in value:
-            value["enum"] = [*value["enum"], None]
+                text[key] = prop[key]
+        # nullable as anyOf (the form every structured-output backend accepts)
+        value = {"anyOf": [text, {"type": "null"}]}
         entry: dict[str, Any] = {
             "type": "object",
-            "properties": {"value": value, "quote": {"type": ["string", "null"]}},
+            "properties": {
+                "value": value,
+                "quote": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            },
             "required": ["value", "quote"],
             "additionalProperties": False,
         }
