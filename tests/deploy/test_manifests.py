@@ -468,6 +468,13 @@ def test_console_deployment(objs: tuple[Obj, ...]) -> None:
     policy = named(objs, "NetworkPolicy", "docfactory-console")
     assert _policy_ports(policy, "ingress") == {8080}
     assert _policy_ports(policy, "egress") == {50051}
+    # mTLS to the API with its own client certificate (cert-manager)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DOCFACTORY_TLS_CA"] == "/etc/docfactory/tls/ca.crt"
+    (tls,) = [v for v in pod_spec(dep)["volumes"] if v["name"] == "tls"]
+    cert = named(objs, "Certificate", "docfactory-console-tls")
+    assert tls["secret"]["secretName"] == cert["spec"]["secretName"]
+    assert cert["spec"]["usages"] == ["client auth"]
 
 
 @requires_kubectl

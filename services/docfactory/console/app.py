@@ -71,6 +71,8 @@ class ConsoleConfig:
     auth_header: str = ""
     cookie_secure: str = "auto"
     dossiers: bool = True
+    tls: Any = None  # TlsConfig of the gRPC client side (None: plain text)
+    max_message_bytes: int = 64 * 1024 * 1024
 
 
 class SignInRequired(Exception):
@@ -214,7 +216,9 @@ class SecurityHeaders(BaseHTTPMiddleware):
 def create_app(config: ConsoleConfig, backend: Backend | None = None) -> Starlette:
     from docfactory.console import routes
 
-    console = Console(config, backend or Backend(config.address))
+    console = Console(
+        config, backend or Backend(config.address, config.max_message_bytes, tls=config.tls)
+    )
 
     async def on_sign_in_required(request: Request, exc: Exception) -> Response:
         if request.method == "GET":
@@ -413,7 +417,12 @@ async def run_console(
         hint = f"; sign in with the key in {key_file}" if key_file.exists() else ""
         print(f"docfactory: embedded server on {address}{hint}", flush=True)
     try:
-        config = console_config_from_env(address, auth_header=auth_header)
+        config = console_config_from_env(
+            address,
+            auth_header=auth_header,
+            tls=settings.tls,
+            max_message_bytes=settings.server.max_message_bytes,
+        )
         scheme = "https" if certfile else "http"
         print(f"docfactory: console on {scheme}://{host}:{port}/", flush=True)
         await serve_console(
@@ -434,7 +443,11 @@ async def serve_beside(main: Any, settings: Any, *, host: str, port: int) -> Non
     grpc_host = (
         settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
     )
-    config = console_config_from_env(f"{grpc_host}:{settings.server.port}")
+    config = console_config_from_env(
+        f"{grpc_host}:{settings.server.port}",
+        tls=settings.tls,
+        max_message_bytes=settings.server.max_message_bytes,
+    )
     print(f"docfactory: console on http://{host}:{port}/", flush=True)
     stop = asyncio.Event()
     console = asyncio.ensure_future(

@@ -65,8 +65,13 @@ class Backend:
 
     workflows: WorkflowsBackend
 
-    def __init__(self, address: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, address: str, max_message_bytes: int = 64 * 1024 * 1024, tls: Any = None
+    ) -> None:
+        """``tls``: a :class:`docfactory.core.config.TlsConfig` (TLS / mTLS to the services, as
+        the CLI does when ``DOCFACTORY_TLS_CA`` or a certificate is set); None: plain text."""
         self.address = address
+        self._tls = tls
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -77,7 +82,12 @@ class Backend:
     @property
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            if self._tls is None:
+                self._channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            else:
+                from docfactory.core.tls import aio_channel
+
+                self._channel = aio_channel(self.address, self._tls, self._options)
         return self._channel
 
     async def close(self) -> None:
