@@ -18,7 +18,13 @@ def generate(out: Path) -> list[Path]:
     from grpc_tools import protoc  # type: ignore[import-untyped]
 
     include = Path(grpc_tools.__file__).parent / "_proto"
-    files = sorted(p.relative_to(PROTOS).as_posix() for p in PROTOS.rglob("*.proto"))
+    # protos/google/ holds vendored googleapis definitions (field_behavior): their Python
+    # modules come with googleapis-common-protos, so only docfactory's own are generated.
+    files = sorted(
+        p.relative_to(PROTOS).as_posix()
+        for p in PROTOS.rglob("*.proto")
+        if not p.relative_to(PROTOS).as_posix().startswith("google/")
+    )
     out.mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",

@@ -22,31 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-docfactory/chunking/v1/chunking_service.proto\x12\x16\x64ocfactory.chunking.v1\"\x8f\x01\n\x0f\x43hunkingOptions\x12\x32\n\x08strategy\x18\x01 \x01(\x0e\x32 .docfactory.chunking.v1.Strategy\x12\x12\n\nmax_tokens\x18\x02 \x01(\x05\x12\x16\n\x0eoverlap_tokens\x18\x03 \x01(\x05\x12\x1c\n\x14\x63ombine_under_tokens\x18\x04 \x01(\x05\"R\n\x07\x45lement\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bpage_number\x18\x03 \x01(\x05\x12\x16\n\x0e\x63\x61tegory_depth\x18\x04 \x01(\x05\"\xb7\x01\n\x05\x43hunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x18\n\x10\x64ocument_version\x18\x03 \x01(\x05\x12\r\n\x05index\x18\x04 \x01(\x05\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x14\n\x0cpage_numbers\x18\x06 \x03(\x05\x12\x14\n\x0csection_path\x18\x07 \x03(\t\x12\x15\n\relement_types\x18\x08 \x03(\t\x12\x13\n\x0btoken_count\x18\t \x01(\x05\"\xb2\x01\n\x14\x43hunkElementsRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x18\n\x10\x64ocument_version\x18\x02 \x01(\x05\x12\x31\n\x08\x65lements\x18\x03 \x03(\x0b\x32\x1f.docfactory.chunking.v1.Element\x12\x38\n\x07options\x18\x04 \x01(\x0b\x32\'.docfactory.chunking.v1.ChunkingOptions\"F\n\x15\x43hunkElementsResponse\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.docfactory.chunking.v1.Chunk\"\x89\x01\n\x10\x43hunkTextRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x18\n\x10\x64ocument_version\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x38\n\x07options\x18\x04 \x01(\x0b\x32\'.docfactory.chunking.v1.ChunkingOptions\"B\n\x11\x43hunkTextResponse\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.docfactory.chunking.v1.Chunk*O\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x15\n\x11STRATEGY_BY_TITLE\x10\x01\x12\x12\n\x0eSTRATEGY_BASIC\x10\x02\x32\xe1\x01\n\x0f\x43hunkingService\x12l\n\rChunkElements\x12,.docfactory.chunking.v1.ChunkElementsRequest\x1a-.docfactory.chunking.v1.ChunkElementsResponse\x12`\n\tChunkText\x12(.docfactory.chunking.v1.ChunkTextRequest\x1a).docfactory.chunking.v1.ChunkTextResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-docfactory/chunking/v1/chunking_service.proto\x12\x16\x64ocfactory.chunking.v1\x1a\x1fgoogle/api/field_behavior.proto\"\x8f\x01\n\x0f\x43hunkingOptions\x12\x32\n\x08strategy\x18\x01 \x01(\x0e\x32 .docfactory.chunking.v1.Strategy\x12\x12\n\nmax_tokens\x18\x02 \x01(\x05\x12\x16\n\x0eoverlap_tokens\x18\x03 \x01(\x05\x12\x1c\n\x14\x63ombine_under_tokens\x18\x04 \x01(\x05\"R\n\x07\x45lement\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bpage_number\x18\x03 \x01(\x05\x12\x16\n\x0e\x63\x61tegory_depth\x18\x04 \x01(\x05\"\xb7\x01\n\x05\x43hunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x18\n\x10\x64ocument_version\x18\x03 \x01(\x05\x12\r\n\x05index\x18\x04 \x01(\x05\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x14\n\x0cpage_numbers\x18\x06 \x03(\x05\x12\x14\n\x0csection_path\x18\x07 \x03(\t\x12\x15\n\relement_types\x18\x08 \x03(\t\x12\x13\n\x0btoken_count\x18\t \x01(\x05\"\xb8\x01\n\x14\x43hunkElementsRequest\x12\x19\n\x0b\x64ocument_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x64ocument_version\x18\x02 \x01(\x05\x12\x31\n\x08\x65lements\x18\x03 \x03(\x0b\x32\x1f.docfactory.chunking.v1.Element\x12\x38\n\x07options\x18\x04 \x01(\x0b\x32\'.docfactory.chunking.v1.ChunkingOptions\"F\n\x15\x43hunkElementsResponse\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.docfactory.chunking.v1.Chunk\"\x8f\x01\n\x10\x43hunkTextRequest\x12\x19\n\x0b\x64ocument_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\x10\x64ocument_version\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x38\n\x07options\x18\x04 \x01(\x0b\x32\'.docfactory.chunking.v1.ChunkingOptions\"B\n\x11\x43hunkTextResponse\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.docfactory.chunking.v1.Chunk*O\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x15\n\x11STRATEGY_BY_TITLE\x10\x01\x12\x12\n\x0eSTRATEGY_BASIC\x10\x02\x32\xe1\x01\n\x0f\x43hunkingService\x12l\n\rChunkElements\x12,.docfactory.chunking.v1.ChunkElementsRequest\x1a-.docfactory.chunking.v1.ChunkElementsResponse\x12`\n\tChunkText\x12(.docfactory.chunking.v1.ChunkTextRequest\x1a).docfactory.chunking.v1.ChunkTextResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.chunking.v1.chunking_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STRATEGY']._serialized_start=950
-  _globals['_STRATEGY']._serialized_end=1029
-  _globals['_CHUNKINGOPTIONS']._serialized_start=74
-  _globals['_CHUNKINGOPTIONS']._serialized_end=217
-  _globals['_ELEMENT']._serialized_start=219
-  _globals['_ELEMENT']._serialized_end=301
-  _globals['_CHUNK']._serialized_start=304
-  _globals['_CHUNK']._serialized_end=487
-  _globals['_CHUNKELEMENTSREQUEST']._serialized_start=490
-  _globals['_CHUNKELEMENTSREQUEST']._serialized_end=668
-  _globals['_CHUNKELEMENTSRESPONSE']._serialized_start=670
-  _globals['_CHUNKELEMENTSRESPONSE']._serialized_end=740
-  _globals['_CHUNKTEXTREQUEST']._serialized_start=743
-  _globals['_CHUNKTEXTREQUEST']._serialized_end=880
-  _globals['_CHUNKTEXTRESPONSE']._serialized_start=882
-  _globals['_CHUNKTEXTRESPONSE']._serialized_end=948
-  _globals['_CHUNKINGSERVICE']._serialized_start=1032
-  _globals['_CHUNKINGSERVICE']._serialized_end=1257
+  _globals['_CHUNKELEMENTSREQUEST'].fields_by_name['document_id']._loaded_options = None
+  _globals['_CHUNKELEMENTSREQUEST'].fields_by_name['document_id']._serialized_options = b'\342A\001\002'
+  _globals['_CHUNKTEXTREQUEST'].fields_by_name['document_id']._loaded_options = None
+  _globals['_CHUNKTEXTREQUEST'].fields_by_name['document_id']._serialized_options = b'\342A\001\002'
+  _globals['_STRATEGY']._serialized_start=995
+  _globals['_STRATEGY']._serialized_end=1074
+  _globals['_CHUNKINGOPTIONS']._serialized_start=107
+  _globals['_CHUNKINGOPTIONS']._serialized_end=250
+  _globals['_ELEMENT']._serialized_start=252
+  _globals['_ELEMENT']._serialized_end=334
+  _globals['_CHUNK']._serialized_start=337
+  _globals['_CHUNK']._serialized_end=520
+  _globals['_CHUNKELEMENTSREQUEST']._serialized_start=523
+  _globals['_CHUNKELEMENTSREQUEST']._serialized_end=707
+  _globals['_CHUNKELEMENTSRESPONSE']._serialized_start=709
+  _globals['_CHUNKELEMENTSRESPONSE']._serialized_end=779
+  _globals['_CHUNKTEXTREQUEST']._serialized_start=782
+  _globals['_CHUNKTEXTREQUEST']._serialized_end=925
+  _globals['_CHUNKTEXTRESPONSE']._serialized_start=927
+  _globals['_CHUNKTEXTRESPONSE']._serialized_end=993
+  _globals['_CHUNKINGSERVICE']._serialized_start=1077
+  _globals['_CHUNKINGSERVICE']._serialized_end=1302
 # @@protoc_insertion_point(module_scope)

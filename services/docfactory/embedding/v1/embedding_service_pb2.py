@@ -22,31 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/docfactory/embedding/v1/embedding_service.proto\x12\x17\x64ocfactory.embedding.v1\"U\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x36\n\ninput_type\x18\x02 \x01(\x0e\x32\".docfactory.embedding.v1.InputType\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"i\n\rEmbedResponse\x12\x36\n\nembeddings\x18\x01 \x03(\x0b\x32\".docfactory.embedding.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\"\x15\n\x13GetModelInfoRequest\"e\n\x14GetModelInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x18\n\x10max_input_tokens\x18\x03 \x01(\x05\x12\x11\n\ttokenizer\x18\x04 \x01(\t\"#\n\x12\x43ountTokensRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"+\n\x13\x43ountTokensResponse\x12\x14\n\x0ctoken_counts\x18\x01 \x03(\x05*U\n\tInputType\x12\x1a\n\x16INPUT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10INPUT_TYPE_QUERY\x10\x01\x12\x16\n\x12INPUT_TYPE_PASSAGE\x10\x02\x32\xc1\x02\n\x10\x45mbeddingService\x12V\n\x05\x45mbed\x12%.docfactory.embedding.v1.EmbedRequest\x1a&.docfactory.embedding.v1.EmbedResponse\x12k\n\x0cGetModelInfo\x12,.docfactory.embedding.v1.GetModelInfoRequest\x1a-.docfactory.embedding.v1.GetModelInfoResponse\x12h\n\x0b\x43ountTokens\x12+.docfactory.embedding.v1.CountTokensRequest\x1a,.docfactory.embedding.v1.CountTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/docfactory/embedding/v1/embedding_service.proto\x12\x17\x64ocfactory.embedding.v1\x1a\x1fgoogle/api/field_behavior.proto\"a\n\x0c\x45mbedRequest\x12\x13\n\x05texts\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12<\n\ninput_type\x18\x02 \x01(\x0e\x32\".docfactory.embedding.v1.InputTypeB\x04\xe2\x41\x01\x02\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"i\n\rEmbedResponse\x12\x36\n\nembeddings\x18\x01 \x03(\x0b\x32\".docfactory.embedding.v1.Embedding\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\x05\"\x15\n\x13GetModelInfoRequest\"e\n\x14GetModelInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x18\n\x10max_input_tokens\x18\x03 \x01(\x05\x12\x11\n\ttokenizer\x18\x04 \x01(\t\"#\n\x12\x43ountTokensRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"+\n\x13\x43ountTokensResponse\x12\x14\n\x0ctoken_counts\x18\x01 \x03(\x05*U\n\tInputType\x12\x1a\n\x16INPUT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10INPUT_TYPE_QUERY\x10\x01\x12\x16\n\x12INPUT_TYPE_PASSAGE\x10\x02\x32\xc1\x02\n\x10\x45mbeddingService\x12V\n\x05\x45mbed\x12%.docfactory.embedding.v1.EmbedRequest\x1a&.docfactory.embedding.v1.EmbedResponse\x12k\n\x0cGetModelInfo\x12,.docfactory.embedding.v1.GetModelInfoRequest\x1a-.docfactory.embedding.v1.GetModelInfoResponse\x12h\n\x0b\x43ountTokens\x12+.docfactory.embedding.v1.CountTokensRequest\x1a,.docfactory.embedding.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.embedding.v1.embedding_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INPUTTYPE']._serialized_start=507
-  _globals['_INPUTTYPE']._serialized_end=592
-  _globals['_EMBEDREQUEST']._serialized_start=76
-  _globals['_EMBEDREQUEST']._serialized_end=161
-  _globals['_EMBEDDING']._serialized_start=163
-  _globals['_EMBEDDING']._serialized_end=190
-  _globals['_EMBEDRESPONSE']._serialized_start=192
-  _globals['_EMBEDRESPONSE']._serialized_end=297
-  _globals['_GETMODELINFOREQUEST']._serialized_start=299
-  _globals['_GETMODELINFOREQUEST']._serialized_end=320
-  _globals['_GETMODELINFORESPONSE']._serialized_start=322
-  _globals['_GETMODELINFORESPONSE']._serialized_end=423
-  _globals['_COUNTTOKENSREQUEST']._serialized_start=425
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=460
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=462
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=505
-  _globals['_EMBEDDINGSERVICE']._serialized_start=595
-  _globals['_EMBEDDINGSERVICE']._serialized_end=916
+  _globals['_EMBEDREQUEST'].fields_by_name['texts']._loaded_options = None
+  _globals['_EMBEDREQUEST'].fields_by_name['texts']._serialized_options = b'\342A\001\002'
+  _globals['_EMBEDREQUEST'].fields_by_name['input_type']._loaded_options = None
+  _globals['_EMBEDREQUEST'].fields_by_name['input_type']._serialized_options = b'\342A\001\002'
+  _globals['_INPUTTYPE']._serialized_start=552
+  _globals['_INPUTTYPE']._serialized_end=637
+  _globals['_EMBEDREQUEST']._serialized_start=109
+  _globals['_EMBEDREQUEST']._serialized_end=206
+  _globals['_EMBEDDING']._serialized_start=208
+  _globals['_EMBEDDING']._serialized_end=235
+  _globals['_EMBEDRESPONSE']._serialized_start=237
+  _globals['_EMBEDRESPONSE']._serialized_end=342
+  _globals['_GETMODELINFOREQUEST']._serialized_start=344
+  _globals['_GETMODELINFOREQUEST']._serialized_end=365
+  _globals['_GETMODELINFORESPONSE']._serialized_start=367
+  _globals['_GETMODELINFORESPONSE']._serialized_end=468
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=470
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=505
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=507
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=550
+  _globals['_EMBEDDINGSERVICE']._serialized_start=640
+  _globals['_EMBEDDINGSERVICE']._serialized_end=961
 # @@protoc_insertion_point(module_scope)

@@ -22,61 +22,72 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from docfactory.common.v1 import common_pb2 as docfactory_dot_common_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1docfactory/governance/v1/governance_service.proto\x12\x18\x64ocfactory.governance.v1\x1a!docfactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetPolicyRequest\"\xe7\x01\n\x07UseCase\x12\x13\n\x0buse_case_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x1b\n\x13\x61llowed_collections\x18\x04 \x03(\t\x12@\n\x12max_classification\x18\x05 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12\x16\n\x0e\x61llowed_models\x18\x06 \x03(\t\x12\x1d\n\x15human_review_required\x18\x07 \x01(\x08\x12\x11\n\tretention\x18\x08 \x01(\t\"Z\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\tuse_cases\x18\x02 \x03(\x0b\x32!.docfactory.governance.v1.UseCase\"\x81\x03\n\x06Review\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12\x18\n\x10requester_key_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ndraft_text\x18\x05 \x01(\t\x12\x31\n\tcitations\x18\x06 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\r\n\x05model\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63laimed_by_key_id\x18\t \x01(\t\x12\x35\n\x11\x63laim_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0freviewer_key_id\x18\x0b \x01(\t\x12\x0f\n\x07\x63omment\x18\x0c \x01(\t\x12\x14\n\x0c\x61mended_text\x18\r \x01(\t\x12\x10\n\x08question\x18\x0e \x01(\t\"M\n\x12ListReviewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08use_case\x18\x03 \x01(\t\"a\n\x13ListReviewsResponse\x12\x31\n\x07reviews\x18\x01 \x03(\x0b\x32 .docfactory.governance.v1.Review\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8b\x01\n\x13\x44\x65\x63ideReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12:\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32(.docfactory.governance.v1.ReviewDecision\x12\x14\n\x0c\x61mended_text\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"H\n\x14\x44\x65\x63ideReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"-\n\x18GetReviewedAnswerRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"\x84\x01\n\x19GetReviewedAnswerResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x31\n\tcitations\x18\x03 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\x17\n\x0freviewer_key_id\x18\x04 \x01(\t\"\x14\n\x12VerifyAuditRequest\")\n\x0c\x41uditProblem\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\"l\n\x13VerifyAuditResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x38\n\x08problems\x18\x03 \x03(\x0b\x32&.docfactory.governance.v1.AuditProblem\"\x12\n\x10GetCallerRequest\"]\n\x11GetCallerResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x19\n\x11policy_configured\x18\x04 \x01(\x08\"%\n\x10GetReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\"E\n\x11GetReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"<\n\x12\x43laimReviewRequest\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"G\n\x13\x43laimReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"D\n\x12\x45xportAuditRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x13\x45xportAuditResponse\x12\r\n\x05lines\x18\x01 \x03(\t*\x85\x01\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x19\n\x15REVIEW_DECISION_AMEND\x10\x02\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x03\x32\xe4\x07\n\x11GovernanceService\x12\x64\n\tGetPolicy\x12*.docfactory.governance.v1.GetPolicyRequest\x1a+.docfactory.governance.v1.GetPolicyResponse\x12j\n\x0bListReviews\x12,.docfactory.governance.v1.ListReviewsRequest\x1a-.docfactory.governance.v1.ListReviewsResponse\x12m\n\x0c\x44\x65\x63ideReview\x12-.docfactory.governance.v1.DecideReviewRequest\x1a..docfactory.governance.v1.DecideReviewResponse\x12|\n\x11GetReviewedAnswer\x12\x32.docfactory.governance.v1.GetReviewedAnswerRequest\x1a\x33.docfactory.governance.v1.GetReviewedAnswerResponse\x12j\n\x0bVerifyAudit\x12,.docfactory.governance.v1.VerifyAuditRequest\x1a-.docfactory.governance.v1.VerifyAuditResponse\x12\x64\n\tGetCaller\x12*.docfactory.governance.v1.GetCallerRequest\x1a+.docfactory.governance.v1.GetCallerResponse\x12\x64\n\tGetReview\x12*.docfactory.governance.v1.GetReviewRequest\x1a+.docfactory.governance.v1.GetReviewResponse\x12j\n\x0b\x43laimReview\x12,.docfactory.governance.v1.ClaimReviewRequest\x1a-.docfactory.governance.v1.ClaimReviewResponse\x12l\n\x0b\x45xportAudit\x12,.docfactory.governance.v1.ExportAuditRequest\x1a-.docfactory.governance.v1.ExportAuditResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1docfactory/governance/v1/governance_service.proto\x12\x18\x64ocfactory.governance.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a!docfactory/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetPolicyRequest\"\xe7\x01\n\x07UseCase\x12\x13\n\x0buse_case_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x1b\n\x13\x61llowed_collections\x18\x04 \x03(\t\x12@\n\x12max_classification\x18\x05 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12\x16\n\x0e\x61llowed_models\x18\x06 \x03(\t\x12\x1d\n\x15human_review_required\x18\x07 \x01(\x08\x12\x11\n\tretention\x18\x08 \x01(\t\"Z\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\tuse_cases\x18\x02 \x03(\x0b\x32!.docfactory.governance.v1.UseCase\"\x81\x03\n\x06Review\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12\x18\n\x10requester_key_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ndraft_text\x18\x05 \x01(\t\x12\x31\n\tcitations\x18\x06 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\r\n\x05model\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63laimed_by_key_id\x18\t \x01(\t\x12\x35\n\x11\x63laim_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0freviewer_key_id\x18\x0b \x01(\t\x12\x0f\n\x07\x63omment\x18\x0c \x01(\t\x12\x14\n\x0c\x61mended_text\x18\r \x01(\t\x12\x10\n\x08question\x18\x0e \x01(\t\"M\n\x12ListReviewsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08use_case\x18\x03 \x01(\t\"a\n\x13ListReviewsResponse\x12\x31\n\x07reviews\x18\x01 \x03(\x0b\x32 .docfactory.governance.v1.Review\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x97\x01\n\x13\x44\x65\x63ideReviewRequest\x12\x17\n\treview_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12@\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32(.docfactory.governance.v1.ReviewDecisionB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x61mended_text\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"H\n\x14\x44\x65\x63ideReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"3\n\x18GetReviewedAnswerRequest\x12\x17\n\treview_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x84\x01\n\x19GetReviewedAnswerResponse\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x31\n\tcitations\x18\x03 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\x12\x17\n\x0freviewer_key_id\x18\x04 \x01(\t\"\x14\n\x12VerifyAuditRequest\")\n\x0c\x41uditProblem\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\"l\n\x13VerifyAuditResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x03\x12\x38\n\x08problems\x18\x03 \x03(\x0b\x32&.docfactory.governance.v1.AuditProblem\"\x12\n\x10GetCallerRequest\"]\n\x11GetCallerResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x19\n\x11policy_configured\x18\x04 \x01(\x08\"+\n\x10GetReviewRequest\x12\x17\n\treview_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x11GetReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"B\n\x12\x43laimReviewRequest\x12\x17\n\treview_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"G\n\x13\x43laimReviewResponse\x12\x30\n\x06review\x18\x01 \x01(\x0b\x32 .docfactory.governance.v1.Review\"D\n\x12\x45xportAuditRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x13\x45xportAuditResponse\x12\r\n\x05lines\x18\x01 \x03(\t*\x85\x01\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x19\n\x15REVIEW_DECISION_AMEND\x10\x02\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x03\x32\xe4\x07\n\x11GovernanceService\x12\x64\n\tGetPolicy\x12*.docfactory.governance.v1.GetPolicyRequest\x1a+.docfactory.governance.v1.GetPolicyResponse\x12j\n\x0bListReviews\x12,.docfactory.governance.v1.ListReviewsRequest\x1a-.docfactory.governance.v1.ListReviewsResponse\x12m\n\x0c\x44\x65\x63ideReview\x12-.docfactory.governance.v1.DecideReviewRequest\x1a..docfactory.governance.v1.DecideReviewResponse\x12|\n\x11GetReviewedAnswer\x12\x32.docfactory.governance.v1.GetReviewedAnswerRequest\x1a\x33.docfactory.governance.v1.GetReviewedAnswerResponse\x12j\n\x0bVerifyAudit\x12,.docfactory.governance.v1.VerifyAuditRequest\x1a-.docfactory.governance.v1.VerifyAuditResponse\x12\x64\n\tGetCaller\x12*.docfactory.governance.v1.GetCallerRequest\x1a+.docfactory.governance.v1.GetCallerResponse\x12\x64\n\tGetReview\x12*.docfactory.governance.v1.GetReviewRequest\x1a+.docfactory.governance.v1.GetReviewResponse\x12j\n\x0b\x43laimReview\x12,.docfactory.governance.v1.ClaimReviewRequest\x1a-.docfactory.governance.v1.ClaimReviewResponse\x12l\n\x0b\x45xportAudit\x12,.docfactory.governance.v1.ExportAuditRequest\x1a-.docfactory.governance.v1.ExportAuditResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.governance.v1.governance_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWDECISION']._serialized_start=2101
-  _globals['_REVIEWDECISION']._serialized_end=2234
-  _globals['_GETPOLICYREQUEST']._serialized_start=147
-  _globals['_GETPOLICYREQUEST']._serialized_end=165
-  _globals['_USECASE']._serialized_start=168
-  _globals['_USECASE']._serialized_end=399
-  _globals['_GETPOLICYRESPONSE']._serialized_start=401
-  _globals['_GETPOLICYRESPONSE']._serialized_end=491
-  _globals['_REVIEW']._serialized_start=494
-  _globals['_REVIEW']._serialized_end=879
-  _globals['_LISTREVIEWSREQUEST']._serialized_start=881
-  _globals['_LISTREVIEWSREQUEST']._serialized_end=958
-  _globals['_LISTREVIEWSRESPONSE']._serialized_start=960
-  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1057
-  _globals['_DECIDEREVIEWREQUEST']._serialized_start=1060
-  _globals['_DECIDEREVIEWREQUEST']._serialized_end=1199
-  _globals['_DECIDEREVIEWRESPONSE']._serialized_start=1201
-  _globals['_DECIDEREVIEWRESPONSE']._serialized_end=1273
-  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_start=1275
-  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_end=1320
-  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_start=1323
-  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_end=1455
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=1457
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=1477
-  _globals['_AUDITPROBLEM']._serialized_start=1479
-  _globals['_AUDITPROBLEM']._serialized_end=1520
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1522
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1630
-  _globals['_GETCALLERREQUEST']._serialized_start=1632
-  _globals['_GETCALLERREQUEST']._serialized_end=1650
-  _globals['_GETCALLERRESPONSE']._serialized_start=1652
-  _globals['_GETCALLERRESPONSE']._serialized_end=1745
-  _globals['_GETREVIEWREQUEST']._serialized_start=1747
-  _globals['_GETREVIEWREQUEST']._serialized_end=1784
-  _globals['_GETREVIEWRESPONSE']._serialized_start=1786
-  _globals['_GETREVIEWRESPONSE']._serialized_end=1855
-  _globals['_CLAIMREVIEWREQUEST']._serialized_start=1857
-  _globals['_CLAIMREVIEWREQUEST']._serialized_end=1917
-  _globals['_CLAIMREVIEWRESPONSE']._serialized_start=1919
-  _globals['_CLAIMREVIEWRESPONSE']._serialized_end=1990
-  _globals['_EXPORTAUDITREQUEST']._serialized_start=1992
-  _globals['_EXPORTAUDITREQUEST']._serialized_end=2060
-  _globals['_EXPORTAUDITRESPONSE']._serialized_start=2062
-  _globals['_EXPORTAUDITRESPONSE']._serialized_end=2098
-  _globals['_GOVERNANCESERVICE']._serialized_start=2237
-  _globals['_GOVERNANCESERVICE']._serialized_end=3233
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['review_id']._loaded_options = None
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['review_id']._serialized_options = b'\342A\001\002'
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['decision']._loaded_options = None
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['decision']._serialized_options = b'\342A\001\002'
+  _globals['_GETREVIEWEDANSWERREQUEST'].fields_by_name['review_id']._loaded_options = None
+  _globals['_GETREVIEWEDANSWERREQUEST'].fields_by_name['review_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETREVIEWREQUEST'].fields_by_name['review_id']._loaded_options = None
+  _globals['_GETREVIEWREQUEST'].fields_by_name['review_id']._serialized_options = b'\342A\001\002'
+  _globals['_CLAIMREVIEWREQUEST'].fields_by_name['review_id']._loaded_options = None
+  _globals['_CLAIMREVIEWREQUEST'].fields_by_name['review_id']._serialized_options = b'\342A\001\002'
+  _globals['_REVIEWDECISION']._serialized_start=2164
+  _globals['_REVIEWDECISION']._serialized_end=2297
+  _globals['_GETPOLICYREQUEST']._serialized_start=180
+  _globals['_GETPOLICYREQUEST']._serialized_end=198
+  _globals['_USECASE']._serialized_start=201
+  _globals['_USECASE']._serialized_end=432
+  _globals['_GETPOLICYRESPONSE']._serialized_start=434
+  _globals['_GETPOLICYRESPONSE']._serialized_end=524
+  _globals['_REVIEW']._serialized_start=527
+  _globals['_REVIEW']._serialized_end=912
+  _globals['_LISTREVIEWSREQUEST']._serialized_start=914
+  _globals['_LISTREVIEWSREQUEST']._serialized_end=991
+  _globals['_LISTREVIEWSRESPONSE']._serialized_start=993
+  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1090
+  _globals['_DECIDEREVIEWREQUEST']._serialized_start=1093
+  _globals['_DECIDEREVIEWREQUEST']._serialized_end=1244
+  _globals['_DECIDEREVIEWRESPONSE']._serialized_start=1246
+  _globals['_DECIDEREVIEWRESPONSE']._serialized_end=1318
+  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_start=1320
+  _globals['_GETREVIEWEDANSWERREQUEST']._serialized_end=1371
+  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_start=1374
+  _globals['_GETREVIEWEDANSWERRESPONSE']._serialized_end=1506
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=1508
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=1528
+  _globals['_AUDITPROBLEM']._serialized_start=1530
+  _globals['_AUDITPROBLEM']._serialized_end=1571
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1573
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1681
+  _globals['_GETCALLERREQUEST']._serialized_start=1683
+  _globals['_GETCALLERREQUEST']._serialized_end=1701
+  _globals['_GETCALLERRESPONSE']._serialized_start=1703
+  _globals['_GETCALLERRESPONSE']._serialized_end=1796
+  _globals['_GETREVIEWREQUEST']._serialized_start=1798
+  _globals['_GETREVIEWREQUEST']._serialized_end=1841
+  _globals['_GETREVIEWRESPONSE']._serialized_start=1843
+  _globals['_GETREVIEWRESPONSE']._serialized_end=1912
+  _globals['_CLAIMREVIEWREQUEST']._serialized_start=1914
+  _globals['_CLAIMREVIEWREQUEST']._serialized_end=1980
+  _globals['_CLAIMREVIEWRESPONSE']._serialized_start=1982
+  _globals['_CLAIMREVIEWRESPONSE']._serialized_end=2053
+  _globals['_EXPORTAUDITREQUEST']._serialized_start=2055
+  _globals['_EXPORTAUDITREQUEST']._serialized_end=2123
+  _globals['_EXPORTAUDITRESPONSE']._serialized_start=2125
+  _globals['_EXPORTAUDITRESPONSE']._serialized_end=2161
+  _globals['_GOVERNANCESERVICE']._serialized_start=2300
+  _globals['_GOVERNANCESERVICE']._serialized_end=3296
 # @@protoc_insertion_point(module_scope)

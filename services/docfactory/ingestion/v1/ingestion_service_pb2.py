@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from docfactory.common.v1 import common_pb2 as docfactory_dot_common_dot_v1_dot_common__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/docfactory/ingestion/v1/ingestion_service.proto\x12\x17\x64ocfactory.ingestion.v1\x1a!docfactory/common/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x04\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\x12\x12\n\nsource_uri\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x05\x12<\n\x0e\x63lassification\x18\x08 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12\x35\n\x05state\x18\t \x01(\x0e\x32&.docfactory.ingestion.v1.DocumentState\x12\x11\n\tmime_type\x18\n \x01(\t\x12\x12\n\npage_count\x18\x0b \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x0c \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\r \x01(\t\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x41\n\x08metadata\x18\x0f \x03(\x0b\x32/.docfactory.ingestion.v1.Document.MetadataEntry\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x12 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x02\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12<\n\x0e\x63lassification\x18\x03 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12G\n\x08metadata\x18\x04 \x03(\x0b\x32\x35.docfactory.ingestion.v1.UploadMetadata.MetadataEntry\x12\x12\n\nsource_uri\x18\x05 \x01(\t\x12\x12\n\nbackground\x18\x06 \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x15UploadDocumentRequest\x12;\n\x08metadata\x18\x01 \x01(\x0b\x32\'.docfactory.ingestion.v1.UploadMetadataH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07\x63ontent\"m\n\x16UploadDocumentResponse\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\x12\x11\n\tunchanged\x18\x02 \x01(\x08\x12\x0b\n\x03job\x18\x03 \x01(\t\"t\n\x11IngestPathRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12<\n\x0e\x63lassification\x18\x03 \x01(\x0e\x32$.docfactory.common.v1.Classification\"\x8c\x01\n\x12IngestPathResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x33\n\x08\x64ocument\x18\x02 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\x12\x11\n\tunchanged\x18\x03 \x01(\x08\x12\x11\n\tprocessed\x18\x04 \x01(\x05\x12\r\n\x05total\x18\x05 \x01(\x05\"\"\n\x12GetDocumentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x13GetDocumentResponse\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\"\x88\x01\n\x14ListDocumentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32&.docfactory.ingestion.v1.DocumentState\"z\n\x15ListDocumentsResponse\x12\x34\n\tdocuments\x18\x01 \x03(\x0b\x32!.docfactory.ingestion.v1.Document\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"%\n\x15\x44\x65leteDocumentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x16\x44\x65leteDocumentResponse\x12\x16\n\x0e\x64\x65leted_chunks\x18\x01 \x01(\x05\"}\n\x15UpdateDocumentRequest\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"M\n\x16UpdateDocumentResponse\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document*\x85\x01\n\rDocumentState\x12\x1e\n\x1a\x44OCUMENT_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44OCUMENT_STATE_PROCESSING\x10\x01\x12\x1a\n\x16\x44OCUMENT_STATE_INDEXED\x10\x02\x12\x19\n\x15\x44OCUMENT_STATE_FAILED\x10\x03\x32\xb0\x05\n\x10IngestionService\x12s\n\x0eUploadDocument\x12..docfactory.ingestion.v1.UploadDocumentRequest\x1a/.docfactory.ingestion.v1.UploadDocumentResponse(\x01\x12g\n\nIngestPath\x12*.docfactory.ingestion.v1.IngestPathRequest\x1a+.docfactory.ingestion.v1.IngestPathResponse0\x01\x12h\n\x0bGetDocument\x12+.docfactory.ingestion.v1.GetDocumentRequest\x1a,.docfactory.ingestion.v1.GetDocumentResponse\x12n\n\rListDocuments\x12-.docfactory.ingestion.v1.ListDocumentsRequest\x1a..docfactory.ingestion.v1.ListDocumentsResponse\x12q\n\x0e\x44\x65leteDocument\x12..docfactory.ingestion.v1.DeleteDocumentRequest\x1a/.docfactory.ingestion.v1.DeleteDocumentResponse\x12q\n\x0eUpdateDocument\x12..docfactory.ingestion.v1.UpdateDocumentRequest\x1a/.docfactory.ingestion.v1.UpdateDocumentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/docfactory/ingestion/v1/ingestion_service.proto\x12\x17\x64ocfactory.ingestion.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a!docfactory/common/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x05\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x0b\x64ocument_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncollection\x18\x03 \x01(\tB\x04\xe2\x41\x01\x05\x12\x16\n\x08\x66ilename\x18\x04 \x01(\tB\x04\xe2\x41\x01\x05\x12\x18\n\nsource_uri\x18\x05 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x06sha256\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12<\n\x0e\x63lassification\x18\x08 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12;\n\x05state\x18\t \x01(\x0e\x32&.docfactory.ingestion.v1.DocumentStateB\x04\xe2\x41\x01\x03\x12\x17\n\tmime_type\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\npage_count\x18\x0b \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x63hunk_count\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x65rror_reason\x18\r \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rerror_message\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x41\n\x08metadata\x18\x0f \x03(\x0b\x32/.docfactory.ingestion.v1.Document.MetadataEntry\x12\x35\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\nsize_bytes\x18\x12 \x01(\x03\x42\x04\xe2\x41\x01\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x02\n\x0eUploadMetadata\x12\x16\n\x08\x66ilename\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\ncollection\x18\x02 \x01(\t\x12<\n\x0e\x63lassification\x18\x03 \x01(\x0e\x32$.docfactory.common.v1.Classification\x12G\n\x08metadata\x18\x04 \x03(\x0b\x32\x35.docfactory.ingestion.v1.UploadMetadata.MetadataEntry\x12\x12\n\nsource_uri\x18\x05 \x01(\t\x12\x12\n\nbackground\x18\x06 \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x15UploadDocumentRequest\x12;\n\x08metadata\x18\x01 \x01(\x0b\x32\'.docfactory.ingestion.v1.UploadMetadataH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07\x63ontent\"m\n\x16UploadDocumentResponse\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\x12\x11\n\tunchanged\x18\x02 \x01(\x08\x12\x0b\n\x03job\x18\x03 \x01(\t\"z\n\x11IngestPathRequest\x12\x13\n\x05paths\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12\x12\n\ncollection\x18\x02 \x01(\t\x12<\n\x0e\x63lassification\x18\x03 \x01(\x0e\x32$.docfactory.common.v1.Classification\"\x8c\x01\n\x12IngestPathResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x33\n\x08\x64ocument\x18\x02 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\x12\x11\n\tunchanged\x18\x03 \x01(\x08\x12\x11\n\tprocessed\x18\x04 \x01(\x05\x12\r\n\x05total\x18\x05 \x01(\x05\"(\n\x12GetDocumentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x13GetDocumentResponse\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document\"\x88\x01\n\x14ListDocumentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32&.docfactory.ingestion.v1.DocumentState\"z\n\x15ListDocumentsResponse\x12\x34\n\tdocuments\x18\x01 \x03(\x0b\x32!.docfactory.ingestion.v1.Document\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"+\n\x15\x44\x65leteDocumentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"0\n\x16\x44\x65leteDocumentResponse\x12\x16\n\x0e\x64\x65leted_chunks\x18\x01 \x01(\x05\"\x89\x01\n\x15UpdateDocumentRequest\x12\x39\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.DocumentB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"M\n\x16UpdateDocumentResponse\x12\x33\n\x08\x64ocument\x18\x01 \x01(\x0b\x32!.docfactory.ingestion.v1.Document*\x85\x01\n\rDocumentState\x12\x1e\n\x1a\x44OCUMENT_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44OCUMENT_STATE_PROCESSING\x10\x01\x12\x1a\n\x16\x44OCUMENT_STATE_INDEXED\x10\x02\x12\x19\n\x15\x44OCUMENT_STATE_FAILED\x10\x03\x32\xb0\x05\n\x10IngestionService\x12s\n\x0eUploadDocument\x12..docfactory.ingestion.v1.UploadDocumentRequest\x1a/.docfactory.ingestion.v1.UploadDocumentResponse(\x01\x12g\n\nIngestPath\x12*.docfactory.ingestion.v1.IngestPathRequest\x1a+.docfactory.ingestion.v1.IngestPathResponse0\x01\x12h\n\x0bGetDocument\x12+.docfactory.ingestion.v1.GetDocumentRequest\x1a,.docfactory.ingestion.v1.GetDocumentResponse\x12n\n\rListDocuments\x12-.docfactory.ingestion.v1.ListDocumentsRequest\x1a..docfactory.ingestion.v1.ListDocumentsResponse\x12q\n\x0e\x44\x65leteDocument\x12..docfactory.ingestion.v1.DeleteDocumentRequest\x1a/.docfactory.ingestion.v1.DeleteDocumentResponse\x12q\n\x0eUpdateDocument\x12..docfactory.ingestion.v1.UpdateDocumentRequest\x1a/.docfactory.ingestion.v1.UpdateDocumentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,42 +37,84 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DOCUMENT_METADATAENTRY']._loaded_options = None
   _globals['_DOCUMENT_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_DOCUMENT'].fields_by_name['document_id']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['document_id']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['collection']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['collection']._serialized_options = b'\342A\001\005'
+  _globals['_DOCUMENT'].fields_by_name['filename']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['filename']._serialized_options = b'\342A\001\005'
+  _globals['_DOCUMENT'].fields_by_name['source_uri']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['source_uri']._serialized_options = b'\342A\001\005'
+  _globals['_DOCUMENT'].fields_by_name['sha256']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['sha256']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['version']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['state']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['mime_type']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['mime_type']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['page_count']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['page_count']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['chunk_count']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['chunk_count']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['error_reason']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['error_reason']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['error_message']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['error_message']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['update_time']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_DOCUMENT'].fields_by_name['size_bytes']._loaded_options = None
+  _globals['_DOCUMENT'].fields_by_name['size_bytes']._serialized_options = b'\342A\001\003'
   _globals['_UPLOADMETADATA_METADATAENTRY']._loaded_options = None
   _globals['_UPLOADMETADATA_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DOCUMENTSTATE']._serialized_start=2210
-  _globals['_DOCUMENTSTATE']._serialized_end=2343
-  _globals['_DOCUMENT']._serialized_start=179
-  _globals['_DOCUMENT']._serialized_end=771
-  _globals['_DOCUMENT_METADATAENTRY']._serialized_start=724
-  _globals['_DOCUMENT_METADATAENTRY']._serialized_end=771
-  _globals['_UPLOADMETADATA']._serialized_start=774
-  _globals['_UPLOADMETADATA']._serialized_end=1052
-  _globals['_UPLOADMETADATA_METADATAENTRY']._serialized_start=724
-  _globals['_UPLOADMETADATA_METADATAENTRY']._serialized_end=771
-  _globals['_UPLOADDOCUMENTREQUEST']._serialized_start=1054
-  _globals['_UPLOADDOCUMENTREQUEST']._serialized_end=1165
-  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_start=1167
-  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_end=1276
-  _globals['_INGESTPATHREQUEST']._serialized_start=1278
-  _globals['_INGESTPATHREQUEST']._serialized_end=1394
-  _globals['_INGESTPATHRESPONSE']._serialized_start=1397
-  _globals['_INGESTPATHRESPONSE']._serialized_end=1537
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=1539
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=1573
-  _globals['_GETDOCUMENTRESPONSE']._serialized_start=1575
-  _globals['_GETDOCUMENTRESPONSE']._serialized_end=1649
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1652
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1788
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1790
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1912
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1914
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1951
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=1953
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=2001
-  _globals['_UPDATEDOCUMENTREQUEST']._serialized_start=2003
-  _globals['_UPDATEDOCUMENTREQUEST']._serialized_end=2128
-  _globals['_UPDATEDOCUMENTRESPONSE']._serialized_start=2130
-  _globals['_UPDATEDOCUMENTRESPONSE']._serialized_end=2207
-  _globals['_INGESTIONSERVICE']._serialized_start=2346
-  _globals['_INGESTIONSERVICE']._serialized_end=3034
+  _globals['_UPLOADMETADATA'].fields_by_name['filename']._loaded_options = None
+  _globals['_UPLOADMETADATA'].fields_by_name['filename']._serialized_options = b'\342A\001\002'
+  _globals['_INGESTPATHREQUEST'].fields_by_name['paths']._loaded_options = None
+  _globals['_INGESTPATHREQUEST'].fields_by_name['paths']._serialized_options = b'\342A\001\002'
+  _globals['_GETDOCUMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETDOCUMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEDOCUMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEDOCUMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEDOCUMENTREQUEST'].fields_by_name['document']._loaded_options = None
+  _globals['_UPDATEDOCUMENTREQUEST'].fields_by_name['document']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEDOCUMENTREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEDOCUMENTREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DOCUMENTSTATE']._serialized_start=2370
+  _globals['_DOCUMENTSTATE']._serialized_end=2503
+  _globals['_DOCUMENT']._serialized_start=212
+  _globals['_DOCUMENT']._serialized_end=894
+  _globals['_DOCUMENT_METADATAENTRY']._serialized_start=847
+  _globals['_DOCUMENT_METADATAENTRY']._serialized_end=894
+  _globals['_UPLOADMETADATA']._serialized_start=897
+  _globals['_UPLOADMETADATA']._serialized_end=1181
+  _globals['_UPLOADMETADATA_METADATAENTRY']._serialized_start=847
+  _globals['_UPLOADMETADATA_METADATAENTRY']._serialized_end=894
+  _globals['_UPLOADDOCUMENTREQUEST']._serialized_start=1183
+  _globals['_UPLOADDOCUMENTREQUEST']._serialized_end=1294
+  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_start=1296
+  _globals['_UPLOADDOCUMENTRESPONSE']._serialized_end=1405
+  _globals['_INGESTPATHREQUEST']._serialized_start=1407
+  _globals['_INGESTPATHREQUEST']._serialized_end=1529
+  _globals['_INGESTPATHRESPONSE']._serialized_start=1532
+  _globals['_INGESTPATHRESPONSE']._serialized_end=1672
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=1674
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=1714
+  _globals['_GETDOCUMENTRESPONSE']._serialized_start=1716
+  _globals['_GETDOCUMENTRESPONSE']._serialized_end=1790
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1793
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1929
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1931
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=2053
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=2055
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=2098
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=2100
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=2148
+  _globals['_UPDATEDOCUMENTREQUEST']._serialized_start=2151
+  _globals['_UPDATEDOCUMENTREQUEST']._serialized_end=2288
+  _globals['_UPDATEDOCUMENTRESPONSE']._serialized_start=2290
+  _globals['_UPDATEDOCUMENTRESPONSE']._serialized_end=2367
+  _globals['_INGESTIONSERVICE']._serialized_start=2506
+  _globals['_INGESTIONSERVICE']._serialized_end=3194
 # @@protoc_insertion_point(module_scope)

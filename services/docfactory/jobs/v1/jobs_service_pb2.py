@@ -22,52 +22,65 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%docfactory/jobs/v1/jobs_service.proto\x12\x12\x64ocfactory.jobs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.docfactory.jobs.v1.JobState\x12\x0e\n\x06\x62ucket\x18\x05 \x01(\t\x12\x0e\n\x06prefix\x18\x06 \x01(\t\x12\x12\n\ncollection\x18\x07 \x01(\t\x12\x15\n\robjects_total\x18\x08 \x01(\x05\x12\x14\n\x0cobjects_done\x18\t \x01(\x05\x12\x17\n\x0fobjects_skipped\x18\n \x01(\x05\x12\x19\n\x11\x64ocuments_indexed\x18\x0b \x01(\x05\x12\x1b\n\x13\x64ocuments_unchanged\x18\x0c \x01(\x05\x12\x18\n\x10\x64ocuments_failed\x18\r \x01(\x05\x12\x19\n\x11\x64ocuments_deleted\x18\x0e \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x0f \x01(\t\x12\x15\n\rerror_message\x18\x10 \x01(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rscan_complete\x18\x13 \x01(\x08\"\xa2\x01\n\x0bJobDocument\x12\x12\n\nsource_uri\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.docfactory.jobs.v1.DocumentOutcome\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x05\"I\n\x13IngestPrefixRequest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\"<\n\x14IngestPrefixResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x0eGetJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"e\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.docfactory.jobs.v1.JobState\"f\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.docfactory.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x1f\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x10WatchJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"\x84\x01\n\x17ListJobDocumentsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x34\n\x07outcome\x18\x04 \x01(\x0e\x32#.docfactory.jobs.v1.DocumentOutcome\"{\n\x18ListJobDocumentsResponse\x12\x32\n\tdocuments\x18\x01 \x03(\x0b\x32\x1f.docfactory.jobs.v1.JobDocument\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x11\x43\x61ncelJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\xac\x01\n\x0f\x44ocumentOutcome\x12 \n\x1c\x44OCUMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_OUTCOME_INDEXED\x10\x01\x12\x1e\n\x1a\x44OCUMENT_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17\x44OCUMENT_OUTCOME_FAILED\x10\x03\x12\x1c\n\x18\x44OCUMENT_OUTCOME_DELETED\x10\x04\x32\x94\x05\n\x0bJobsService\x12\x61\n\x0cIngestPrefix\x12\'.docfactory.jobs.v1.IngestPrefixRequest\x1a(.docfactory.jobs.v1.IngestPrefixResponse\x12O\n\x06GetJob\x12!.docfactory.jobs.v1.GetJobRequest\x1a\".docfactory.jobs.v1.GetJobResponse\x12U\n\x08ListJobs\x12#.docfactory.jobs.v1.ListJobsRequest\x1a$.docfactory.jobs.v1.ListJobsResponse\x12W\n\x08WatchJob\x12#.docfactory.jobs.v1.WatchJobRequest\x1a$.docfactory.jobs.v1.WatchJobResponse0\x01\x12m\n\x10ListJobDocuments\x12+.docfactory.jobs.v1.ListJobDocumentsRequest\x1a,.docfactory.jobs.v1.ListJobDocumentsResponse\x12X\n\tCancelJob\x12$.docfactory.jobs.v1.CancelJobRequest\x1a%.docfactory.jobs.v1.CancelJobResponse\x12X\n\tDeleteJob\x12$.docfactory.jobs.v1.DeleteJobRequest\x1a%.docfactory.jobs.v1.DeleteJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%docfactory/jobs/v1/jobs_service.proto\x12\x12\x64ocfactory.jobs.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.docfactory.jobs.v1.JobState\x12\x0e\n\x06\x62ucket\x18\x05 \x01(\t\x12\x0e\n\x06prefix\x18\x06 \x01(\t\x12\x12\n\ncollection\x18\x07 \x01(\t\x12\x15\n\robjects_total\x18\x08 \x01(\x05\x12\x14\n\x0cobjects_done\x18\t \x01(\x05\x12\x17\n\x0fobjects_skipped\x18\n \x01(\x05\x12\x19\n\x11\x64ocuments_indexed\x18\x0b \x01(\x05\x12\x1b\n\x13\x64ocuments_unchanged\x18\x0c \x01(\x05\x12\x18\n\x10\x64ocuments_failed\x18\r \x01(\x05\x12\x19\n\x11\x64ocuments_deleted\x18\x0e \x01(\x05\x12\x14\n\x0c\x65rror_reason\x18\x0f \x01(\t\x12\x15\n\rerror_message\x18\x10 \x01(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rscan_complete\x18\x13 \x01(\x08\"\xa2\x01\n\x0bJobDocument\x12\x12\n\nsource_uri\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x34\n\x07outcome\x18\x03 \x01(\x0e\x32#.docfactory.jobs.v1.DocumentOutcome\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x05\"O\n\x13IngestPrefixRequest\x12\x14\n\x06\x62ucket\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\"<\n\x14IngestPrefixResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"#\n\rGetJobRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x0eGetJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"e\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.docfactory.jobs.v1.JobState\"f\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.docfactory.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"%\n\x0fWatchJobRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x10WatchJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"\x8a\x01\n\x17ListJobDocumentsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x34\n\x07outcome\x18\x04 \x01(\x0e\x32#.docfactory.jobs.v1.DocumentOutcome\"{\n\x18ListJobDocumentsResponse\x12\x32\n\tdocuments\x18\x01 \x03(\x0b\x32\x1f.docfactory.jobs.v1.JobDocument\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"&\n\x10\x43\x61ncelJobRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x11\x43\x61ncelJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.docfactory.jobs.v1.Job\"&\n\x10\x44\x65leteJobRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x13\n\x11\x44\x65leteJobResponse*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\xac\x01\n\x0f\x44ocumentOutcome\x12 \n\x1c\x44OCUMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_OUTCOME_INDEXED\x10\x01\x12\x1e\n\x1a\x44OCUMENT_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17\x44OCUMENT_OUTCOME_FAILED\x10\x03\x12\x1c\n\x18\x44OCUMENT_OUTCOME_DELETED\x10\x04\x32\x94\x05\n\x0bJobsService\x12\x61\n\x0cIngestPrefix\x12\'.docfactory.jobs.v1.IngestPrefixRequest\x1a(.docfactory.jobs.v1.IngestPrefixResponse\x12O\n\x06GetJob\x12!.docfactory.jobs.v1.GetJobRequest\x1a\".docfactory.jobs.v1.GetJobResponse\x12U\n\x08ListJobs\x12#.docfactory.jobs.v1.ListJobsRequest\x1a$.docfactory.jobs.v1.ListJobsResponse\x12W\n\x08WatchJob\x12#.docfactory.jobs.v1.WatchJobRequest\x1a$.docfactory.jobs.v1.WatchJobResponse0\x01\x12m\n\x10ListJobDocuments\x12+.docfactory.jobs.v1.ListJobDocumentsRequest\x1a,.docfactory.jobs.v1.ListJobDocumentsResponse\x12X\n\tCancelJob\x12$.docfactory.jobs.v1.CancelJobRequest\x1a%.docfactory.jobs.v1.CancelJobResponse\x12X\n\tDeleteJob\x12$.docfactory.jobs.v1.DeleteJobRequest\x1a%.docfactory.jobs.v1.DeleteJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.jobs.v1.jobs_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1684
-  _globals['_JOBSTATE']._serialized_end=1838
-  _globals['_DOCUMENTOUTCOME']._serialized_start=1841
-  _globals['_DOCUMENTOUTCOME']._serialized_end=2013
-  _globals['_JOB']._serialized_start=95
-  _globals['_JOB']._serialized_end=586
-  _globals['_JOBDOCUMENT']._serialized_start=589
-  _globals['_JOBDOCUMENT']._serialized_end=751
-  _globals['_INGESTPREFIXREQUEST']._serialized_start=753
-  _globals['_INGESTPREFIXREQUEST']._serialized_end=826
-  _globals['_INGESTPREFIXRESPONSE']._serialized_start=828
-  _globals['_INGESTPREFIXRESPONSE']._serialized_end=888
-  _globals['_GETJOBREQUEST']._serialized_start=890
-  _globals['_GETJOBREQUEST']._serialized_end=919
-  _globals['_GETJOBRESPONSE']._serialized_start=921
-  _globals['_GETJOBRESPONSE']._serialized_end=975
-  _globals['_LISTJOBSREQUEST']._serialized_start=977
-  _globals['_LISTJOBSREQUEST']._serialized_end=1078
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1080
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1182
-  _globals['_WATCHJOBREQUEST']._serialized_start=1184
-  _globals['_WATCHJOBREQUEST']._serialized_end=1215
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1217
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1273
-  _globals['_LISTJOBDOCUMENTSREQUEST']._serialized_start=1276
-  _globals['_LISTJOBDOCUMENTSREQUEST']._serialized_end=1408
-  _globals['_LISTJOBDOCUMENTSRESPONSE']._serialized_start=1410
-  _globals['_LISTJOBDOCUMENTSRESPONSE']._serialized_end=1533
-  _globals['_CANCELJOBREQUEST']._serialized_start=1535
-  _globals['_CANCELJOBREQUEST']._serialized_end=1567
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1569
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1626
-  _globals['_DELETEJOBREQUEST']._serialized_start=1628
-  _globals['_DELETEJOBREQUEST']._serialized_end=1660
-  _globals['_DELETEJOBRESPONSE']._serialized_start=1662
-  _globals['_DELETEJOBRESPONSE']._serialized_end=1681
-  _globals['_JOBSSERVICE']._serialized_start=2016
-  _globals['_JOBSSERVICE']._serialized_end=2676
+  _globals['_INGESTPREFIXREQUEST'].fields_by_name['bucket']._loaded_options = None
+  _globals['_INGESTPREFIXREQUEST'].fields_by_name['bucket']._serialized_options = b'\342A\001\002'
+  _globals['_GETJOBREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETJOBREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHJOBREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_WATCHJOBREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTJOBDOCUMENTSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_LISTJOBDOCUMENTSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELJOBREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CANCELJOBREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEJOBREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEJOBREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_JOBSTATE']._serialized_start=1753
+  _globals['_JOBSTATE']._serialized_end=1907
+  _globals['_DOCUMENTOUTCOME']._serialized_start=1910
+  _globals['_DOCUMENTOUTCOME']._serialized_end=2082
+  _globals['_JOB']._serialized_start=128
+  _globals['_JOB']._serialized_end=619
+  _globals['_JOBDOCUMENT']._serialized_start=622
+  _globals['_JOBDOCUMENT']._serialized_end=784
+  _globals['_INGESTPREFIXREQUEST']._serialized_start=786
+  _globals['_INGESTPREFIXREQUEST']._serialized_end=865
+  _globals['_INGESTPREFIXRESPONSE']._serialized_start=867
+  _globals['_INGESTPREFIXRESPONSE']._serialized_end=927
+  _globals['_GETJOBREQUEST']._serialized_start=929
+  _globals['_GETJOBREQUEST']._serialized_end=964
+  _globals['_GETJOBRESPONSE']._serialized_start=966
+  _globals['_GETJOBRESPONSE']._serialized_end=1020
+  _globals['_LISTJOBSREQUEST']._serialized_start=1022
+  _globals['_LISTJOBSREQUEST']._serialized_end=1123
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1125
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1227
+  _globals['_WATCHJOBREQUEST']._serialized_start=1229
+  _globals['_WATCHJOBREQUEST']._serialized_end=1266
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1268
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1324
+  _globals['_LISTJOBDOCUMENTSREQUEST']._serialized_start=1327
+  _globals['_LISTJOBDOCUMENTSREQUEST']._serialized_end=1465
+  _globals['_LISTJOBDOCUMENTSRESPONSE']._serialized_start=1467
+  _globals['_LISTJOBDOCUMENTSRESPONSE']._serialized_end=1590
+  _globals['_CANCELJOBREQUEST']._serialized_start=1592
+  _globals['_CANCELJOBREQUEST']._serialized_end=1630
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1632
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1689
+  _globals['_DELETEJOBREQUEST']._serialized_start=1691
+  _globals['_DELETEJOBREQUEST']._serialized_end=1729
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1731
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1750
+  _globals['_JOBSSERVICE']._serialized_start=2085
+  _globals['_JOBSSERVICE']._serialized_end=2745
 # @@protoc_insertion_point(module_scope)
