@@ -175,7 +175,7 @@ async def _ingest_archive(
                 resp = await _upload_stream(
                     session,
                     tmp,
-                    Path(item.path).name,
+                    Path(item.path).name or path.name,  # "": a mail body
                     member_source_uri(archive_uri, item.path),
                     collection,
                     classification,

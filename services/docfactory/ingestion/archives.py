@@ -56,12 +56,24 @@ Limits
 
 Nested member paths are joined with ``"!/"``: ``"outer.zip!/inner.tgz!/a/b.pdf"``;
 :func:`member_source_uri` builds the matching source URI.
+
+Mail (``.eml``, ``.msg``)
+-------------------------
+A message is expanded like an archive: first its body, as a member at the message's own path
+(``""`` for a top-level message, so its source URI is the message's; an RFC 822 message with the
+headers and text/HTML body, attachments left out), then each attachment at
+``<message>!/<attachment name>``, parsed by its own type; an attachment that is itself an
+archive or a message (``message/rfc822``, an attached ``.eml``/``.msg``) is expanded in turn,
+within the same limits (depth, members, sizes). A message beyond ``max_depth`` is yielded whole
+(the parser then reads its attachments inline). ``.msg`` files are read with python-oxmsg (MIT).
 """
 
 from __future__ import annotations
 
 import bz2
 import contextlib
+import email
+import email.policy
 import gzip
 import io
 import lzma
@@ -76,6 +88,8 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from pathlib import PurePosixPath
 from typing import IO, BinaryIO, Final, Literal, Protocol, cast
 
 __all__ = [
@@ -165,6 +179,9 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _BZ2_MAGIC: Final = b"BZh"
 _XZ_MAGIC: Final = b"\xfd7zXZ\x00"
 _DRIVE_RE: Final = re.compile(r"^[A-Za-z]:")
+_OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# an RFC 822 header line ("Received: ...", "From: ...") or an mbox "From " line
+_RFC822_START: Final = re.compile(rb"^(?:From |[!-9;-~]{1,76}:[ \t]?)")
 
 # Low-level exceptions that mean "the bytes are not a valid archive".
 _CORRUPT_ERRORS: Final = (
@@ -182,7 +199,7 @@ _CORRUPT_ERRORS: Final = (
 )
 
 _Compression = Literal["gz", "bz2", "xz"]
-_Kind = Literal["zip", "tar"]
+_Kind = Literal["zip", "tar", "mail"]
 
 # --------------------------------------------------------------------------- public types
 
@@ -312,8 +329,17 @@ def _has_archive_suffix(name: str) -> bool:
     return name.lower().endswith(_ARCHIVE_SUFFIXES)
 
 
+def _is_mail(name: str, head: bytes) -> bool:
+    lower = name.lower()
+    if lower.endswith(".msg"):
+        return head.startswith(_OLE_MAGIC)
+    return lower.endswith(".eml") and _RFC822_START.match(head.lstrip(b"\r\n")) is not None
+
+
 def _detect(name: str, head: bytes) -> _Kind | None:
     lower = name.lower()
+    if _is_mail(name, head):
+        return "mail"
     has_suffix = lower.endswith(_ARCHIVE_SUFFIXES)
     if _is_ustar(head):
         return "tar"
@@ -338,9 +364,10 @@ def is_archive(name: str, head: bytes) -> bool:
     ``head`` should hold at least the first 512 bytes (4 KiB is better, so a
     gzip'd tar can be recognised by content).  Zip magic alone is not enough:
     Office/OpenDocument/EPUB files are zips, so a zip must also be named
-    ``.zip`` (or another archive suffix).  A raw tar is recognised by content
-    whatever its name; gzip/bz2/xz content is an archive when it decompresses
-    to a tar header or when the name says ``.tar.gz``/``.tgz``/...; a plain
+    ``.zip`` (or another archive suffix). A mail message (``.eml`` starting with RFC 822
+    headers, ``.msg`` with the OLE signature) is one too: body and attachments.  A raw tar
+    is recognised by content whatever its name; gzip/bz2/xz content is an archive when it
+    decompresses to a tar header or when the name says ``.tar.gz``/``.tgz``/...; a plain
     ``.gz`` of a single file is not an archive.
     """
     return _detect(name, head) is not None
@@ -770,6 +797,8 @@ def _process_entry(
             return
 
         kind = _detect(clean, head)
+        if kind == "mail" and depth + 1 > limits.max_depth:
+            kind = None  # too deep to expand: the message is one document, attachments inline
         if kind is not None:
             if depth + 1 > limits.max_depth:
                 yield MemberError(
@@ -779,7 +808,9 @@ def _process_entry(
                     f"{limits.max_depth}; not expanded",
                 )
                 return
-            if kind == "zip":
+            if kind == "mail":
+                yield from _expand_nested_mail(reader, path, depth + 1, state)
+            elif kind == "zip":
                 yield from _expand_nested_zip(reader, path, depth + 1, state)
             else:
                 with io.BufferedReader(reader) as buffered:
@@ -812,6 +843,179 @@ def _expand_nested_zip(
             return
         spool.seek(0)
         yield from _iter_zip(spool, path, depth, state)
+
+
+def _expand_nested_mail(
+    reader: _MemberReader, path: str, depth: int, state: _State
+) -> Iterator[ArchiveItem]:
+    try:
+        with io.BufferedReader(reader) as buffered:
+            data = buffered.read()
+    except ArchiveError as exc:
+        if state.stopped:
+            yield from state.flush()
+        else:
+            yield MemberError(path, exc.reason, exc.message)
+        return
+    yield from _iter_mail(data, path, PurePosixPath(path.split("!/")[-1]).name, depth, state)
+
+
+# --------------------------------------------------------------------------- mail
+
+
+def _safe_name(text: str, fallback: str) -> str:
+    name = re.sub(r"[\x00-\x1f\x7f]", "", text or "").strip()
+    return name[:200] or fallback
+
+
+def _rfc822_body(headers: list[tuple[str, str]], plain: str, html: str) -> bytes:
+    """A message with the headers and the text (or HTML) body only."""
+    out = EmailMessage(policy=email.policy.default)
+    for key, value in headers:
+        if value:
+            with contextlib.suppress(Exception):
+                out[key] = value
+    if plain.strip() or not html.strip():
+        out.set_content(plain or "")
+        if html.strip():
+            out.add_alternative(html, subtype="html")
+    else:
+        out.set_content(html, subtype="html")
+    return out.as_bytes()
+
+
+def _eml_parts(data: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    headers = [(k, str(msg.get(k, ""))) for k in ("From", "To", "Cc", "Date", "Subject")]
+    body = msg.get_body(preferencelist=("plain", "html"))
+    plain = html = ""
+    for kind in ("plain", "html"):
+        part = msg.get_body(preferencelist=(kind,))
+        if part is not None and part.get_content_type() == f"text/{kind}":
+            with contextlib.suppress(Exception):
+                text = str(part.get_content())
+                plain, html = (text, html) if kind == "plain" else (plain, text)
+    bodies = {id(p) for p in (msg.get_body(("plain",)), msg.get_body(("html",)), body) if p}
+    attachments: list[tuple[str, bytes]] = []
+
+    def walk(part: Message) -> None:
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            inner_msg = inner[0] if isinstance(inner, list) and inner else inner
+            if isinstance(inner_msg, Message):
+                subject = str(inner_msg.get("Subject", "") or "message")
+                name = part.get_filename() or f"{_safe_name(subject, 'message')}.eml"
+                attachments.append((_safe_name(name, "message.eml"), inner_msg.as_bytes()))
+            return
+        if part.is_multipart():
+            for sub in part.get_payload():
+                if isinstance(sub, Message):
+                    walk(sub)
+            return
+        if id(part) in bodies:
+            return
+        if (
+            ctype.startswith("image/")
+            and part.get("Content-ID")
+            and part.get_content_disposition() != "attachment"
+        ):
+            return  # an image shown inside the HTML body (logo, signature), not an attachment
+        filename = part.get_filename()
+        if part.get_content_disposition() == "attachment" or filename:
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                attachments.append((_safe_name(filename or "", "attachment"), payload))
+
+    walk(msg)
+    return _rfc822_body(headers, plain, html), attachments
+
+
+def _msg_parts(data: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+    from oxmsg import Message as OutlookMessage
+
+    msg = OutlookMessage.load(io.BytesIO(data))
+    recipients = ", ".join(
+        f'"{r.name}" <{r.email_address}>' if r.name else str(r.email_address)
+        for r in msg.recipients
+    )
+    headers = [
+        ("From", str(msg.sender or "")),
+        ("To", recipients),
+        ("Date", msg.sent_date.strftime("%a, %d %b %Y %H:%M:%S %z") if msg.sent_date else ""),
+        ("Subject", str(msg.subject or "")),
+    ]
+    html = msg.html_body or ""
+    attachments = [
+        (_safe_name(a.file_name or "", "attachment"), a.file_bytes)
+        for a in msg.attachments
+        if a.file_bytes
+    ]
+    return _rfc822_body(headers, msg.body or "", html if isinstance(html, str) else ""), attachments
+
+
+def _iter_mail(
+    data: bytes, base: str, name: str, depth: int, state: _State
+) -> Iterator[ArchiveItem]:
+    """Body (at ``base``, the message's own path) then each attachment, through the same
+    checks, nesting and limits as archive entries."""
+    try:
+        body, attachments = _msg_parts(data) if data.startswith(_OLE_MAGIC) else _eml_parts(data)
+    except Exception as exc:
+        yield MemberError(
+            base, CORRUPT_ARCHIVE, f"{base or name}: unreadable mail message: {_describe(exc)}"
+        )
+        return
+    if state.members >= state.limits.max_members:
+        state.stop(
+            MemberError(
+                base,
+                TOO_MANY_MEMBERS,
+                f"{base or name}: more than {state.limits.max_members} members",
+            )
+        )
+        yield from state.flush()
+        return
+    state.members += 1
+    if not state.charge(len(body)):
+        state.stop(state.total_error(base))
+        yield from state.flush()
+        return
+    reader = _MemberReader(
+        io.BytesIO(body), path=base or name, charged=len(body), state=state, compressed=None
+    )
+    slot = _Slot(base or name, reader)
+    try:
+        yield ArchiveMember(path=base, size=len(body), _slot=slot)
+    finally:
+        slot.expire()
+        reader.expire()
+    used: set[str] = set()
+    for filename, payload in attachments:
+        if state.stopped:
+            yield from state.flush()
+            return
+        unique, n = filename, 1
+        while unique.lower() in used:
+            n += 1
+            stem, dot, ext = filename.rpartition(".")
+            unique = f"{stem} ({n}).{ext}" if dot and stem else f"{filename} ({n})"
+        used.add(unique.lower())
+
+        def opener(payload: bytes = payload) -> tuple[_Readable, Callable[[], int] | None]:
+            return io.BytesIO(payload), None
+
+        yield from _process_entry(
+            _Entry(unique, "file", len(payload)),
+            base=base,
+            depth=depth,
+            state=state,
+            opener=opener,
+            skip_costs=False,
+        )
+    if state.stopped:
+        yield from state.flush()
 
 
 # --------------------------------------------------------------------------- formats
@@ -1037,6 +1241,19 @@ def iter_archive(
         kind = _top_kind(name, head)
         if kind is None:
             yield MemberError("", CORRUPT_ARCHIVE, f"{name}: not a recognised zip or tar archive")
+            return
+        if kind == "mail":
+            try:
+                data = _read_fully(src, limits.max_member_bytes + 1)
+            except _CORRUPT_ERRORS as exc:
+                yield MemberError("", CORRUPT_ARCHIVE, f"{name}: cannot read: {_describe(exc)}")
+                return
+            if len(data) > limits.max_member_bytes:
+                yield MemberError(
+                    "", MEMBER_TOO_LARGE, f"{name}: message over {limits.max_member_bytes} bytes"
+                )
+                return
+            yield from _iter_mail(data, "", name, 0, state)
             return
         if kind == "tar":
             yield from _iter_tar(src, head, "", 0, state)

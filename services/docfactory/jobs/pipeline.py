@@ -250,7 +250,7 @@ def _expand(
                     continue
                 assert isinstance(item, ArchiveMember)
                 member_uri = member_source_uri(uri, item.path)
-                filename = PurePosixPath(item.path.split("!/")[-1]).name
+                filename = PurePosixPath(item.path.split("!/")[-1]).name or name  # "": a mail body
                 # Consume the member now (sequential contract), upload it concurrently.
                 spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
                 try:
