@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +65,10 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         extractor = vllm_extractor(ns.vllm_url, ns.vllm_model)
     else:
         extractor = typed_extractor()
+    scans = not ns.no_scans
+    if scans and not shutil.which("pdftoppm"):
+        print("note: pdftoppm (poppler) not installed: no scanned pages", file=sys.stderr)
+        scans = False
     templates = Path(ns.templates)
     if ns.fin_de_contrat and not templates.is_dir():
         print(
@@ -79,14 +84,14 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
         else:
             cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
             root = Path(cache) / "docfactory" / "eval-flow"
-        data = root / f"seed{ns.seed}-{ns.financement}-{ns.fin_de_contrat}-{int(not ns.no_scans)}"
+        data = root / f"seed{ns.seed}-{ns.financement}-{ns.fin_de_contrat}-{int(scans)}"
         manifest = build(
             data,
             financement=ns.financement,
             fin_de_contrat=ns.fin_de_contrat,
             seed=ns.seed,
             templates=templates if templates.is_dir() else None,
-            scans=not ns.no_scans,
+            scans=scans,
             reuse=True,
         )
         return evaluate(
