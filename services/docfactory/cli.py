@@ -32,6 +32,7 @@ CHUNK_BYTES = 1024 * 1024
 _CLASS = {"public": 1, "internal": 2, "confidential": 3, "restricted": 4}
 _MODES = {"dense": 1, "sparse": 2, "hybrid": 3}
 _QUERY_SERVICES = ("embedding", "answering")
+_INGEST_SERVICES = ("ingestion", "chunking", "embedding")
 
 
 class Session:
@@ -57,9 +58,7 @@ class Session:
         if not self.address:
             from docfactory.app import SERVICES, start_server
 
-            self._running = await start_server(
-                self.settings, self.services or SERVICES, port=0
-            )
+            self._running = await start_server(self.settings, self.services or SERVICES, port=0)
             self.address = self._running.address
             if not self.api_key:
                 key_file = self.settings.data_dir / "api-key"
@@ -294,7 +293,7 @@ async def cmd_ingest(ns: argparse.Namespace, settings: Settings) -> int:
     archives = [f for f in files if _is_archive(f)]
     files = [f for f in files if f not in archives]
     failed = 0
-    async with Session(settings, ns.address, ns.api_key) as session:
+    async with Session(settings, ns.address, ns.api_key, _INGEST_SERVICES) as session:
         bar = tqdm(
             total=len(files) + len(archives),
             unit="file",
@@ -503,7 +502,7 @@ async def cmd_documents(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
     from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc
 
-    async with Session(settings, ns.address, ns.api_key) as session:
+    async with Session(settings, ns.address, ns.api_key, ("ingestion",)) as session:
         stub = pb_grpc.IngestionServiceStub(session.channel)
         if ns.action == "delete":
             for name in ns.names:
