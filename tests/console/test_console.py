@@ -74,6 +74,7 @@ def test_reviewer_approves_and_the_requester_receives_the_answer(
     assert "45 euros" in page.locator(".passage mark").first.inner_text()
     page.get_by_role("button", name="Prendre en charge").click()
     assert "Prise par vous" in page.locator("#claim-state").inner_text()
+    page.screenshot(path=str(IMG / "console-review.png"), full_page=True)
     page.get_by_label("Approuver").check()
     page.get_by_label("Commentaire").fill("Conforme au barème 2025.")
     page.get_by_role("button", name="Enregistrer la décision").click()

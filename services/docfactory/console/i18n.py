@@ -180,6 +180,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "filter": "Filtrer",
         "run_started": "Traitement lancé : {run}.",
         "unsupported": "Cette rubrique n'est pas disponible sur ce serveur ({message}).",
+        "signoff": "Signature",
     },
     "en": {
         "app": "docfactory console",
@@ -348,6 +349,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "filter": "Filter",
         "run_started": "Run started: {run}.",
         "unsupported": "This section is not available on this server ({message}).",
+        "signoff": "Sign-off",
     },
 }
 
