@@ -123,7 +123,8 @@ def test_ingest_payload_and_metadata_never_hold_values() -> None:
         "pii.count": "1",
         "pii.count.FR_NIR": "1",
     }
-    assert IngestPii("allow").payload("c1") == {} and IngestPii("allow").metadata({}) == {}
+    assert IngestPii("allow").payload("c1") == {}
+    assert IngestPii("allow").metadata({"pii.note": "x"}) == {"pii.note": "x"}  # untouched
 
 
 def _policy(pii: object, **extra: object) -> dict[str, object]:

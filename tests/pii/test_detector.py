@@ -12,6 +12,9 @@ from docfactory.pii import checks
 from docfactory.pii.detector import PiiDetector, default_detector
 from tests.conftest import ROOT, shared_data
 
+# Loading Presidio + spaCy takes seconds (tens on a busy machine): the whole module is slow.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def det() -> PiiDetector:
@@ -72,7 +75,6 @@ def test_redaction_replaces_values_and_logs_no_value(
         assert value not in caplog.text
 
 
-@pytest.mark.slow
 def test_labelled_set_meets_the_check_digit_targets(det: PiiDetector) -> None:
     from docfactory.pii import cli
 

@@ -261,6 +261,7 @@ async def test_redacted_values_reach_no_chunk_result_answer_or_prompt(
     assert "PII redact_at_ingest" in caplog.text
 
 
+@pytest.mark.slow
 def test_embedded_default_never_loads_presidio(tmp_path: Path) -> None:
     """Without a policy asking for PII handling, ingestion and answers never import Presidio
     or load spaCy's NER model (a child process, so other tests' loads do not count)."""

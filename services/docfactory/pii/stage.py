@@ -82,9 +82,9 @@ class IngestPii:
 
     def metadata(self, metadata: Mapping[str, str]) -> dict[str, str]:
         """The document's metadata with the counts (``pii.count``, ``pii.count.<TYPE>``)."""
-        out = {k: v for k, v in metadata.items() if not k.startswith("pii.")}
         if self.mode == "allow":
-            return out
+            return dict(metadata)
+        out = {k: v for k, v in metadata.items() if not k.startswith("pii.")}  # ours, not forged
         out[META_MODE] = self.mode
         out[META_TOTAL] = str(sum(self.counts.values()))
         for t, n in self.counts.items():
