@@ -20,6 +20,7 @@ from docfactory.core.vectorstore import (
     HYBRID_WEIGHTS,
     ChunkPoint,
     Hit,
+    MetadataFilter,
     QdrantStore,
     Scope,
     Sparse,
@@ -180,6 +181,37 @@ def test_collection_filter(store: VectorStore) -> None:
     assert store.count(Scope(tenant="t-a", collections=["c2"])) == 4
     assert store.count(Scope(tenant="t-a", collections=["c1", "c2"])) == 8
     assert store.count(Scope(tenant="t-a", collections=["nope"])) == 0
+
+
+def test_metadata_filter(store: VectorStore) -> None:
+    pts = []
+    for i in range(8):
+        p = chunk(f"d{i}", 0, four(i))
+        payload = {
+            **p.payload,
+            "file_type": "pdf" if i < 4 else "docx",
+            "language": "fr" if i % 2 else "en",
+            "has_table": int(i in (1, 5)),
+            "ocr": int(i == 3),
+            "ingested_at": 1_700_000_000 + i * 100,
+        }
+        pts.append(ChunkPoint(id=p.id, dense=p.dense, payload=payload, sparse=p.sparse))
+    legacy = chunk("old", 0, four(9))  # indexed before the fields existed
+    store.upsert([*pts, legacy], 4)
+
+    def docs(**kw: Any) -> set[str]:
+        scope = Scope(tenant="t-a", filter=MetadataFilter(**kw))
+        assert store.count(scope) == len(docs_of(q(store, scope, dense=four(0))))
+        return docs_of(q(store, scope, dense=four(0)))
+
+    assert docs(file_types=("pdf",)) == {"d0", "d1", "d2", "d3"}
+    assert docs(file_types=("pdf", "docx"), languages=("fr",)) == {"d1", "d3", "d5", "d7"}
+    assert docs(has_tables=True) == {"d1", "d5"}
+    assert docs(has_tables=False, file_types=("docx",)) == {"d4", "d6", "d7"}
+    assert docs(ocr=True) == {"d3"}
+    assert docs(ingested_after=1_700_000_200, ingested_before=1_700_000_500) == {"d2", "d3", "d4"}
+    assert docs(ingested_before=1_700_000_100) == {"d0"}
+    assert "old" in docs_of(q(store, Scope(tenant="t-a"), dense=four(0)))  # no filter: all
 
 
 def test_document_ids_filter(store: VectorStore) -> None:

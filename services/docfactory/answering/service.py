@@ -18,7 +18,7 @@ from docfactory.core.auth import Principal
 from docfactory.core.config import Settings
 from docfactory.core.errors import DocfactoryError, InvalidArgument
 from docfactory.core.lexical import SparseEncoder, detect_language
-from docfactory.core.vectorstore import MODES, Hit, Scope, Sparse, VectorStore
+from docfactory.core.vectorstore import MODES, Hit, MetadataFilter, Scope, Sparse, VectorStore
 
 if TYPE_CHECKING:
     from docfactory.governance.gate import GovernanceGate, Grant
@@ -105,6 +105,7 @@ class SearchParams:
     use_case: str = ""
     max_classification: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    filter: MetadataFilter | None = None
 
 
 def _citation(hit: Hit, quote: str = "") -> Citation:
@@ -298,6 +299,7 @@ class AnsweringService:
             collections=collections,
             document_ids=tuple(params.document_ids),
             max_classification=ceiling,
+            filter=params.filter,
         )
         limit = top_k
         if self._reranker is not None:

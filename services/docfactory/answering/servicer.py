@@ -18,6 +18,7 @@ from docfactory.answering.v1 import answering_service_pb2 as pb
 from docfactory.answering.v1 import answering_service_pb2_grpc as pb_grpc
 from docfactory.common.v1 import common_pb2
 from docfactory.core.auth import current_principal
+from docfactory.core.filters import filter_from_proto
 
 _MODE = {
     pb.SEARCH_MODE_DENSE: "dense",
@@ -50,6 +51,7 @@ def _params(request: pb.SearchRequest | pb.AnswerRequest, query: str) -> SearchP
         document_ids=tuple(request.document_ids),
         mode=_MODE.get(request.mode, ""),
         use_case=request.use_case,
+        filter=filter_from_proto(request.filter if request.HasField("filter") else None),
     )
 
 

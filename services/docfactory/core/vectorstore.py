@@ -56,6 +56,30 @@ class ChunkPoint:
 
 
 @dataclass(frozen=True)
+class MetadataFilter:
+    """Conditions on payload fields recorded at ingestion (``DocumentFilter`` in the protos):
+    ``file_type``, ``language``, ``has_table`` and ``ocr`` (0/1), ``ingested_at`` (epoch
+    seconds)."""
+
+    file_types: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    has_tables: bool | None = None
+    ocr: bool | None = None
+    ingested_after: int | None = None
+    ingested_before: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.file_types
+            or self.languages
+            or self.has_tables is not None
+            or self.ocr is not None
+            or self.ingested_after is not None
+            or self.ingested_before is not None
+        )
+
+
+@dataclass(frozen=True)
 class Scope:
     """Who may see what. ``tenant`` is mandatory: no query runs without it."""
 
@@ -64,6 +88,7 @@ class Scope:
     document_ids: Sequence[str] = ()
     max_classification: int = 0  # 0 = no ceiling
     extra: Mapping[str, Any] = field(default_factory=dict)
+    filter: MetadataFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +239,40 @@ class QdrantStore:
                     key="classification", range=models.Range(lte=scope.max_classification)
                 )
             )
+        f = scope.filter
+        if f:
+            if f.file_types:
+                must.append(
+                    models.FieldCondition(
+                        key="file_type", match=models.MatchAny(any=list(f.file_types))
+                    )
+                )
+            if f.languages:
+                must.append(
+                    models.FieldCondition(
+                        key="language", match=models.MatchAny(any=list(f.languages))
+                    )
+                )
+            if f.has_tables is not None:
+                must.append(
+                    models.FieldCondition(
+                        key="has_table", match=models.MatchValue(value=int(f.has_tables))
+                    )
+                )
+            if f.ocr is not None:
+                must.append(
+                    models.FieldCondition(key="ocr", match=models.MatchValue(value=int(f.ocr)))
+                )
+            if f.ingested_after is not None or f.ingested_before is not None:
+                must.append(
+                    models.FieldCondition(
+                        key="ingested_at",
+                        range=models.Range(
+                            gte=f.ingested_after,
+                            lt=f.ingested_before,
+                        ),
+                    )
+                )
         must_not: list[Any] = []
         if skip_version:
             must_not.append(

@@ -165,6 +165,32 @@ class EdgeStore:
                     range=qe.RangeFloat(lte=float(scope.max_classification)),
                 )
             )
+        f = scope.filter
+        if f:
+            if f.file_types:
+                must.append(
+                    qe.FieldCondition(key="file_type", match=qe.MatchAny(any=list(f.file_types)))
+                )
+            if f.languages:
+                must.append(
+                    qe.FieldCondition(key="language", match=qe.MatchAny(any=list(f.languages)))
+                )
+            if f.has_tables is not None:
+                must.append(
+                    qe.FieldCondition(key="has_table", match=qe.MatchValue(int(f.has_tables)))
+                )
+            if f.ocr is not None:
+                must.append(qe.FieldCondition(key="ocr", match=qe.MatchValue(int(f.ocr))))
+            if f.ingested_after is not None or f.ingested_before is not None:
+                must.append(
+                    qe.FieldCondition(
+                        key="ingested_at",
+                        range=qe.RangeFloat(
+                            gte=None if f.ingested_after is None else float(f.ingested_after),
+                            lt=None if f.ingested_before is None else float(f.ingested_before),
+                        ),
+                    )
+                )
         must_not: list[Any] = []
         if skip_version:
             must_not.append(

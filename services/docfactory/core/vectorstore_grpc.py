@@ -14,6 +14,7 @@ from google.protobuf import json_format, struct_pb2
 from docfactory.core.auth import current_principal, remaining_seconds
 from docfactory.core.clients import channel_options
 from docfactory.core.errors import error_for_code
+from docfactory.core.filters import filter_to_proto
 from docfactory.core.vectorstore import ChunkPoint, Hit, Scope, Sparse
 from docfactory.index.v1 import index_service_pb2 as pb
 from docfactory.index.v1 import index_service_pb2_grpc as pb_grpc
@@ -88,6 +89,7 @@ class GrpcIndexStore:
                 collections=list(scope.collections),
                 document_ids=list(scope.document_ids),
                 max_classification=scope.max_classification,
+                filter=filter_to_proto(scope.filter),
             ),
             limit=limit,
             mode=mode,
@@ -111,6 +113,7 @@ class GrpcIndexStore:
                     collections=list(scope.collections),
                     document_ids=list(scope.document_ids),
                     max_classification=scope.max_classification,
+                    filter=filter_to_proto(scope.filter),
                 )
             ),
         )
@@ -136,6 +139,7 @@ class GrpcIndexStore:
                     collections=list(scope.collections),
                     document_ids=list(scope.document_ids),
                     max_classification=scope.max_classification,
+                    filter=filter_to_proto(scope.filter),
                 ),
                 page_size=limit,
                 page_token=offset,

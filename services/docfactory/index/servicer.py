@@ -27,6 +27,7 @@ from google.protobuf import json_format, struct_pb2
 
 from docfactory.core.auth import Principal, current_principal
 from docfactory.core.errors import InvalidArgument, PermissionDenied
+from docfactory.core.filters import filter_from_proto
 from docfactory.core.vectorstore import (
     MODES,
     ChunkPoint,
@@ -41,7 +42,7 @@ from docfactory.index.v1 import index_service_pb2 as pb
 from docfactory.index.v1 import index_service_pb2_grpc as pb_grpc
 
 USE_CASE_HEADER = "x-docfactory-use-case"
-_INT_FIELDS = ("document_version", "classification", "chunk_index", "token_count")
+_INT_FIELDS = ("document_version", "classification", "chunk_index", "token_count", "ingested_at")
 
 
 def _sparse(s: pb.SparseVector) -> Sparse | None:
@@ -63,12 +64,13 @@ def _scope(tenant: str, s: pb.Scope) -> Scope:
         collections=tuple(s.collections),
         document_ids=tuple(s.document_ids),
         max_classification=s.max_classification,
+        filter=filter_from_proto(s.filter if s.HasField("filter") else None),
     )
 
 
 def _int(payload: Mapping[str, Any], key: str, i: int) -> int:
     value = payload.get(key)
-    if not isinstance(value, int | float) or value != int(value) or not 0 <= value < 2**31:
+    if not isinstance(value, int | float) or value != int(value) or not 0 <= value < 2**53:
         raise InvalidArgument(
             f"points[{i}].payload.{key} must be a non-negative integer",
             reason="INVALID_POINT_PAYLOAD",
@@ -187,6 +189,7 @@ class IndexServicer(pb_grpc.IndexServiceServicer):
             collections=grant.collections,
             document_ids=scope.document_ids,
             max_classification=ceiling,
+            filter=scope.filter,
         )
         mode = request.mode or "dense"
         if mode not in MODES:

@@ -628,8 +628,14 @@ class IngestionService:
         t3 = time.perf_counter()
         metrics.INGEST_STAGE_SECONDS.labels("embed").observe(t3 - t2)
         points = []
+        # Document metadata searchable through DocumentFilter (file type, OCR, ingestion time);
+        # per chunk: language and whether it holds a table.
+        file_type = Path(filename).suffix.lower().lstrip(".")[:16]
+        ocr_used = "ocr" in parsed.strategy
+        ingested_at = int(time.time())
         for c, vec in zip(chunks, vectors, strict=True):
-            sv = self._sparse.encode_document(c.text, detect_language(c.text))
+            language = detect_language(c.text)
+            sv = self._sparse.encode_document(c.text, language)
             points.append(
                 ChunkPoint(
                     id=c.id,
@@ -649,6 +655,12 @@ class IngestionService:
                         "element_types": list(c.element_types),
                         "token_count": c.token_count,
                         "text": c.text,
+                        "file_type": file_type,
+                        "language": language,
+                        # 0/1, not booleans: the embedded engine matches integers only.
+                        "has_table": int("Table" in c.element_types),
+                        "ocr": int(ocr_used),
+                        "ingested_at": ingested_at,
                         **found.payload(c.id),
                     },
                 )

@@ -21,20 +21,22 @@ SEARCH_MODE_SPARSE: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "collections", "top_k", "use_case", "document_ids", "mode")
+    __slots__ = ("query", "collections", "top_k", "use_case", "document_ids", "mode", "filter")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     query: str
     collections: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     use_case: str
     document_ids: _containers.RepeatedScalarFieldContainer[str]
     mode: SearchMode
-    def __init__(self, query: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., use_case: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[SearchMode, str]] = ...) -> None: ...
+    filter: _common_pb2.DocumentFilter
+    def __init__(self, query: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., use_case: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filter: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("text", "score", "citation")
@@ -55,20 +57,22 @@ class SearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., took_ms: _Optional[float] = ...) -> None: ...
 
 class AnswerRequest(_message.Message):
-    __slots__ = ("question", "collections", "top_k", "use_case", "document_ids", "mode")
+    __slots__ = ("question", "collections", "top_k", "use_case", "document_ids", "mode", "filter")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     USE_CASE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     question: str
     collections: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     use_case: str
     document_ids: _containers.RepeatedScalarFieldContainer[str]
     mode: SearchMode
-    def __init__(self, question: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., use_case: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[SearchMode, str]] = ...) -> None: ...
+    filter: _common_pb2.DocumentFilter
+    def __init__(self, question: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., use_case: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filter: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class AnswerDelta(_message.Message):
     __slots__ = ("text",)

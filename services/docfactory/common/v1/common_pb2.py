@@ -22,17 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!docfactory/common/v1/common.proto\x12\x14\x64ocfactory.common.v1\"\xe4\x01\n\x08\x43itation\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x15\n\rdocument_name\x18\x02 \x01(\t\x12\x12\n\nsource_uri\x18\x03 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x04 \x01(\t\x12\x14\n\x0cpage_numbers\x18\x05 \x03(\x05\x12\x14\n\x0csection_path\x18\x06 \x03(\t\x12\r\n\x05quote\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x02\x12\x12\n\ncollection\x18\t \x01(\t\x12\x18\n\x10\x64ocument_version\x18\n \x01(\x05\x12\x0e\n\x06marker\x18\x0b \x01(\x05*\xa8\x01\n\x0e\x43lassification\x12\x1e\n\x1a\x43LASSIFICATION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43LASSIFICATION_PUBLIC\x10\x01\x12\x1b\n\x17\x43LASSIFICATION_INTERNAL\x10\x02\x12\x1f\n\x1b\x43LASSIFICATION_CONFIDENTIAL\x10\x03\x12\x1d\n\x19\x43LASSIFICATION_RESTRICTED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!docfactory/common/v1/common.proto\x12\x14\x64ocfactory.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n\x08\x43itation\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x15\n\rdocument_name\x18\x02 \x01(\t\x12\x12\n\nsource_uri\x18\x03 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x04 \x01(\t\x12\x14\n\x0cpage_numbers\x18\x05 \x03(\x05\x12\x14\n\x0csection_path\x18\x06 \x03(\t\x12\r\n\x05quote\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x02\x12\x12\n\ncollection\x18\t \x01(\t\x12\x18\n\x10\x64ocument_version\x18\n \x01(\x05\x12\x0e\n\x06marker\x18\x0b \x01(\x05\"\xe2\x01\n\x0e\x44ocumentFilter\x12\x12\n\nfile_types\x18\x01 \x03(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x17\n\nhas_tables\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x10\n\x03ocr\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x32\n\x0eingested_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fingested_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_has_tablesB\x06\n\x04_ocr*\xa8\x01\n\x0e\x43lassification\x12\x1e\n\x1a\x43LASSIFICATION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43LASSIFICATION_PUBLIC\x10\x01\x12\x1b\n\x17\x43LASSIFICATION_INTERNAL\x10\x02\x12\x1f\n\x1b\x43LASSIFICATION_CONFIDENTIAL\x10\x03\x12\x1d\n\x19\x43LASSIFICATION_RESTRICTED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLASSIFICATION']._serialized_start=291
-  _globals['_CLASSIFICATION']._serialized_end=459
-  _globals['_CITATION']._serialized_start=60
-  _globals['_CITATION']._serialized_end=288
+  _globals['_CLASSIFICATION']._serialized_start=553
+  _globals['_CLASSIFICATION']._serialized_end=721
+  _globals['_CITATION']._serialized_start=93
+  _globals['_CITATION']._serialized_end=321
+  _globals['_DOCUMENTFILTER']._serialized_start=324
+  _globals['_DOCUMENTFILTER']._serialized_end=550
 # @@protoc_insertion_point(module_scope)

@@ -1,9 +1,12 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -45,3 +48,19 @@ class Citation(_message.Message):
     document_version: int
     marker: int
     def __init__(self, document_id: _Optional[str] = ..., document_name: _Optional[str] = ..., source_uri: _Optional[str] = ..., chunk_id: _Optional[str] = ..., page_numbers: _Optional[_Iterable[int]] = ..., section_path: _Optional[_Iterable[str]] = ..., quote: _Optional[str] = ..., score: _Optional[float] = ..., collection: _Optional[str] = ..., document_version: _Optional[int] = ..., marker: _Optional[int] = ...) -> None: ...
+
+class DocumentFilter(_message.Message):
+    __slots__ = ("file_types", "languages", "has_tables", "ocr", "ingested_after", "ingested_before")
+    FILE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    HAS_TABLES_FIELD_NUMBER: _ClassVar[int]
+    OCR_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    file_types: _containers.RepeatedScalarFieldContainer[str]
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    has_tables: bool
+    ocr: bool
+    ingested_after: _timestamp_pb2.Timestamp
+    ingested_before: _timestamp_pb2.Timestamp
+    def __init__(self, file_types: _Optional[_Iterable[str]] = ..., languages: _Optional[_Iterable[str]] = ..., has_tables: _Optional[bool] = ..., ocr: _Optional[bool] = ..., ingested_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ingested_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from docfactory.common.v1 import common_pb2 as docfactory_dot_common_dot_v1_dot_common__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'docfactory/index/v1/index_service.proto\x12\x13\x64ocfactory.index.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"/\n\x0cSparseVector\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x7f\n\x05Point\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65nse\x18\x02 \x03(\x02\x12\x31\n\x06sparse\x18\x03 \x01(\x0b\x32!.docfactory.index.v1.SparseVector\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"N\n\x05Scope\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\x12\x14\n\x0c\x64ocument_ids\x18\x02 \x03(\t\x12\x1a\n\x12max_classification\x18\x03 \x01(\x05\"`\n\x13UpsertPointsRequest\x12\x30\n\x06points\x18\x01 \x03(\x0b\x32\x1a.docfactory.index.v1.PointB\x04\xe2\x41\x01\x02\x12\x17\n\tdimension\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"(\n\x14UpsertPointsResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x05\"F\n\x13\x44\x65letePointsRequest\x12\x19\n\x0b\x64ocument_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0ckeep_version\x18\x02 \x01(\x05\"\'\n\x14\x44\x65letePointsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"\x9e\x01\n\x12QueryPointsRequest\x12\r\n\x05\x64\x65nse\x18\x01 \x03(\x02\x12\x31\n\x06sparse\x18\x02 \x01(\x0b\x32!.docfactory.index.v1.SparseVector\x12)\n\x05scope\x18\x03 \x01(\x0b\x32\x1a.docfactory.index.v1.Scope\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0c\n\x04mode\x18\x05 \x01(\t\"R\n\x0bScoredPoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\x13QueryPointsResponse\x12\x30\n\x06points\x18\x01 \x03(\x0b\x32 .docfactory.index.v1.ScoredPoint\"?\n\x12\x43ountPointsRequest\x12)\n\x05scope\x18\x01 \x01(\x0b\x32\x1a.docfactory.index.v1.Scope\"$\n\x13\x43ountPointsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"g\n\x13ListPointIdsRequest\x12)\n\x05scope\x18\x01 \x01(\x0b\x32\x1a.docfactory.index.v1.Scope\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"<\n\x14ListPointIdsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n SetDocumentClassificationRequest\x12\x19\n\x0b\x64ocument_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x63lassification\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"4\n!SetDocumentClassificationResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x05\x32\x8e\x05\n\x0cIndexService\x12\x63\n\x0cUpsertPoints\x12(.docfactory.index.v1.UpsertPointsRequest\x1a).docfactory.index.v1.UpsertPointsResponse\x12\x63\n\x0c\x44\x65letePoints\x12(.docfactory.index.v1.DeletePointsRequest\x1a).docfactory.index.v1.DeletePointsResponse\x12`\n\x0bQueryPoints\x12\'.docfactory.index.v1.QueryPointsRequest\x1a(.docfactory.index.v1.QueryPointsResponse\x12`\n\x0b\x43ountPoints\x12\'.docfactory.index.v1.CountPointsRequest\x1a(.docfactory.index.v1.CountPointsResponse\x12\x63\n\x0cListPointIds\x12(.docfactory.index.v1.ListPointIdsRequest\x1a).docfactory.index.v1.ListPointIdsResponse\x12\x8a\x01\n\x19SetDocumentClassification\x12\x35.docfactory.index.v1.SetDocumentClassificationRequest\x1a\x36.docfactory.index.v1.SetDocumentClassificationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'docfactory/index/v1/index_service.proto\x12\x13\x64ocfactory.index.v1\x1a!docfactory/common/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"/\n\x0cSparseVector\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x7f\n\x05Point\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65nse\x18\x02 \x03(\x02\x12\x31\n\x06sparse\x18\x03 \x01(\x0b\x32!.docfactory.index.v1.SparseVector\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x84\x01\n\x05Scope\x12\x34\n\x06\x66ilter\x18\x04 \x01(\x0b\x32$.docfactory.common.v1.DocumentFilter\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\x12\x14\n\x0c\x64ocument_ids\x18\x02 \x03(\t\x12\x1a\n\x12max_classification\x18\x03 \x01(\x05\"`\n\x13UpsertPointsRequest\x12\x30\n\x06points\x18\x01 \x03(\x0b\x32\x1a.docfactory.index.v1.PointB\x04\xe2\x41\x01\x02\x12\x17\n\tdimension\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"(\n\x14UpsertPointsResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x05\"F\n\x13\x44\x65letePointsRequest\x12\x19\n\x0b\x64ocument_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0ckeep_version\x18\x02 \x01(\x05\"\'\n\x14\x44\x65letePointsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"\x9e\x01\n\x12QueryPointsRequest\x12\r\n\x05\x64\x65nse\x18\x01 \x03(\x02\x12\x31\n\x06sparse\x18\x02 \x01(\x0b\x32!.docfactory.index.v1.SparseVector\x12)\n\x05scope\x18\x03 \x01(\x0b\x32\x1a.docfactory.index.v1.Scope\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0c\n\x04mode\x18\x05 \x01(\t\"R\n\x0bScoredPoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\x13QueryPointsResponse\x12\x30\n\x06points\x18\x01 \x03(\x0b\x32 .docfactory.index.v1.ScoredPoint\"?\n\x12\x43ountPointsRequest\x12)\n\x05scope\x18\x01 \x01(\x0b\x32\x1a.docfactory.index.v1.Scope\"$\n\x13\x43ountPointsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"g\n\x13ListPointIdsRequest\x12)\n\x05scope\x18\x01 \x01(\x0b\x32\x1a.docfactory.index.v1.Scope\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"<\n\x14ListPointIdsResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n SetDocumentClassificationRequest\x12\x19\n\x0b\x64ocument_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x63lassification\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"4\n!SetDocumentClassificationResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x05\x32\x8e\x05\n\x0cIndexService\x12\x63\n\x0cUpsertPoints\x12(.docfactory.index.v1.UpsertPointsRequest\x1a).docfactory.index.v1.UpsertPointsResponse\x12\x63\n\x0c\x44\x65letePoints\x12(.docfactory.index.v1.DeletePointsRequest\x1a).docfactory.index.v1.DeletePointsResponse\x12`\n\x0bQueryPoints\x12\'.docfactory.index.v1.QueryPointsRequest\x1a(.docfactory.index.v1.QueryPointsResponse\x12`\n\x0b\x43ountPoints\x12\'.docfactory.index.v1.CountPointsRequest\x1a(.docfactory.index.v1.CountPointsResponse\x12\x63\n\x0cListPointIds\x12(.docfactory.index.v1.ListPointIdsRequest\x1a).docfactory.index.v1.ListPointIdsResponse\x12\x8a\x01\n\x19SetDocumentClassification\x12\x35.docfactory.index.v1.SetDocumentClassificationRequest\x1a\x36.docfactory.index.v1.SetDocumentClassificationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,38 +44,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETDOCUMENTCLASSIFICATIONREQUEST'].fields_by_name['document_id']._serialized_options = b'\342A\001\002'
   _globals['_SETDOCUMENTCLASSIFICATIONREQUEST'].fields_by_name['classification']._loaded_options = None
   _globals['_SETDOCUMENTCLASSIFICATIONREQUEST'].fields_by_name['classification']._serialized_options = b'\342A\001\002'
-  _globals['_SPARSEVECTOR']._serialized_start=127
-  _globals['_SPARSEVECTOR']._serialized_end=174
-  _globals['_POINT']._serialized_start=176
-  _globals['_POINT']._serialized_end=303
-  _globals['_SCOPE']._serialized_start=305
-  _globals['_SCOPE']._serialized_end=383
-  _globals['_UPSERTPOINTSREQUEST']._serialized_start=385
-  _globals['_UPSERTPOINTSREQUEST']._serialized_end=481
-  _globals['_UPSERTPOINTSRESPONSE']._serialized_start=483
-  _globals['_UPSERTPOINTSRESPONSE']._serialized_end=523
-  _globals['_DELETEPOINTSREQUEST']._serialized_start=525
-  _globals['_DELETEPOINTSREQUEST']._serialized_end=595
-  _globals['_DELETEPOINTSRESPONSE']._serialized_start=597
-  _globals['_DELETEPOINTSRESPONSE']._serialized_end=636
-  _globals['_QUERYPOINTSREQUEST']._serialized_start=639
-  _globals['_QUERYPOINTSREQUEST']._serialized_end=797
-  _globals['_SCOREDPOINT']._serialized_start=799
-  _globals['_SCOREDPOINT']._serialized_end=881
-  _globals['_QUERYPOINTSRESPONSE']._serialized_start=883
-  _globals['_QUERYPOINTSRESPONSE']._serialized_end=954
-  _globals['_COUNTPOINTSREQUEST']._serialized_start=956
-  _globals['_COUNTPOINTSREQUEST']._serialized_end=1019
-  _globals['_COUNTPOINTSRESPONSE']._serialized_start=1021
-  _globals['_COUNTPOINTSRESPONSE']._serialized_end=1057
-  _globals['_LISTPOINTIDSREQUEST']._serialized_start=1059
-  _globals['_LISTPOINTIDSREQUEST']._serialized_end=1162
-  _globals['_LISTPOINTIDSRESPONSE']._serialized_start=1164
-  _globals['_LISTPOINTIDSRESPONSE']._serialized_end=1224
-  _globals['_SETDOCUMENTCLASSIFICATIONREQUEST']._serialized_start=1226
-  _globals['_SETDOCUMENTCLASSIFICATIONREQUEST']._serialized_end=1317
-  _globals['_SETDOCUMENTCLASSIFICATIONRESPONSE']._serialized_start=1319
-  _globals['_SETDOCUMENTCLASSIFICATIONRESPONSE']._serialized_end=1371
-  _globals['_INDEXSERVICE']._serialized_start=1374
-  _globals['_INDEXSERVICE']._serialized_end=2028
+  _globals['_SPARSEVECTOR']._serialized_start=162
+  _globals['_SPARSEVECTOR']._serialized_end=209
+  _globals['_POINT']._serialized_start=211
+  _globals['_POINT']._serialized_end=338
+  _globals['_SCOPE']._serialized_start=341
+  _globals['_SCOPE']._serialized_end=473
+  _globals['_UPSERTPOINTSREQUEST']._serialized_start=475
+  _globals['_UPSERTPOINTSREQUEST']._serialized_end=571
+  _globals['_UPSERTPOINTSRESPONSE']._serialized_start=573
+  _globals['_UPSERTPOINTSRESPONSE']._serialized_end=613
+  _globals['_DELETEPOINTSREQUEST']._serialized_start=615
+  _globals['_DELETEPOINTSREQUEST']._serialized_end=685
+  _globals['_DELETEPOINTSRESPONSE']._serialized_start=687
+  _globals['_DELETEPOINTSRESPONSE']._serialized_end=726
+  _globals['_QUERYPOINTSREQUEST']._serialized_start=729
+  _globals['_QUERYPOINTSREQUEST']._serialized_end=887
+  _globals['_SCOREDPOINT']._serialized_start=889
+  _globals['_SCOREDPOINT']._serialized_end=971
+  _globals['_QUERYPOINTSRESPONSE']._serialized_start=973
+  _globals['_QUERYPOINTSRESPONSE']._serialized_end=1044
+  _globals['_COUNTPOINTSREQUEST']._serialized_start=1046
+  _globals['_COUNTPOINTSREQUEST']._serialized_end=1109
+  _globals['_COUNTPOINTSRESPONSE']._serialized_start=1111
+  _globals['_COUNTPOINTSRESPONSE']._serialized_end=1147
+  _globals['_LISTPOINTIDSREQUEST']._serialized_start=1149
+  _globals['_LISTPOINTIDSREQUEST']._serialized_end=1252
+  _globals['_LISTPOINTIDSRESPONSE']._serialized_start=1254
+  _globals['_LISTPOINTIDSRESPONSE']._serialized_end=1314
+  _globals['_SETDOCUMENTCLASSIFICATIONREQUEST']._serialized_start=1316
+  _globals['_SETDOCUMENTCLASSIFICATIONREQUEST']._serialized_end=1407
+  _globals['_SETDOCUMENTCLASSIFICATIONRESPONSE']._serialized_start=1409
+  _globals['_SETDOCUMENTCLASSIFICATIONRESPONSE']._serialized_end=1461
+  _globals['_INDEXSERVICE']._serialized_start=1464
+  _globals['_INDEXSERVICE']._serialized_end=2118
 # @@protoc_insertion_point(module_scope)
