@@ -35,3 +35,32 @@ def decode_page_token(token: str, fingerprint: str) -> int:
             "invalid page_token (it must come from a previous response with the same filters)",
             reason="INVALID_PAGE_TOKEN",
         ) from exc
+
+
+def encode_cursor(values: list[str], fingerprint: str) -> str:
+    """A keyset page token: the sort key of the last row returned (stable under inserts:
+    rows added meanwhile neither shift nor repeat the following pages)."""
+    raw = json.dumps({"k": values, "f": fingerprint}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(token: str, fingerprint: str, size: int) -> list[str] | None:
+    """The sort key carried by ``token`` (``size`` strings); None for an empty token."""
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        values = data["k"]
+        if (
+            data["f"] != fingerprint
+            or not isinstance(values, list)
+            or len(values) != size
+            or not all(isinstance(v, str) and 0 < len(v) <= 256 for v in values)
+        ):
+            raise ValueError("token does not match the request")
+        return values
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument(
+            "invalid page_token (it must come from a previous response with the same filters)",
+            reason="INVALID_PAGE_TOKEN",
+        ) from exc

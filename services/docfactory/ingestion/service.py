@@ -9,6 +9,7 @@ re-ingestion never touches the version that is already indexed.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import os
 import re
@@ -293,11 +294,17 @@ class IngestionService:
         return rec
 
     async def list(
-        self, tenant: str, *, collection: str, state: str, offset: int, limit: int
+        self,
+        tenant: str,
+        *,
+        collection: str,
+        state: str,
+        limit: int,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> tuple[Sequence[DocumentRecord], int]:
         return await asyncio.to_thread(
             lambda: self._repo.list(
-                tenant, collection=collection, state=state, offset=offset, limit=limit
+                tenant, collection=collection, state=state, limit=limit, after=after
             )
         )
 

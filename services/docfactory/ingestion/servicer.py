@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
-from docfactory.core.pagination import decode_page_token, encode_page_token
+from docfactory.core.pagination import decode_cursor, encode_cursor
 from docfactory.core.validation import shorten
 from docfactory.ingestion.adapters.documents import DocumentRecord
 from docfactory.ingestion.service import BackgroundSubmitter, IngestionService
@@ -179,19 +180,32 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
             raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
         size = min(request.page_size or 50, MAX_PAGE_SIZE)
         state = _STATE_NAME.get(request.state, "")
-        fingerprint = f"{request.collection}|{state}"
-        offset = decode_page_token(request.page_token, fingerprint)
+        fingerprint = f"docs|{request.collection}|{state}"
+        cursor = decode_cursor(request.page_token, fingerprint, 2)
+        after = None
+        if cursor is not None:
+            try:
+                after = (dt.datetime.fromisoformat(cursor[0]), cursor[1])
+            except ValueError:
+                raise InvalidArgument(
+                    "invalid page_token", reason="INVALID_PAGE_TOKEN"
+                ) from None
+        # One row more than the page tells whether another page follows.
         records, total = await self._svc.list(
             current_principal().tenant,
             collection=request.collection,
             state=state,
-            offset=offset,
-            limit=size,
+            limit=size + 1,
+            after=after,
         )
-        nxt = offset + len(records)
+        page = list(records[:size])
+        nxt = ""
+        if len(records) > size:
+            last = page[-1]
+            nxt = encode_cursor([last.updated_at.isoformat(), last.document_id], fingerprint)
         return pb.ListDocumentsResponse(
-            documents=[document_to_proto(r) for r in records],
-            next_page_token=encode_page_token(nxt, fingerprint) if nxt < total else "",
+            documents=[document_to_proto(r) for r in page],
+            next_page_token=nxt,
             total_size=total,
         )
 

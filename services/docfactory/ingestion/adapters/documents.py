@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, func, select
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, and_, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -115,6 +115,7 @@ class DocumentRepository(Protocol):
         state: str = "",
         offset: int = 0,
         limit: int = 50,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> tuple[Sequence[DocumentRecord], int]: ...
 
 
@@ -167,7 +168,10 @@ class SqlDocumentRepository:
         state: str = "",
         offset: int = 0,
         limit: int = 50,
+        after: tuple[dt.datetime, str] | None = None,
     ) -> tuple[Sequence[DocumentRecord], int]:
+        """Newest first (``updated_at`` desc, then id). ``after``: the (updated_at, id) of the
+        last row of the previous page (keyset pagination, stable under inserts)."""
         q = select(DocumentRow).where(DocumentRow.tenant == tenant)
         if collection:
             q = q.where(DocumentRow.collection == collection)
@@ -175,6 +179,14 @@ class SqlDocumentRepository:
             q = q.where(DocumentRow.state == state)
         with Session(self._engine) as s:
             total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            if after is not None:
+                ts, doc_id = after
+                q = q.where(
+                    or_(
+                        DocumentRow.updated_at < ts,
+                        and_(DocumentRow.updated_at == ts, DocumentRow.document_id > doc_id),
+                    )
+                )
             rows = s.scalars(
                 q.order_by(DocumentRow.updated_at.desc(), DocumentRow.document_id)
                 .offset(offset)
