@@ -264,6 +264,11 @@ def test_usage_audit_and_english(stack: Stack, new_page: Any) -> None:
     assert rows and {r["tenant"] for r in rows} == {"nord"}
     assert "ANSWER" in {r["action"] for r in rows}
     assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    # keyboard: the first Tab lands on the skip link, which moves the focus to the content
+    auditor.keyboard.press("Tab")
+    assert auditor.evaluate("() => document.activeElement.className") == "skip"
+    auditor.keyboard.press("Enter")
+    assert auditor.evaluate("() => document.activeElement.id") == "main"
     auditor.goto(f"{stack.url}/inbox?lang=fr")
     assert auditor.locator("h1").inner_text() == "Réponses en attente de relecture"
     # every form control has a label; the page says its language
@@ -275,7 +280,35 @@ def test_usage_audit_and_english(stack: Stack, new_page: Any) -> None:
                  .map(e => e.name)"""
         )
         assert unlabeled == [], (path, unlabeled)
+        low = auditor.evaluate(CONTRAST_JS)
+        assert low == [], (path, low)
         assert auditor.locator("html").get_attribute("lang") == "fr"
+
+
+# WCAG 2.1 AA 1.4.3: text contrast >= 4.5:1 against the first opaque background behind it.
+CONTRAST_JS = """() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll('a, p, td, th, label, button, h1, h2, span, dd, dt')) {
+    if (!el.textContent.trim() || !el.getClientRects().length) continue;
+    const fg = lum(rgb(getComputedStyle(el).color).slice(0, 3));
+    const bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    if (ratio < 4.5) out.push([el.tagName, el.textContent.trim().slice(0, 30), ratio.toFixed(2)]);
+  }
+  return out;
+}"""
 
 
 def test_services_down_gives_a_clear_page() -> None:
