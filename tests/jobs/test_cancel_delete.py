@@ -96,3 +96,26 @@ async def test_cancel_then_delete(
         assert list(listed.jobs) == []
         docs = await ing.ListDocuments(ing_pb.ListDocumentsRequest(page_size=100), metadata=MD)
         assert len(docs.documents) == 1
+
+
+async def test_list_jobs_keyset_pages(jobs_env: Any, jobs_server: Any, bucket: str) -> None:
+    settings, _ = jobs_env()
+    server = await jobs_server(settings)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.JobsServiceStub(channel)
+        names = []
+        for p in ("a/", "b/", "c/"):
+            req = pb.IngestPrefixRequest(bucket=bucket, prefix=p)
+            names.append((await stub.IngestPrefix(req, metadata=MD)).job.name)
+        first = await stub.ListJobs(pb.ListJobsRequest(page_size=2), metadata=MD)
+        assert [j.name for j in first.jobs] == names[::-1][:2] and first.next_page_token
+        await stub.IngestPrefix(pb.IngestPrefixRequest(bucket=bucket, prefix="d/"), metadata=MD)
+        rest = await stub.ListJobs(
+            pb.ListJobsRequest(page_size=2, page_token=first.next_page_token), metadata=MD
+        )
+        assert [j.name for j in rest.jobs] == [names[0]] and not rest.next_page_token
+        await _refused(
+            stub.ListJobs(pb.ListJobsRequest(page_token="garbage"), metadata=MD),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_PAGE_TOKEN",
+        )

@@ -272,8 +272,15 @@ class JobsRepository:
         )
 
     def list_jobs(
-        self, tenant: str, *, state: str = "", offset: int = 0, limit: int = 50
+        self,
+        tenant: str,
+        *,
+        state: str = "",
+        offset: int = 0,
+        limit: int = 50,
+        after: tuple[float, str] | None = None,
     ) -> tuple[list[JobRow], int]:
+        """Newest first; ``after``: (created_at, job_id) of the previous page's last job."""
         cond = [jobs.c.tenant == tenant]
         if state:
             cond.append(jobs.c.state == state)
@@ -281,10 +288,24 @@ class JobsRepository:
             total = conn.execute(
                 sa.select(sa.func.count()).select_from(jobs).where(*cond)
             ).scalar_one()
+            page_cond = list(cond)
+            if after is not None:
+                # The stored float of that job, exactly (the token's copy went through a
+                # datetime); the token's value if the job was deleted meanwhile.
+                exact = conn.execute(
+                    sa.select(jobs.c.created_at).where(jobs.c.job_id == after[1])
+                ).scalar_one_or_none()
+                ts = float(exact) if exact is not None else after[0]
+                page_cond.append(
+                    sa.or_(
+                        jobs.c.created_at < ts,
+                        sa.and_(jobs.c.created_at == ts, jobs.c.job_id > after[1]),
+                    )
+                )
             rows = (
                 conn.execute(
                     sa.select(jobs)
-                    .where(*cond)
+                    .where(*page_cond)
                     .order_by(jobs.c.created_at.desc(), jobs.c.job_id)
                     .offset(offset)
                     .limit(limit)

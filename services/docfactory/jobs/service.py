@@ -192,10 +192,18 @@ class JobsService:
         return row
 
     async def list(
-        self, tenant: str, state: str, offset: int, limit: int
+        self,
+        tenant: str,
+        state: str,
+        offset: int,
+        limit: int,
+        *,
+        after: tuple[float, str] | None = None,
     ) -> tuple[Sequence[JobRow], int]:
         return await asyncio.to_thread(
-            self.repo.list_jobs, tenant, state=state, offset=offset, limit=limit
+            lambda: self.repo.list_jobs(
+                tenant, state=state, offset=offset, limit=limit, after=after
+            )
         )
 
     async def watch(self, tenant: str, job_id: str, interval: float = 0.5) -> AsyncIterator[JobRow]:

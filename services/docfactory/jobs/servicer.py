@@ -9,7 +9,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
-from docfactory.core.pagination import decode_page_token, encode_page_token
+from docfactory.core.pagination import (
+    decode_cursor,
+    decode_page_token,
+    encode_cursor,
+    encode_page_token,
+)
 from docfactory.core.validation import shorten
 from docfactory.jobs.repo import DELETED, FAILED, INDEXED, UNCHANGED, DocOutcome, JobRow
 from docfactory.jobs.service import JobsService
@@ -124,11 +129,24 @@ class JobsServicer(pb_grpc.JobsServiceServicer):
         state = _STATE_NAME.get(request.state, "")
         size = _page_size(request.page_size, 50)
         fp = f"jobs:{state}"
-        offset = decode_page_token(request.page_token, fp)
-        rows, total = await self._svc.list(current_principal().tenant, state, offset, size)
-        nxt = encode_page_token(offset + len(rows), fp) if offset + len(rows) < total else ""
+        cursor = decode_cursor(request.page_token, fp, 2)
+        after = None
+        if cursor is not None:
+            try:
+                after = (float(cursor[0]), cursor[1])
+            except ValueError:
+                raise InvalidArgument("invalid page_token", reason="INVALID_PAGE_TOKEN") from None
+        # Keyset on (created_at, job_id), newest first: stable while jobs are being created.
+        rows, total = await self._svc.list(
+            current_principal().tenant, state, 0, size + 1, after=after
+        )
+        page = list(rows[:size])
+        nxt = ""
+        if len(rows) > size:
+            last = page[-1]
+            nxt = encode_cursor([repr(last.created_at.timestamp()), last.job_id], fp)
         return pb.ListJobsResponse(
-            jobs=[job_to_proto(r) for r in rows], next_page_token=nxt, total_size=total
+            jobs=[job_to_proto(r) for r in page], next_page_token=nxt, total_size=total
         )
 
     async def WatchJob(
