@@ -189,6 +189,11 @@ class Planter:
         user = f"{first}.{last}".translate(table).replace(" ", "")
         return f"{user}@{self.r.choice(['example.fr', 'exemple.fr', 'example.com'])}"
 
+    def street(self) -> str:
+        """A street address without postcode ("4, place Gambetta à Dijon")."""
+        city = self.r.choice(CITIES)[1]
+        return f"{self.r.randint(1, 99)}, {self.r.choice(VOIES)} {self.r.choice(STREETS)} à {city}"
+
     def address(self) -> str:
         r = self.r
         num = str(r.randint(1, 180)) + (r.choice([" bis", " ter", ""]) if r.random() < 0.2 else "")
@@ -235,6 +240,19 @@ TEMPLATES: tuple[tuple[str, dict[str, str]], ...] = (
         "Dossier interne n° {bad_nir}, référence de compte {bad_iban}, code {bad_siren}.",
         {"bad_nir": "", "bad_iban": "", "bad_siren": ""},
     ),
+    # Names without a civility and an address without a postcode: spaCy alone must find them.
+    (
+        "Le dossier de {person} a été transmis au service du personnel le 4 avril.",
+        {"person": "PERSON"},
+    ),
+    (
+        "{person2}, responsable des ressources humaines, est joignable au {phone}.",
+        {"person2": "PERSON", "phone": "PHONE_NUMBER"},
+    ),
+    (
+        "La salariée est domiciliée au {street}, et son conjoint, {person}, y réside aussi.",
+        {"street": "FR_ADDRESS", "person": "PERSON"},
+    ),
 )
 
 
@@ -251,6 +269,7 @@ def _fill(tpl: str, slots: dict[str, str], p: Planter) -> tuple[str, list[Label]
         "siren": p.siren(),
         "siret": p.siret(),
         "address": p.address(),
+        "street": p.street(),
         "bad_nir": p.nir(valid=False),
         "bad_iban": p.iban(valid=False),
         "bad_siren": p.siren(valid=False),
