@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from docfactory.core.errors import FailedPrecondition
 from docfactory.ingestion.adapters import ocr
 from docfactory.ingestion.adapters.parser import UnstructuredParser, ocr_available
 from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
@@ -111,3 +112,22 @@ async def test_mixed_pdf_every_page_found_each_method_recorded(
     stored = json.loads(got.document.metadata["page_extraction"])
     assert [p["method"] for p in stored] == ["text_layer", "ocr", "text_layer"]
     assert got.document.metadata["ocr_low_confidence"] == "false"
+
+
+@needs_ocr
+@pytest.mark.slow
+def test_text_shown_only_in_pictures_is_read() -> None:
+    """Files whose only text is in an image: a HEIC scan, a slide that is one picture."""
+    parser = UnstructuredParser()
+    heic = parser.parse(shared_data("formats", "img", "DA-1p.heic"), "DA-1p.heic")
+    assert heic.mime_type == "image/heic"
+    assert "Abomination" in " ".join(e.text for e in heic.elements)
+    slide = parser.parse(shared_data("formats", "picture.pptx"), "picture.pptx")
+    assert slide.strategy == "ocr_media"
+    assert "python" in " ".join(e.text for e in slide.elements).lower()
+    # without OCR the slide has no text and says so
+    with pytest.raises(FailedPrecondition) as err:
+        UnstructuredParser(ocr_fallback=False).parse(
+            shared_data("formats", "picture.pptx"), "picture.pptx"
+        )
+    assert err.value.reason == "NO_TEXT_EXTRACTED"

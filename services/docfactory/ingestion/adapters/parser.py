@@ -208,6 +208,8 @@ class UnstructuredParser:
         target = _conversion_target(kind, filename)
         if target is not None:
             return self._parse_converted(path, filename, kind, target)
+        if kind == "HEIC" and self._ocr and ocr_available():
+            return self._parse_heic(path, filename)
         if kind not in SUPPORTED:
             raise InvalidArgument(
                 f"{filename}: unsupported format {kind}",
@@ -234,6 +236,12 @@ class UnstructuredParser:
         page_count = 0
         if family == "pdf":
             elements, strategy, metadata, page_count = self._ocr_pages(path, elements, strategy)
+        if not elements and family in {"docx", "pptx", "xlsx"} and self._ocr and ocr_available():
+            # only pictures (a slide that is one image): read the text shown in them
+            elements = _ocr_office_media(path, self._ocr_languages)
+            strategy = "ocr_media" if elements else strategy
+            if elements:
+                metadata["page_extraction"] = '[{"page":1,"method":"ocr"}]'
         if not elements:
             hint = (
                 " (no text layer; OCR fallback not available)"
@@ -297,6 +305,31 @@ class UnstructuredParser:
         if n_ocr:
             strategy = "ocr_only" if n_ocr == len(pages) else f"{strategy}+ocr"
         return out, strategy, dict(ocr.extraction_metadata(pages)), count
+
+    def _parse_heic(self, path: Path, filename: str) -> ParsedDocument:
+        """HEIC/HEIF photos and scans (pi-heif): decoded to PNG, then OCR'd as an image."""
+        import pi_heif
+        from PIL import Image
+
+        pi_heif.register_heif_opener()
+        with tempfile.TemporaryDirectory(prefix="docfactory-heic-") as tmp:
+            png = Path(tmp) / f"{Path(filename).stem or 'image'}.png"
+            try:
+                with Image.open(path) as img:
+                    img.save(png)
+            except Exception as exc:
+                raise FailedPrecondition(
+                    f"{filename}: the HEIC image could not be decoded: {exc}"[:500],
+                    reason="UNREADABLE_DOCUMENT",
+                ) from exc
+            parsed = self.parse(png, png.name)
+        return ParsedDocument(
+            elements=parsed.elements,
+            mime_type="image/heic",
+            page_count=parsed.page_count,
+            strategy=parsed.strategy,
+            metadata=parsed.metadata,
+        )
 
     def _parse_converted(
         self, path: Path, filename: str, kind: str, target: str
@@ -363,6 +396,36 @@ class UnstructuredParser:
                 text = html_table_to_markdown(str(getattr(md, "text_as_html", "") or "")) or text
             out.append(ParsedElement(category, text, page, depth))
         return out
+
+
+def _ocr_office_media(path: Path, languages: Sequence[str]) -> list[ParsedElement]:
+    """OCR of the pictures of an OOXML file (word/media, ppt/media, xl/media)."""
+    import zipfile
+
+    from PIL import Image
+
+    from docfactory.ingestion.adapters import ocr
+
+    out: list[ParsedElement] = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [
+                n
+                for n in zf.namelist()
+                if "/media/" in n and n.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif"))
+            ][:20]
+            for name in names:
+                info = zf.getinfo(name)
+                if info.file_size > 50 * 1024 * 1024:
+                    continue
+                with zf.open(name) as f, Image.open(f) as img:
+                    img.load()
+                    for para in ocr.ocr_image(img, languages):
+                        if para.text.strip() and para.confidence >= 0.5:
+                            out.append(ParsedElement("NarrativeText", para.text, 1))
+    except Exception:
+        return out
+    return out
 
 
 def _pdf_text_layer(path: Path) -> list[ParsedElement]:
