@@ -236,3 +236,45 @@ def test_readers_never_see_two_versions_of_a_document() -> None:
     ]
     kept = latest_versions_only(hits)
     assert [p.text for p in kept] == ["new", "only", "new2"]
+
+
+async def test_follow_up_question_with_conversation_history(
+    chat_server: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Answer with prior turns: the follow-up is retrieved in the context of the earlier
+    question, the model receives the turns (user/assistant) before the passages; a turn
+    without a role is INVALID_ARGUMENT / INVALID_HISTORY."""
+    from docfactory.answering.v1 import answering_service_pb2 as pb
+
+    settings = make_settings(generation={"urls": chat_server, "model": "mistral-small"})
+    running = await start_server(settings, port=0)
+    history = [
+        pb.ConversationTurn(role=pb.TURN_ROLE_USER, text="Quels sont les horaires de la cantine ?"),
+        pb.ConversationTurn(role=pb.TURN_ROLE_ASSISTANT, text="Elle ouvre à midi [1]."),
+    ]
+    try:
+        async with grpc.aio.insecure_channel(running.address) as ch:
+            (tmp_path / "cantine.md").write_text(
+                "# Cantine\n\nLa cantine ouvre à midi et ferme à quatorze heures."
+            )
+            (tmp_path / "parking.md").write_text(
+                "# Parking\n\nLe parking du personnel ferme à vingt heures."
+            )
+            await upload(ch, tmp_path / "cantine.md")
+            await upload(ch, tmp_path / "parking.md")
+            _, cits, _ = await answer(
+                ch, "Et à quelle heure ferme-t-elle ?", history=history, top_k=1
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await answer(ch, "Et ensuite ?", history=[pb.ConversationTurn(text="sans rôle")])
+    finally:
+        await running.stop(0.5)
+    assert [c.document_name for c in cits] == ["cantine.md"]
+    msgs = _ChatHandler.requests[-1]["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert msgs[1]["content"] == "Quels sont les horaires de la cantine ?"
+    assert msgs[3]["content"].endswith("Question : Et à quelle heure ferme-t-elle ?")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    from tests.helpers import error_reason
+
+    assert error_reason(err.value) == "INVALID_HISTORY"

@@ -45,8 +45,13 @@ class PromptPassage:
 
 
 def build_messages(
-    question: str, passages: Sequence[PromptPassage], language: str
+    question: str,
+    passages: Sequence[PromptPassage],
+    language: str,
+    history: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, str]]:
+    """System prompt, the earlier turns of the conversation (``(role, text)``, roles "user" /
+    "assistant"), then the passages and the question."""
     lang = language if language in SYSTEM_PROMPT else "en"
     context = "\n\n".join(f"[{p.marker}] ({p.source})\n{p.text}" for p in passages)
     head = "Extraits" if lang == "fr" else "Passages"
@@ -54,8 +59,21 @@ def build_messages(
     user = f"{head}{sep}\n\n{context}\n\nQuestion{sep} {question}"
     return [
         {"role": "system", "content": SYSTEM_PROMPT[lang]},
+        *({"role": role, "content": text} for role, text in history),
         {"role": "user", "content": user},
     ]
+
+
+#: Characters of earlier user turns added to a follow-up question for retrieval.
+CONTEXT_CHARS = 1500
+
+
+def contextual_query(question: str, history: Sequence[tuple[str, str]]) -> str:
+    """The text retrieval runs on for a follow-up question: the last two user turns, then the
+    question (the question is kept whole; older context is cut first)."""
+    earlier = [text for role, text in history if role == "user"][-2:]
+    context = " ".join(earlier)[-CONTEXT_CHARS:]
+    return f"{context} {question}".strip() if context else question
 
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from docfactory import pii
 from docfactory.answering.adapters.generators import Generator, Usage
 from docfactory.answering.adapters.rerank import Reranker, candidate_depth, rerank_order
-from docfactory.answering.prompt import DONT_KNOW, PromptPassage, cited_markers
+from docfactory.answering.prompt import (
+    DONT_KNOW,
+    PromptPassage,
+    cited_markers,
+    contextual_query,
+)
 from docfactory.core import metrics, tracing
 from docfactory.core.auth import Principal
 from docfactory.core.config import Settings
@@ -106,6 +111,8 @@ class SearchParams:
     max_classification: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
     filter: MetadataFilter | None = None
+    # Earlier turns of a conversation, oldest first: (role "user" | "assistant", text).
+    history: tuple[tuple[str, str], ...] = ()
 
 
 def _citation(hit: Hit, quote: str = "") -> Citation:
@@ -406,8 +413,13 @@ class AnsweringService:
         held: bool,
         started: float,
     ) -> AsyncIterator[AnswerEvent]:
+        retrieval = params
+        if params.history:  # a follow-up is retrieved in the context of the earlier questions
+            retrieval = dataclasses.replace(
+                params, query=contextual_query(params.query, params.history)
+            )
         with tracing.span("retrieve"):
-            passages, retrieval_ms = await self._retrieve(principal.tenant, params, grant)
+            passages, retrieval_ms = await self._retrieve(principal.tenant, retrieval, grant)
         language = detect_language(params.query)
         min_score = self._settings.search.min_score
         usable = [p for p in passages if p.score >= min_score] if min_score else passages
@@ -427,7 +439,14 @@ class AnsweringService:
             yield Delta(text)
         else:
             question = await pii.question_for(grant, params.query)
-            async for piece in self.generator.stream(question, prompt_passages, language, usage):
+            extra: dict[str, Any] = {}
+            if params.history:  # masked like the question for the use case's `pii` policy
+                extra["history"] = [
+                    (role, await pii.question_for(grant, text)) for role, text in params.history
+                ]
+            async for piece in self.generator.stream(
+                question, prompt_passages, language, usage, **extra
+            ):
                 if not parts:
                     first_token_ms = (time.perf_counter() - started) * 1000
                 parts.append(piece)

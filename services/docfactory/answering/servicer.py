@@ -18,6 +18,7 @@ from docfactory.answering.v1 import answering_service_pb2 as pb
 from docfactory.answering.v1 import answering_service_pb2_grpc as pb_grpc
 from docfactory.common.v1 import common_pb2
 from docfactory.core.auth import current_principal
+from docfactory.core.errors import InvalidArgument
 from docfactory.core.filters import filter_from_proto
 
 _MODE = {
@@ -43,6 +44,25 @@ def citation_to_proto(c: Citation) -> common_pb2.Citation:
     )
 
 
+_ROLE = {pb.TURN_ROLE_USER: "user", pb.TURN_ROLE_ASSISTANT: "assistant"}
+
+
+def _history(request: pb.SearchRequest | pb.AnswerRequest) -> tuple[tuple[str, str], ...]:
+    if not isinstance(request, pb.AnswerRequest):
+        return ()
+    turns = []
+    for i, t in enumerate(request.history):
+        role = _ROLE.get(t.role)
+        if role is None or not t.text.strip():
+            raise InvalidArgument(
+                f"history[{i}] needs a role (USER or ASSISTANT) and a text",
+                reason="INVALID_HISTORY",
+                field_violations=[(f"history[{i}]", "role and text are required")],
+            )
+        turns.append((role, t.text))
+    return tuple(turns)
+
+
 def _params(request: pb.SearchRequest | pb.AnswerRequest, query: str) -> SearchParams:
     return SearchParams(
         query=query,
@@ -52,6 +72,7 @@ def _params(request: pb.SearchRequest | pb.AnswerRequest, query: str) -> SearchP
         mode=_MODE.get(request.mode, ""),
         use_case=request.use_case,
         filter=filter_from_proto(request.filter if request.HasField("filter") else None),
+        history=_history(request),
     )
 
 

@@ -56,6 +56,8 @@ FIELD_LIMITS: dict[str, Limit] = {
     "docfactory.answering.v1.SearchRequest.document_ids": Limit(max_chars=64, max_items=1_000),
     "docfactory.answering.v1.AnswerRequest.document_ids": Limit(max_chars=64, max_items=1_000),
     "docfactory.answering.v1.SearchRequest.use_case": Limit(max_chars=128),
+    "docfactory.answering.v1.AnswerRequest.history": Limit(max_items=20),
+    "docfactory.answering.v1.ConversationTurn.text": Limit(max_chars=8_000),
     "docfactory.answering.v1.AnswerRequest.use_case": Limit(max_chars=128),
     # Uploads and documents.
     "docfactory.ingestion.v1.UploadMetadata.filename": Limit(max_chars=1_024),

@@ -25,6 +25,7 @@ from docfactory.answering.prompt import (
     EXTRACTIVE_LABEL,
     PromptPassage,
     build_messages,
+    contextual_query,
 )
 from docfactory.answering.sentences import (
     Selection,
@@ -49,7 +50,12 @@ class Generator(Protocol):
     extractive: bool
 
     def stream(
-        self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
+        self,
+        question: str,
+        passages: Sequence[PromptPassage],
+        language: str,
+        usage: Usage,
+        history: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[str]: ...
 
     async def close(self) -> None: ...
@@ -77,8 +83,15 @@ class ExtractiveGenerator:
         )
 
     async def stream(
-        self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
+        self,
+        question: str,
+        passages: Sequence[PromptPassage],
+        language: str,
+        usage: Usage,
+        history: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[str]:
+        # A follow-up question is scored in the context of the earlier user turns.
+        question = contextual_query(question, history)
         selection = await asyncio.to_thread(self.select, question, passages, language)
         if selection.insufficient:
             yield DONT_KNOW.get(language, DONT_KNOW["en"])
@@ -319,11 +332,16 @@ class OpenAIChatGenerator:
             raise _renamed(exc) from exc.__cause__
 
     async def stream(
-        self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
+        self,
+        question: str,
+        passages: Sequence[PromptPassage],
+        language: str,
+        usage: Usage,
+        history: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[str]:
         ordered = await asyncio.to_thread(answer_first, question, passages, language)
         fitted = await self.fit_passages(question, ordered, language)
-        pieces = self.stream_messages(build_messages(question, fitted, language), usage)
+        pieces = self.stream_messages(build_messages(question, fitted, language, history), usage)
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 yield piece
@@ -431,12 +449,17 @@ class TransformersGenerator:
         return self._tok(text, return_tensors="pt")["input_ids"]
 
     async def stream(
-        self, question: str, passages: Sequence[PromptPassage], language: str, usage: Usage
+        self,
+        question: str,
+        passages: Sequence[PromptPassage],
+        language: str,
+        usage: Usage,
+        history: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[str]:
         from transformers import TextIteratorStreamer
 
         ordered = answer_first(question, passages, language)
-        messages = build_messages(question, ordered, language)
+        messages = build_messages(question, ordered, language, history)
         input_ids = self._prompt_ids(messages)
         budget = self._cfg.context_tokens - self._cfg.max_tokens
         if input_ids.shape[1] > budget:

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from docfactory.common.v1 import common_pb2 as docfactory_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/docfactory/answering/v1/answering_service.proto\x12\x17\x64ocfactory.answering.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a!docfactory/common/v1/common.proto\"\xd9\x01\n\rSearchRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x10\n\x08use_case\x18\x04 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x05 \x03(\t\x12\x31\n\x04mode\x18\x06 \x01(\x0e\x32#.docfactory.answering.v1.SearchMode\x12\x34\n\x06\x66ilter\x18\x07 \x01(\x0b\x32$.docfactory.common.v1.DocumentFilter\"]\n\x0cSearchResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x30\n\x08\x63itation\x18\x03 \x01(\x0b\x32\x1e.docfactory.common.v1.Citation\"Y\n\x0eSearchResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.docfactory.answering.v1.SearchResult\x12\x0f\n\x07took_ms\x18\x02 \x01(\x02\"\xdc\x01\n\rAnswerRequest\x12\x16\n\x08question\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x10\n\x08use_case\x18\x04 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x05 \x03(\t\x12\x31\n\x04mode\x18\x06 \x01(\x0e\x32#.docfactory.answering.v1.SearchMode\x12\x34\n\x06\x66ilter\x18\x07 \x01(\x0b\x32$.docfactory.common.v1.DocumentFilter\"\x1b\n\x0b\x41nswerDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"D\n\x0f\x41nswerCitations\x12\x31\n\tcitations\x18\x01 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\"\xbc\x02\n\rAnswerSummary\x12\x11\n\tgenerator\x18\x01 \x01(\t\x12\x12\n\nextractive\x18\x02 \x01(\x08\x12\x1c\n\x14insufficient_context\x18\x03 \x01(\x08\x12\x14\n\x0cretrieval_ms\x18\x04 \x01(\x02\x12\x16\n\x0e\x66irst_token_ms\x18\x05 \x01(\x02\x12\x15\n\rgeneration_ms\x18\x06 \x01(\x02\x12\x10\n\x08total_ms\x18\x07 \x01(\x02\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x05\x12\x10\n\x08language\x18\n \x01(\t\x12\x11\n\treview_id\x18\x0b \x01(\t\x12\x16\n\x0epending_review\x18\x0c \x01(\x08\x12\r\n\x05model\x18\r \x01(\t\x12\x11\n\tanswer_id\x18\x0e \x01(\x04\"\xcc\x01\n\x0e\x41nswerResponse\x12\x35\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32$.docfactory.answering.v1.AnswerDeltaH\x00\x12=\n\tcitations\x18\x02 \x01(\x0b\x32(.docfactory.answering.v1.AnswerCitationsH\x00\x12\x39\n\x07summary\x18\x03 \x01(\x0b\x32&.docfactory.answering.v1.AnswerSummaryH\x00\x42\t\n\x07\x63ontent*p\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x16\n\x12SEARCH_MODE_SPARSE\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xca\x01\n\x10\x41nsweringService\x12Y\n\x06Search\x12&.docfactory.answering.v1.SearchRequest\x1a\'.docfactory.answering.v1.SearchResponse\x12[\n\x06\x41nswer\x12&.docfactory.answering.v1.AnswerRequest\x1a\'.docfactory.answering.v1.AnswerResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/docfactory/answering/v1/answering_service.proto\x12\x17\x64ocfactory.answering.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a!docfactory/common/v1/common.proto\"\xd9\x01\n\rSearchRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x10\n\x08use_case\x18\x04 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x05 \x03(\t\x12\x31\n\x04mode\x18\x06 \x01(\x0e\x32#.docfactory.answering.v1.SearchMode\x12\x34\n\x06\x66ilter\x18\x07 \x01(\x0b\x32$.docfactory.common.v1.DocumentFilter\"]\n\x0cSearchResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x30\n\x08\x63itation\x18\x03 \x01(\x0b\x32\x1e.docfactory.common.v1.Citation\"Y\n\x0eSearchResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.docfactory.answering.v1.SearchResult\x12\x0f\n\x07took_ms\x18\x02 \x01(\x02\"\x98\x02\n\rAnswerRequest\x12\x16\n\x08question\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x10\n\x08use_case\x18\x04 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x05 \x03(\t\x12\x31\n\x04mode\x18\x06 \x01(\x0e\x32#.docfactory.answering.v1.SearchMode\x12\x34\n\x06\x66ilter\x18\x07 \x01(\x0b\x32$.docfactory.common.v1.DocumentFilter\x12:\n\x07history\x18\x08 \x03(\x0b\x32).docfactory.answering.v1.ConversationTurn\"]\n\x10\x43onversationTurn\x12\x35\n\x04role\x18\x01 \x01(\x0e\x32!.docfactory.answering.v1.TurnRoleB\x04\xe2\x41\x01\x02\x12\x12\n\x04text\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x1b\n\x0b\x41nswerDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"D\n\x0f\x41nswerCitations\x12\x31\n\tcitations\x18\x01 \x03(\x0b\x32\x1e.docfactory.common.v1.Citation\"\xbc\x02\n\rAnswerSummary\x12\x11\n\tgenerator\x18\x01 \x01(\t\x12\x12\n\nextractive\x18\x02 \x01(\x08\x12\x1c\n\x14insufficient_context\x18\x03 \x01(\x08\x12\x14\n\x0cretrieval_ms\x18\x04 \x01(\x02\x12\x16\n\x0e\x66irst_token_ms\x18\x05 \x01(\x02\x12\x15\n\rgeneration_ms\x18\x06 \x01(\x02\x12\x10\n\x08total_ms\x18\x07 \x01(\x02\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x05\x12\x10\n\x08language\x18\n \x01(\t\x12\x11\n\treview_id\x18\x0b \x01(\t\x12\x16\n\x0epending_review\x18\x0c \x01(\x08\x12\r\n\x05model\x18\r \x01(\t\x12\x11\n\tanswer_id\x18\x0e \x01(\x04\"\xcc\x01\n\x0e\x41nswerResponse\x12\x35\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32$.docfactory.answering.v1.AnswerDeltaH\x00\x12=\n\tcitations\x18\x02 \x01(\x0b\x32(.docfactory.answering.v1.AnswerCitationsH\x00\x12\x39\n\x07summary\x18\x03 \x01(\x0b\x32&.docfactory.answering.v1.AnswerSummaryH\x00\x42\t\n\x07\x63ontent*p\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x16\n\x12SEARCH_MODE_SPARSE\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03*R\n\x08TurnRole\x12\x19\n\x15TURN_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eTURN_ROLE_USER\x10\x01\x12\x17\n\x13TURN_ROLE_ASSISTANT\x10\x02\x32\xca\x01\n\x10\x41nsweringService\x12Y\n\x06Search\x12&.docfactory.answering.v1.SearchRequest\x1a\'.docfactory.answering.v1.SearchResponse\x12[\n\x06\x41nswer\x12&.docfactory.answering.v1.AnswerRequest\x1a\'.docfactory.answering.v1.AnswerResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST'].fields_by_name['query']._serialized_options = b'\342A\001\002'
   _globals['_ANSWERREQUEST'].fields_by_name['question']._loaded_options = None
   _globals['_ANSWERREQUEST'].fields_by_name['question']._serialized_options = b'\342A\001\002'
-  _globals['_SEARCHMODE']._serialized_start=1398
-  _globals['_SEARCHMODE']._serialized_end=1510
+  _globals['_CONVERSATIONTURN'].fields_by_name['role']._loaded_options = None
+  _globals['_CONVERSATIONTURN'].fields_by_name['role']._serialized_options = b'\342A\001\002'
+  _globals['_CONVERSATIONTURN'].fields_by_name['text']._loaded_options = None
+  _globals['_CONVERSATIONTURN'].fields_by_name['text']._serialized_options = b'\342A\001\002'
+  _globals['_SEARCHMODE']._serialized_start=1553
+  _globals['_SEARCHMODE']._serialized_end=1665
+  _globals['_TURNROLE']._serialized_start=1667
+  _globals['_TURNROLE']._serialized_end=1749
   _globals['_SEARCHREQUEST']._serialized_start=145
   _globals['_SEARCHREQUEST']._serialized_end=362
   _globals['_SEARCHRESULT']._serialized_start=364
@@ -46,15 +52,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHRESPONSE']._serialized_start=459
   _globals['_SEARCHRESPONSE']._serialized_end=548
   _globals['_ANSWERREQUEST']._serialized_start=551
-  _globals['_ANSWERREQUEST']._serialized_end=771
-  _globals['_ANSWERDELTA']._serialized_start=773
-  _globals['_ANSWERDELTA']._serialized_end=800
-  _globals['_ANSWERCITATIONS']._serialized_start=802
-  _globals['_ANSWERCITATIONS']._serialized_end=870
-  _globals['_ANSWERSUMMARY']._serialized_start=873
-  _globals['_ANSWERSUMMARY']._serialized_end=1189
-  _globals['_ANSWERRESPONSE']._serialized_start=1192
-  _globals['_ANSWERRESPONSE']._serialized_end=1396
-  _globals['_ANSWERINGSERVICE']._serialized_start=1513
-  _globals['_ANSWERINGSERVICE']._serialized_end=1715
+  _globals['_ANSWERREQUEST']._serialized_end=831
+  _globals['_CONVERSATIONTURN']._serialized_start=833
+  _globals['_CONVERSATIONTURN']._serialized_end=926
+  _globals['_ANSWERDELTA']._serialized_start=928
+  _globals['_ANSWERDELTA']._serialized_end=955
+  _globals['_ANSWERCITATIONS']._serialized_start=957
+  _globals['_ANSWERCITATIONS']._serialized_end=1025
+  _globals['_ANSWERSUMMARY']._serialized_start=1028
+  _globals['_ANSWERSUMMARY']._serialized_end=1344
+  _globals['_ANSWERRESPONSE']._serialized_start=1347
+  _globals['_ANSWERRESPONSE']._serialized_end=1551
+  _globals['_ANSWERINGSERVICE']._serialized_start=1752
+  _globals['_ANSWERINGSERVICE']._serialized_end=1954
 # @@protoc_insertion_point(module_scope)

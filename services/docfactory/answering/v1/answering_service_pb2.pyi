@@ -15,10 +15,19 @@ class SearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEARCH_MODE_DENSE: _ClassVar[SearchMode]
     SEARCH_MODE_SPARSE: _ClassVar[SearchMode]
     SEARCH_MODE_HYBRID: _ClassVar[SearchMode]
+
+class TurnRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TURN_ROLE_UNSPECIFIED: _ClassVar[TurnRole]
+    TURN_ROLE_USER: _ClassVar[TurnRole]
+    TURN_ROLE_ASSISTANT: _ClassVar[TurnRole]
 SEARCH_MODE_UNSPECIFIED: SearchMode
 SEARCH_MODE_DENSE: SearchMode
 SEARCH_MODE_SPARSE: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
+TURN_ROLE_UNSPECIFIED: TurnRole
+TURN_ROLE_USER: TurnRole
+TURN_ROLE_ASSISTANT: TurnRole
 
 class SearchRequest(_message.Message):
     __slots__ = ("query", "collections", "top_k", "use_case", "document_ids", "mode", "filter")
@@ -57,7 +66,7 @@ class SearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., took_ms: _Optional[float] = ...) -> None: ...
 
 class AnswerRequest(_message.Message):
-    __slots__ = ("question", "collections", "top_k", "use_case", "document_ids", "mode", "filter")
+    __slots__ = ("question", "collections", "top_k", "use_case", "document_ids", "mode", "filter", "history")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +74,7 @@ class AnswerRequest(_message.Message):
     DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     question: str
     collections: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
@@ -72,7 +82,16 @@ class AnswerRequest(_message.Message):
     document_ids: _containers.RepeatedScalarFieldContainer[str]
     mode: SearchMode
     filter: _common_pb2.DocumentFilter
-    def __init__(self, question: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., use_case: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filter: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[ConversationTurn]
+    def __init__(self, question: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., use_case: _Optional[str] = ..., document_ids: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filter: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., history: _Optional[_Iterable[_Union[ConversationTurn, _Mapping]]] = ...) -> None: ...
+
+class ConversationTurn(_message.Message):
+    __slots__ = ("role", "text")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    role: TurnRole
+    text: str
+    def __init__(self, role: _Optional[_Union[TurnRole, str]] = ..., text: _Optional[str] = ...) -> None: ...
 
 class AnswerDelta(_message.Message):
     __slots__ = ("text",)
