@@ -115,6 +115,11 @@ class PiiDetector:
             }
         )
         nlp_engine = provider.create_engine()
+        # Presidio reads tokens, lemmas and entities, never the dependency parse: the parser is
+        # the costliest pipe of the French models, so it is switched off.
+        pipeline = getattr(nlp_engine, "nlp", {}).get(LANG)
+        if pipeline is not None and "parser" in pipeline.pipe_names:
+            pipeline.disable_pipe("parser")
         registry = RecognizerRegistry(supported_languages=[LANG])
         for rec in custom_recognizers():
             registry.add_recognizer(rec)
