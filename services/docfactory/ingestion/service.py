@@ -91,7 +91,7 @@ def validate_collection(name: str) -> str:
 MAX_FILENAME_CHARS = 255
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:")
 #: Schemes a client may not claim: they name places on docfactory's own side.
-RESERVED_SCHEMES = frozenset({"file", "data", "javascript", "upload"})
+RESERVED_SCHEMES = frozenset({"file", "data", "javascript"})
 
 
 def normalize_filename(filename: str) -> str:
@@ -117,8 +117,8 @@ def validate_source_uri(uri: str) -> str:
     """A client-declared source URI: the client's identifier of the document (re-uploading the
     same URI makes a new version). It must be a URI (``scheme:...``), without control
     characters, at most 2,048 characters, and not use a scheme reserved to the server
-    (``file:`` names the server's disk and is set only by IngestPath; ``upload:`` is what the
-    server assigns when the client gives none)."""
+    (``file:`` names the server's disk and is set only by IngestPath). ``upload:`` is what the
+    server assigns when the client gives none (a background upload's worker sends it back)."""
     if len(uri) > 2048 or any(unicodedata.category(ch)[0] == "C" for ch in uri):
         raise InvalidArgument(
             f"invalid source_uri {shorten(uri)}: at most 2048 characters, no control "
