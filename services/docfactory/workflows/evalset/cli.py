@@ -44,6 +44,11 @@ def add_parser(sub: Any) -> None:
         default=str(DEFAULT_TEMPLATES),
         help="Ministère du travail DOCX templates (default ../shared/data/travail-docs/docx)",
     )
+    e.add_argument(
+        "--no-synonyms",
+        action="store_true",
+        help="drop the label synonyms (x-labels) of the spec: fields located by title only",
+    )
     e.add_argument("--extractor", choices=["typed", "vllm"], default="typed")
     e.add_argument("--vllm-url", default="", help="--extractor vllm: base URL (…/v1)")
     e.add_argument("--vllm-model", default="")
@@ -55,7 +60,7 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
     from docfactory.core.errors import InvalidArgument
     from docfactory.ingestion.adapters.parser import UnstructuredParser
     from docfactory.workflows.evalset.generate import build
-    from docfactory.workflows.evalset.run import evaluate
+    from docfactory.workflows.evalset.run import evaluate, load_spec, without_synonyms
     from docfactory.workflows.extract import Extractor, typed_extractor, vllm_extractor
 
     extractor: Extractor
@@ -94,8 +99,16 @@ def run(ns: argparse.Namespace) -> dict[str, Any]:
             scans=scans,
             reuse=True,
         )
+        spec = load_spec()
+        if ns.no_synonyms:
+            spec = without_synonyms(spec)
         return evaluate(
-            data, manifest, extractor, UnstructuredParser().parse, parse_cache=root / "parsed"
+            data,
+            manifest,
+            extractor,
+            UnstructuredParser().parse,
+            spec=spec,
+            parse_cache=root / "parsed",
         )
 
 

@@ -92,6 +92,15 @@ def _find_label(line: _Line, phrase: str) -> int | None:
     return m.end() if m else None
 
 
+def _field_like(line: _Line, end: int, phrase: str) -> bool:
+    """The label at ``end`` is followed by a colon, or opens its line."""
+    after = line.text[end:].lstrip(" \t\u00a0")
+    if after.startswith(":"):
+        return True
+    start = line.folded.rfind(phrase.split()[0], 0, end)
+    return start >= 0 and not line.folded[:start].strip()
+
+
 def _find_label_fuzzy(line: _Line, phrase: str) -> int | None:
     """End offset of a run of words within a few edits of ``phrase`` (OCR misreads such as
     "Chiftre d'aftaires"); phrases under 8 characters are matched exactly only."""
@@ -170,13 +179,14 @@ class TypedExtractor:
         self, lines: list[_Line], name: str, prop: Mapping[str, Any], kind: str
     ) -> tuple[int, Candidate, float] | None:
         phrases = label_phrases(name, prop)
-        # exact labels first; then labels with a few misread characters (OCR), less sure
+        # exact labels first; then labels with a few misread characters (OCR), less sure.
+        # Per phrase, a label written as a field ("Label : value", or opening its line) is
+        # preferred to the same words inside a sentence.
         for finder, extra in ((_find_label, 0.0), (_find_label_fuzzy, 0.15)):
             for phrase, penalty in phrases:
-                for i, line in enumerate(lines):
-                    end = finder(line, phrase)
-                    if end is None:
-                        continue
+                hits = [(i, end) for i, line in enumerate(lines) if (end := finder(line, phrase))]
+                hits.sort(key=lambda h: (not _field_like(lines[h[0]], h[1], phrase), h[0]))
+                for i, end in hits:
                     got = self._value_after(lines, i, end, kind)
                     if got is not None:
                         page, cand, conf = got
@@ -250,6 +260,10 @@ def _text_value(segment: str, *, same_line: bool) -> Candidate | None:
         start += 1
     if same_line and start == 0 and segment[:1].isalnum():
         return None  # the label is a prefix of a longer word run, not a "label: value"
+    # the rest of a longer label ("Dénomination" + " ou raison sociale : ACME"): skip it
+    rest = re.match(r"(?:[a-zà-ÿ'’-]+\s+){0,4}[a-zà-ÿ'’-]+\s?:\s*", segment[start:])
+    if same_line and rest is not None and rest.end() < len(segment) - start:
+        start += rest.end()
     m = re.search(r"\s{3,}|\t|\s\|\s?", segment[start:])
     end = start + m.start() if m else len(segment)
     colon = re.search(r"\s?:(?:\s|$)", segment[start:end])
