@@ -5,6 +5,7 @@ OpenAI-compatible ``/v1/embeddings`` client (vLLM / TEI) for production.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from docfactory.core.config import EmbeddingConfig
-from docfactory.core.errors import ConfigError, Unavailable
+from docfactory.core.errors import ConfigError, DocfactoryError, Unavailable
+
+log = logging.getLogger("docfactory.embedding")
 
 if TYPE_CHECKING:  # imported where used: a query of the embedded default needs no HTTP pool
     from docfactory.core.pool import EndpointPool
@@ -152,6 +155,48 @@ class _ApproxCounter:
         return max(1, int(len(text.split()) * 1.4))
 
 
+class RemoteTokenCounter:
+    """Token counts from the serving engine itself: vLLM's ``POST /tokenize`` (at the server
+    root, beside ``/v1``) with the served model's own tokenizer, so chunks are sized in the
+    embedding model's tokens even when its weights are only on the GPU nodes. Counts are cached
+    (chunking asks for the same sentences repeatedly); when the endpoint is missing or fails,
+    the word-based approximation is used and the fallback is logged once."""
+
+    def __init__(self, pool: EndpointPool, model: str, cache_size: int = 65_536) -> None:
+        self._pool = pool
+        self._model = model
+        self.name = f"remote:{model}"
+        self._fallback = _ApproxCounter()
+        self._broken = False
+        self._cache: dict[str, int] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        if self._broken:
+            return self._fallback.count(text)
+        with self._lock:
+            hit = self._cache.get(text)
+        if hit is not None:
+            return hit
+        try:
+            data = self._pool.request_json_sync(
+                "POST", "/tokenize", {"model": self._model, "prompt": text}, root=True
+            )
+            n = int(data["count"]) if "count" in data else len(data["tokens"])
+        except (DocfactoryError, KeyError, TypeError, ValueError) as exc:
+            log.warning(
+                "remote tokenizer unavailable (%s): chunk sizes fall back to a word count", exc
+            )
+            self._broken = True
+            return self._fallback.count(text)
+        with self._lock:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[text] = n
+        return n
+
+
 class OpenAIEmbeddingModel:
     """OpenAI-compatible /v1/embeddings (vLLM, TEI) through an endpoint pool
     (``docfactory.core.pool``). Blocking; called from a worker thread."""
@@ -197,7 +242,8 @@ class OpenAIEmbeddingModel:
         return np.asarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
 
     def tokenizer(self) -> TokenCounter:
-        return self._tok or _ApproxCounter()
+        # A local copy of the tokenizer (model_path) first; else the server's (/tokenize).
+        return self._tok or RemoteTokenCounter(self.pool, self.name)
 
     def close(self) -> None:
         self.pool.close_sync()
