@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,44 @@ def test_labelled_set_meets_the_check_digit_targets(det: PiiDetector) -> None:
     assert figures["check_digit_targets_met"]
     # names and addresses are reported as measured; a collapse would still be caught
     assert per["FR_ADDRESS"]["recall"] >= 0.8 and per["PERSON"]["recall"] >= 0.6
+
+
+async def test_answer_path_masks_stored_spans_redacted_text_and_unanalysed_chunks(
+    det: PiiDetector,
+) -> None:
+    """Chunks indexed before the policy asked for PII handling carry no findings: they are
+    analysed when a masking use case reads them. Stored spans are used as they are."""
+    from docfactory.governance.gate import Grant
+    from docfactory.governance.policy import Policy
+    from docfactory.pii import question_for, texts_for
+
+    uc = {
+        "id": "uc",
+        "tenant": "t",
+        "owner": "o",
+        "purpose": "p",
+        "allowed_collections": "*",
+        "max_classification": "INTERNAL",
+        "allowed_models": "*",
+        "human_review": "optional",
+        "retention": "none",
+        "pii": "mask_in_answers",
+    }
+    policy = Policy.from_mapping({"version": 1, "tenants": [{"id": "t"}], "use_cases": [uc]})
+    grant = Grant("uc", 2, (), False, False, policy.authorize("t", "k", "uc"))
+    iban = "FR76 3000 6000 0112 3456 7890 189"
+    payloads = [
+        {
+            "text": f"IBAN {iban}.",
+            "pii": [{"type": "IBAN_CODE", "start": 5, "end": 38, "score": 1}],
+        },
+        {"text": "Salarié : [PERSONNE].", "pii_mode": "redact_at_ingest", "pii": []},
+        {"text": f"Virement sur {iban} pour M. Paul Girard."},  # indexed before the policy
+    ]
+    assert await texts_for(grant, payloads) == [
+        "IBAN [IBAN].",
+        "Salarié : [PERSONNE].",
+        "Virement sur [IBAN] pour M. [PERSONNE].",
+    ]
+    assert await texts_for(None, payloads[2:]) == [payloads[2]["text"]]  # no policy: as stored
+    assert await question_for(grant, f"À qui est {iban} ?") == "À qui est [IBAN] ?"
