@@ -123,7 +123,7 @@ async def test_answer_path_masks_stored_spans_redacted_text_and_unanalysed_chunk
     policy = Policy.from_mapping({"version": 1, "tenants": [{"id": "t"}], "use_cases": [uc]})
     grant = Grant("uc", 2, (), False, False, policy.authorize("t", "k", "uc"))
     iban = "FR76 3000 6000 0112 3456 7890 189"
-    payloads = [
+    payloads: list[dict[str, Any]] = [
         {
             "text": f"IBAN {iban}.",
             "pii": [{"type": "IBAN_CODE", "start": 5, "end": 38, "score": 1}],
