@@ -224,3 +224,20 @@ def test_ocr_misread_labels_match_within_a_few_edits_with_lower_confidence() -> 
     assert ocr.confidence < exact.confidence
     [far] = ex.extract("d", ["Charges d'affacturage : 6 210 000 €"], schema)
     assert far.status == MISSING
+
+
+def test_a_label_written_as_a_field_wins_over_the_same_words_in_a_sentence() -> None:
+    schema = {
+        "properties": {
+            "montant": {"title": "Montant demandé", "x-kind": "amount_eur"},
+            "nom": {"title": "Dénomination", "x-kind": "text"},
+        }
+    }
+    page = (
+        "Le montant demandé tient compte d'une subvention de 14 500 € déjà obtenue.\n"
+        "Dénomination ou raison sociale : Pépinières Fontaine SARL\n"
+        "Montant demandé : 177 500 €"
+    )
+    got = by_name(typed_extractor().extract("d", [page], schema))
+    assert got["montant"].value == "177500.00"
+    assert got["nom"].value == "Pépinières Fontaine SARL"  # the label's tail is not the value
