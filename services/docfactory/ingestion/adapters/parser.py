@@ -242,6 +242,10 @@ class UnstructuredParser:
             strategy = "ocr_media" if elements else strategy
             if elements:
                 metadata["page_extraction"] = '[{"page":1,"method":"ocr"}]'
+        if not elements and kind == "JSON":
+            # JSON whose structure the partitioner does not read as text: its string values
+            elements = _json_strings(path)
+            strategy = "json_strings" if elements else strategy
         if not elements:
             hint = (
                 " (no text layer; OCR fallback not available)"
@@ -396,6 +400,28 @@ class UnstructuredParser:
                 text = html_table_to_markdown(str(getattr(md, "text_as_html", "") or "")) or text
             out.append(ParsedElement(category, text, page, depth))
         return out
+
+
+def _json_strings(path: Path) -> list[ParsedElement]:
+    """The string values of a JSON document that contain a letter, in document order."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except ValueError:
+        return []
+    out: list[ParsedElement] = []
+    stack: list[Any] = [data]
+    while stack and len(out) < 100_000:
+        node = stack.pop()
+        if isinstance(node, str):
+            if any(c.isalpha() for c in node):
+                out.append(ParsedElement("NarrativeText", node.strip()))
+        elif isinstance(node, dict):
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return [e for e in out if e.text]
 
 
 def _ocr_office_media(path: Path, languages: Sequence[str]) -> list[ParsedElement]:
