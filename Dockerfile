@@ -47,8 +47,10 @@ ENV PATH=/opt/docfactory/bin:$PATH \
 # Runs with a read-only root filesystem: everything written goes under /tmp (an emptyDir / tmpfs).
 USER 10001:10001
 WORKDIR /tmp
-# gRPC, Prometheus metrics, MinIO webhook (when DOCFACTORY_WEBHOOK_PORT is set to it).
-EXPOSE 50051 9090 8080
+# gRPC, Prometheus metrics, MinIO webhook (when DOCFACTORY_WEBHOOK_PORT is set to it), and the
+# plain-text gRPC health probe listener (DOCFACTORY_PROBE_LISTEN). Serving on 0.0.0.0 needs TLS
+# (DOCFACTORY_TLS_CERT/_KEY, and _CA for mTLS) or DOCFACTORY_INSECURE=1 behind an encrypting mesh.
+EXPOSE 50051 9090 8080 8086
 # tini (PID 1) forwards SIGTERM to docfactory (graceful shutdown) and reaps orphaned children.
 # Kubernetes sets `args` (not `command`, which would replace tini); Compose sets `command`.
 ENTRYPOINT ["tini", "--"]
