@@ -137,12 +137,18 @@ class PiiDetector:
         )
         self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         self._lang = LANG
+        # spaCy pipelines are not documented as thread-safe: one analysis at a time (ingestion
+        # and the answer path call from worker threads).
+        self._busy = threading.Lock()
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         """Findings of each text (spaCy runs over the batch once)."""
+        with self._busy:
+            return self._analyze_many(list(texts))
+
+    def _analyze_many(self, batch: list[str]) -> list[list[Finding]]:
         out: list[list[Finding]] = []
-        batch = [t for t in texts]
-        artifacts = self._nlp_engine.process_batch(batch, self._lang, batch_size=16)
+        artifacts = list(self._nlp_engine.process_batch(batch, self._lang, batch_size=16))
         for text, (_, art) in zip(batch, artifacts, strict=True):
             results = self._analyzer.analyze(
                 text=text,
