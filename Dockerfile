@@ -15,7 +15,7 @@ RUN uv pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN uv pip install ".[parsing,embeddings,generation,postgres,s3,tracing]" \
+RUN uv pip install ".[parsing,embeddings,generation,postgres,s3,tracing,pii]" \
  # needed by unstructured's PDF code even for strategy "fast"; its declared dependencies
  # (timm -> CUDA torchvision) are kept out on purpose
  && uv pip install --no-deps "unstructured-inference==1.6.14" \
