@@ -206,11 +206,13 @@ async def _wait(stub: Any, name: str, md: Any, seconds: float) -> Any:
 
 
 async def cmd_dossier(ns: argparse.Namespace, settings: Settings) -> int:
+    from docfactory.workflows.engine import exit_now
+
     if ns.dossier_command == "worker":
         from docfactory.workflows.engine import run_worker
 
         await asyncio.to_thread(run_worker, settings)
-        return 0
+        exit_now(0)
     from docfactory.cli import Session
     from docfactory.workflows.v1 import workflows_service_pb2 as pb
     from docfactory.workflows.v1 import workflows_service_pb2_grpc as pb_grpc
@@ -221,12 +223,16 @@ async def cmd_dossier(ns: argparse.Namespace, settings: Settings) -> int:
         needs_worker = ns.dossier_command in ("run", "decide")
         with _embedded_worker(settings, ns.address) if needs_worker else contextlib.nullcontext():
             if ns.dossier_command == "run":
-                return await _run(ns, stub, md)
-            if ns.dossier_command == "decide":
-                return await _decide(ns, stub, md)
-            if ns.dossier_command == "show":
+                rc = await _run(ns, stub, md)
+            elif ns.dossier_command == "decide":
+                rc = await _decide(ns, stub, md)
+            elif ns.dossier_command == "show":
                 return await _show(ns, stub, md)
-            return await _list(ns, stub, md, pb)
+            else:
+                return await _list(ns, stub, md, pb)
+    if needs_worker and not ns.address:
+        exit_now(rc)  # the embedded worker may hold a run waiting for sign-off (see exit_now)
+    return rc
 
 
 def _files(paths: Sequence[str]) -> list[Path]:

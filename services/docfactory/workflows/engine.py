@@ -381,6 +381,17 @@ def main() -> None:
 
     setup_logging()
     run_worker(load_settings())
+    exit_now(0)
+
+
+def exit_now(code: int) -> None:
+    """End this process once the worker stopped. A run waiting for its decision keeps a DBOS
+    executor thread blocked in ``recv`` (non-daemon, up to the sign-off deadline); its state
+    is durable and another worker recovers it, so the process exits without joining it."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
