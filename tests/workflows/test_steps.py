@@ -1,0 +1,125 @@
+"""The run steps as domain code on a real SQLite database and the real typed extractors:
+classification, extraction with evidence, checks, note, the sign-off bookkeeping (deadline,
+escalation, amendments voiding earlier approvals, four-eyes count), without DBOS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from docfactory.core.db import make_engine
+from docfactory.governance.audit import AuditLog
+from docfactory.workflows.extract import typed_extractor
+from docfactory.workflows.flows import FlowRegistry, shipped_flows_dir
+from docfactory.workflows.repo import (
+    AMEND,
+    APPROVE,
+    AWAITING_SIGNOFF,
+    COMPLETED,
+    ESCALATED,
+    DocRow,
+    WorkflowRepository,
+)
+from docfactory.workflows.steps import AMENDED, APPROVED, WAIT, RunSteps
+from tests.workflows import dossiers
+
+
+class Clock:
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_steps_signoff_bookkeeping(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    repo = WorkflowRepository(engine)
+    flow = FlowRegistry(shipped_flows_dir()).get("financement")
+    assert flow is not None
+    files = dossiers.financement(tmp_path / "d", amount="200 000,00 €")
+    docs = [DocRow(f"doc-{p.stem}", p.name, 1, [p.read_text()]) for p in files]
+    dossier = repo.create_dossier(
+        tenant="acme", display_name="x", use_case="", classification=2, metadata={}, docs=docs
+    )
+    run = repo.create_run(
+        tenant="acme",
+        dossier_id=dossier.dossier_id,
+        flow_ref=flow.ref,
+        flow_json=flow.model_dump_json(by_alias=True),
+        use_case="",
+        requester="analyst",
+        signoff_role="reviewer",
+    )
+    clock = Clock()
+    steps = RunSteps(repo, typed_extractor(), audit=AuditLog(engine), clock=clock)
+    rid = run.run_id
+    assert steps.start(rid)
+    types = steps.classify(rid)
+    assert sorted(types.values()) == sorted(
+        ["demande", "kbis", "rib", "budget", "etats_financiers"]
+    )
+    assert steps.required(rid, types) == []
+    for doc_id in types:
+        steps.extract(rid, doc_id)
+    steps.check(rid, 0)
+    steps.retrieve(rid)
+    steps.draft(rid, 0)
+    got = repo.get_run(rid)
+    assert got is not None and got.approvals_required == 2  # 200 000 > 150 000
+    demande = next(d for d in got.result["documents"] if d["type"] == "demande")
+    siren = next(f for f in demande["fields"] if f["name"] == "siren")
+    page = docs[0].pages[0]
+    ev = siren["evidence"]
+    assert page[ev["start"] : ev["end"]] == ev["quote"] == dossiers.SIREN
+
+    # sign-off: deadline from the flow, escalation when it passes
+    left = steps.await_signoff(rid)
+    assert abs(left - flow.signoff.deadline_hours * 3600) < 5
+    assert repo.get_run(rid).state == AWAITING_SIGNOFF  # type: ignore[union-attr]
+    clock.now += flow.signoff.deadline_hours * 3600 + 1
+    assert steps.await_signoff(rid) == 1.0  # overdue: wake at once
+    steps.escalate(rid)
+    assert repo.get_run(rid).state == ESCALATED  # type: ignore[union-attr]
+
+    repo.add_decision(
+        run_id=rid, tenant="acme", kind=APPROVE, reviewer="r1", comment="", amendments={}
+    )
+    assert steps.evaluate_decisions(rid) == WAIT  # four-eyes: one approval of two
+    # an amendment voids the approval given before it, and re-checks
+    repo.add_decision(
+        run_id=rid,
+        tenant="acme",
+        kind=AMEND,
+        reviewer="r2",
+        comment="",
+        amendments={"demande.montant_demande": "120000.00"},
+    )
+    assert steps.evaluate_decisions(rid) == AMENDED
+    steps.check(rid, 1)
+    steps.draft(rid, 1)
+    got = repo.get_run(rid)
+    assert got is not None and got.approvals_required == 1  # 120 000 <= 150 000
+    assert "corrigé par r2" in got.result["note"]
+    assert steps.evaluate_decisions(rid) == WAIT  # r1's approval predates the amendment
+    repo.add_decision(
+        run_id=rid, tenant="acme", kind=APPROVE, reviewer="r1", comment="", amendments={}
+    )
+    assert steps.evaluate_decisions(rid) == APPROVED
+    steps.release(rid)
+    done = repo.get_run(rid)
+    assert done is not None and done.state == COMPLETED and done.result["released"]
+    counts = repo.step_counts(rid)
+    assert counts["check:1"][:2] == (1, 1) and counts["draft:1"][:2] == (1, 1)
+    stats = repo.stats("acme")
+    assert stats["fields_amended"] == 1 and stats["approval_rate"] == 1.0
+    assert set(stats["step_ms"]) == {
+        "classify",
+        "required",
+        "extract",
+        "check",
+        "retrieve",
+        "draft",
+    }
+    engine.dispose()
