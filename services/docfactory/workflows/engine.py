@@ -352,6 +352,12 @@ def run_worker(
         worker_concurrency=max(1, opts.concurrency),
         polling_interval_sec=opts.polling_seconds,
     )
+    metrics_port = os.environ.get("DOCFACTORY_WORKFLOWS_METRICS_PORT", "")
+    if metrics_port:  # step timings live in the workers: expose them to Prometheus
+        from docfactory.core.metrics import start_metrics_server
+
+        bound = start_metrics_server(int(metrics_port))
+        print(f"docfactory workflow worker metrics on :{bound}/metrics", file=sys.stderr)
     print(f"docfactory workflow worker {executor_id} ready", file=sys.stderr, flush=True)
     if ready is not None:
         ready.set()
