@@ -606,9 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--api-key", default=os.environ.get("DOCFACTORY_API_KEY"))
     p.add_argument("--data-dir", help="data directory of the embedded default")
-    p.add_argument("--tls-cert", help="PEM certificate chain (DOCFACTORY_TLS_CERT)")
-    p.add_argument("--tls-key", help="PEM private key (DOCFACTORY_TLS_KEY)")
-    p.add_argument("--tls-ca", help="CA bundle of servers and clients (DOCFACTORY_TLS_CA)")
+    # dest grpc_tls_*: `console` has its own --tls-cert/--tls-key (its HTTPS listener)
+    p.add_argument("--tls-cert", dest="grpc_tls_cert", help="PEM chain (DOCFACTORY_TLS_CERT)")
+    p.add_argument("--tls-key", dest="grpc_tls_key", help="PEM private key (DOCFACTORY_TLS_KEY)")
+    p.add_argument("--tls-ca", dest="grpc_tls_ca", help="CA bundle (DOCFACTORY_TLS_CA)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -819,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if ns.data_dir:
         overrides["data_dir"] = ns.data_dir
-    tls_flags = {"cert": ns.tls_cert, "key": ns.tls_key, "ca": ns.tls_ca}
+    tls_flags = {"cert": ns.grpc_tls_cert, "key": ns.grpc_tls_key, "ca": ns.grpc_tls_ca}
     overrides["tls"] = {k: v for k, v in tls_flags.items() if v}
     if getattr(ns, "insecure", False):
         overrides["tls"]["insecure"] = True
