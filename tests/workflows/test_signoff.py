@@ -162,6 +162,16 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         )
         assert [d.name for d in listed.dossiers] == [incomplete.name]
 
+        # -- cancel: the run ends CANCELLED, a second cancel is refused -----------------------
+        run = await _start(ch, incomplete, "key-analyst")
+        cancelled = await stub(ch).CancelRun(
+            pb.CancelRunRequest(name=run.name), metadata=md("key-analyst")
+        )
+        assert cancelled.run.state == pb.RUN_STATE_CANCELLED
+        with pytest.raises(grpc.aio.AioRpcError) as again:
+            await stub(ch).CancelRun(pb.CancelRunRequest(name=run.name), metadata=md("key-analyst"))
+        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
         # -- governance -----------------------------------------------------------------------
         with pytest.raises(grpc.aio.AioRpcError) as other:
             await stub(ch).GetDossier(
