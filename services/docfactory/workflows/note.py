@@ -167,6 +167,12 @@ def draft_note(flow: FlowSpec, result: Mapping[str, Any]) -> tuple[str, list[dic
             if not checks:
                 out.append("(aucun contrôle)" if fr else "(no check)")
         elif kind == "rules":
+            for err in result.get("retrieval_errors", [])[:3]:
+                out.append(
+                    f"- (recherche indisponible : {_short(str(err))})"
+                    if fr
+                    else f"- (retrieval unavailable: {_short(str(err))})"
+                )
             if not passages:
                 out.append(
                     "(aucun passage des règles internes retrouvé)"
