@@ -40,7 +40,7 @@ def test_shipped_flows_validate() -> None:
 @pytest.mark.parametrize(
     ("edit", "path"),
     [
-        (("x-kind: iban}", "x-kind: ibna}"), "documents[0].schema"),
+        (("x-kind: iban,", "x-kind: ibna,"), "documents[0].schema"),
         (("ceiling: 500000", "ceiling: -1"), "rules[5].ceiling"),
         (("fields: [demande.iban, rib.iban]", "fields: [demande.iban, rib.ibn]"), "rules[2]"),
         (("  role: reviewer", "  role: chef"), "signoff.role"),
