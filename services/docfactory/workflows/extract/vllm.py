@@ -9,6 +9,9 @@ model with the validation errors, up to ``max_attempts`` requests in all.
 Every value must come with a quote that occurs verbatim in the document (after collapsing
 whitespace) and that contains the value; otherwise the field is UNSUPPORTED (value kept for the
 reviewer, no evidence). A null value is MISSING.
+
+One request per document, its first 60,000 characters (``_MAX_DOC_CHARS``): a value further in
+a longer document comes back MISSING, never guessed.
 """
 
 from __future__ import annotations
