@@ -412,3 +412,19 @@ def test_example_policy_shipped_with_the_package_is_valid() -> None:
     policy = Policy.load(path)
     assert policy.use_cases["credit-faq"].human_review
     assert policy.classification_for_object("rh", "dossiers-salaries/x.pdf") == LEVELS["RESTRICTED"]
+
+
+def test_worker_acting_for_a_tenant_reads_under_its_use_case() -> None:
+    raw = base_policy()
+    raw["api_keys"].append(
+        {"id": "platform-worker", "tenant": "caisse-sud", "sha256": "ab" * 32, "roles": ["worker"]}
+    )
+    policy = load(raw)
+    d = policy.authorize("caisse-nord", "platform-worker", "credit-faq", ["rh"], on_behalf=True)
+    assert d.use_case == "credit-faq" and d.max_classification == 3  # the tenant's ceiling
+    with pytest.raises(PermissionDenied) as info:  # not acting for it: its own tenant only
+        policy.authorize("caisse-nord", "platform-worker", "credit-faq", ["rh"])
+    assert reason_of(info) == "KEY_TENANT_MISMATCH"
+    with pytest.raises(PermissionDenied) as info:  # no worker role: on_behalf changes nothing
+        policy.authorize("caisse-nord", "app-sud", "credit-faq", [], on_behalf=True)
+    assert reason_of(info) == "KEY_TENANT_MISMATCH"

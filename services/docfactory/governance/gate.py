@@ -144,7 +144,12 @@ class GovernanceGate:
         if self.policy is None:
             return Grant(use_case, 0, tuple(collections), False, True, None)
         decision = self.policy.current().authorize(
-            principal.tenant, principal.key_id, use_case, collections, model
+            principal.tenant,
+            principal.key_id,
+            use_case,
+            collections,
+            model,
+            on_behalf=bool(principal.on_behalf_of),
         )
         if self.quotas is not None:
             self.quotas.consume_for(decision)

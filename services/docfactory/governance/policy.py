@@ -656,8 +656,13 @@ class Policy:
         use_case: str,
         collections: Sequence[str] = (),
         model: str = "",
+        on_behalf: bool = False,
     ) -> Decision:
         """Decide whether ``key_id`` of ``principal_tenant`` may run ``use_case``.
+
+        ``on_behalf``: the key acts for ``principal_tenant`` (``x-docfactory-on-behalf-of``,
+        already checked to carry the ``worker`` role): a platform worker -- e.g. a dossier run's
+        retrieval step -- reads under the tenant's use case, with its ceiling and collections.
 
         ``collections``: the collections the request asks for (empty: every allowed one).
         ``model``: the generative model that will actually answer (resolve the server default
@@ -683,7 +688,8 @@ class Policy:
                 metadata=meta,
             )
         key = self.api_keys.get(key_id)
-        if key is not None and key.tenant != principal_tenant:
+        worker_for_tenant = on_behalf and key is not None and "worker" in key.roles
+        if key is not None and key.tenant != principal_tenant and not worker_for_tenant:
             raise PermissionDenied(
                 f"key {key_id!r} belongs to another tenant",
                 reason="KEY_TENANT_MISMATCH",
