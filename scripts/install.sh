@@ -8,7 +8,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip uv >/dev/null
-UV=".venv/bin/uv pip install --python .venv/bin/python"
+# --compile-bytecode: uv does not write .pyc by default, and every cold `docfactory` command
+# would compile its imports again where PYTHONDONTWRITEBYTECODE is set (issue 18).
+UV=".venv/bin/uv pip install --python .venv/bin/python --compile-bytecode"
 # PyTorch CPU first: a wheel on disk when there is one (this platform), else PyTorch's CPU index.
 if ls /opt/wheels/torch-2.13.0*.whl >/dev/null 2>&1; then
   $UV --find-links /opt/wheels "torch==2.13.0"
