@@ -146,9 +146,10 @@ def _legacy_create_all(engine: Engine, tables: set[str] | None = None) -> None:
     """What the stores did before migrations: create_all of their own tables."""
     from docfactory.core.db import Base
     from docfactory.jobs.repo import metadata as jobs_metadata
+    from docfactory.workflows.repo import metadata as workflows_metadata
 
     schema.target_metadata()  # imports every module that maps a table on Base
-    for metadata in (Base.metadata, jobs_metadata):
+    for metadata in (Base.metadata, jobs_metadata, workflows_metadata):
         chosen = [t for name, t in metadata.tables.items() if tables is None or name in tables]
         metadata.create_all(engine, tables=chosen)
 

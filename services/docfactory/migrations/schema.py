@@ -20,9 +20,10 @@ def target_metadata() -> sa.MetaData:
     from docfactory.ingestion.adapters import documents  # noqa: F401
     from docfactory.jobs.repo import metadata as jobs_metadata
     from docfactory.measurement import feedback  # noqa: F401
+    from docfactory.workflows.repo import metadata as workflows_metadata
 
     combined = sa.MetaData()
-    for metadata in (Base.metadata, jobs_metadata):
+    for metadata in (Base.metadata, jobs_metadata, workflows_metadata):
         for table in metadata.tables.values():
             table.to_metadata(combined)
     return combined

@@ -8,16 +8,16 @@ re-executed after a crash rewrites the same rows (idempotent effects).
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from docfactory.core.migrate import ensure_schema
 
 metadata = sa.MetaData()
 
@@ -130,25 +130,9 @@ executors = sa.Table(
     sa.Column("heartbeat", sa.Float, nullable=False),
 )
 
-_created: weakref.WeakSet[Engine] = weakref.WeakSet()
-_create_lock = threading.Lock()
-
-
 def ensure_tables(engine: Engine) -> None:
-    # TODO(lead): fold these tables into an Alembic revision (core/migrate.py target_metadata)
-    # once the revisions in flight are merged; create_all keeps them out of the way meanwhile.
-    with _create_lock:
-        if engine in _created:
-            return
-        for attempt in range(5):
-            try:
-                metadata.create_all(engine, checkfirst=True)
-                break
-            except sa.exc.OperationalError:  # another process creating them at the same time
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        _created.add(engine)
+    """The workflow tables come with docfactory's migrations (revision 0004)."""
+    ensure_schema(engine)
 
 
 @dataclass
