@@ -43,7 +43,8 @@ async def test_embed_errors(channel: grpc.aio.Channel) -> None:
     for req, reason in (
         (pb.EmbedRequest(texts=["x"]), "INPUT_TYPE_REQUIRED"),
         (pb.EmbedRequest(input_type=pb.INPUT_TYPE_QUERY), "EMPTY_INPUT"),
-        (pb.EmbedRequest(texts=["x"] * 600, input_type=pb.INPUT_TYPE_QUERY), "TOO_MANY_TEXTS"),
+        # caught by the request validation before the service (core/validation.py: 512 texts)
+        (pb.EmbedRequest(texts=["x"] * 600, input_type=pb.INPUT_TYPE_QUERY), "TOO_MANY_ITEMS"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Embed(req, metadata=md("key-acme"))
