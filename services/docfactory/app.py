@@ -110,6 +110,7 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
                 settings.addresses.index,
                 settings.server.max_message_bytes,
                 service_key=settings.server.service_key,
+                tls_config=settings.tls,
             ),
             False,
         )
@@ -203,7 +204,9 @@ async def start_server(
         # other processes share this embedded index needs it, on its own listener.
         if owns_store and srv_cfg.index_listen:
             assert gate is not None
-            internal = await _start_index_listener(settings, store, authenticator, gate)
+            internal = await _start_index_listener(
+                settings, store, authenticator, gate, identity
+            )
             closers.append(internal.stop)
             index_address = internal.address
 
@@ -370,7 +373,7 @@ class InternalListener:
 
 
 async def _start_index_listener(
-    settings: Settings, store: VectorStore, authenticator: Any, gate: Any
+    settings: Settings, store: VectorStore, authenticator: Any, gate: Any, identity: Any
 ) -> InternalListener:
     """IndexService on its own listener: only callers presenting the service key get in (the
     end user's key still travels, so every point is checked against the user's tenant, roles
@@ -388,7 +391,10 @@ async def _start_index_listener(
         interceptors=[
             ServiceKeyInterceptor(srv_cfg.service_key),
             ServiceInterceptor(
-                authenticator, authorize=gate.authorize_method, on_refusal=gate.audit_refusal
+                authenticator,
+                authorize=gate.authorize_method,
+                on_refusal=gate.audit_refusal,
+                identity=identity,
             ),
         ],
         options=[
@@ -400,11 +406,17 @@ async def _start_index_listener(
     index_servicer.register(server, store, gate)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(srv_cfg.index_listen)
-    if bound == 0:
-        raise ConfigError(f"cannot bind the internal index listener {srv_cfg.index_listen}")
+    host, _, port = srv_cfg.index_listen.rpartition(":")
+    host = host or "127.0.0.1"
+    try:
+        wanted = int(port)
+    except ValueError:
+        raise ConfigError(
+            f"DOCFACTORY_INDEX_LISTEN={srv_cfg.index_listen!r}: expected host:port"
+        ) from None
+    # TLS (and mTLS) like the public port when configured; plain text only on loopback.
+    bound = tls.bind(server, host, wanted, settings.tls)
     await server.start()
-    host = srv_cfg.index_listen.rsplit(":", 1)[0] or "127.0.0.1"
     log.info("docfactory IndexService (internal) on %s:%d", host, bound)
     return InternalListener(server, f"{host}:{bound}")
 

@@ -323,7 +323,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-SERVICE_KEY_HEADER = "x-docfactory-service-key"
+SERVICE_KEY_HEADER = tls.SERVICE_KEY_HEADER
 
 
 class ServiceKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

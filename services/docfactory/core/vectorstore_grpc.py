@@ -11,8 +11,10 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import json_format, struct_pb2
 
+from docfactory.core import tls
 from docfactory.core.auth import current_principal, remaining_seconds
 from docfactory.core.clients import channel_options
+from docfactory.core.config import TlsConfig
 from docfactory.core.errors import error_for_code
 from docfactory.core.filters import filter_to_proto
 from docfactory.core.vectorstore import ChunkPoint, Hit, Scope, Sparse
@@ -28,20 +30,29 @@ def _sparse(s: Sparse | None) -> pb.SparseVector | None:
 
 class GrpcIndexStore:
     def __init__(
-        self, address: str, max_message_bytes: int = 64 * 1024 * 1024, *, service_key: str = ""
+        self,
+        address: str,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        *,
+        service_key: str = "",
+        tls_config: TlsConfig | None = None,
     ) -> None:
-        self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
+        options = channel_options(max_message_bytes)
+        self._channel = (
+            tls.sync_channel(address, tls_config, options)
+            if tls_config is not None
+            else grpc.insecure_channel(address, options=options)
+        )
         self._stub = pb_grpc.IndexServiceStub(self._channel)
         # The internal listener admits only docfactory's own processes (DOCFACTORY_SERVICE_KEY).
-        self._service_md: tuple[tuple[str, str], ...] = (
-            (("x-docfactory-service-key", service_key),) if service_key else ()
-        )
+        self._service_key = service_key
 
     def _opts(self) -> dict[str, object]:
-        return {
-            "metadata": (*current_principal().metadata(), *self._service_md),
-            "timeout": remaining_seconds(60.0),
-        }
+        # The caller as this process attests it (core/tls.py), or its key when no identity.
+        md = tls.outgoing_metadata(current_principal())
+        if self._service_key and not any(k == tls.SERVICE_KEY_HEADER for k, _ in md):
+            md = (*md, (tls.SERVICE_KEY_HEADER, self._service_key))
+        return {"metadata": md, "timeout": remaining_seconds(60.0)}
 
     def _call(self, fn: object, request: object) -> object:
         try:
