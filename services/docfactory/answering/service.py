@@ -23,6 +23,7 @@ from docfactory.core.auth import Principal
 from docfactory.core.config import Settings
 from docfactory.core.errors import DocfactoryError, InvalidArgument
 from docfactory.core.lexical import SparseEncoder, detect_language
+from docfactory.core.text import normalize_query
 from docfactory.core.vectorstore import MODES, Hit, MetadataFilter, Scope, Sparse, VectorStore
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ class AnsweringService:
         self._gov = governance
 
     def _validate(self, params: SearchParams) -> tuple[str, int, str]:
-        query = (params.query or "").strip()
+        query = normalize_query(params.query or "")
         if not query:
             raise InvalidArgument("the query must not be empty", reason="EMPTY_QUERY")
         if len(query) > MAX_QUERY_CHARS:

@@ -43,6 +43,7 @@ from docfactory.answering.service import (
 )
 from docfactory.core.config import Settings
 from docfactory.core.lexical import Bm25Params, SparseEncoder, detect_language, get_analyzer
+from docfactory.core.text import normalize_query
 from docfactory.core.vectorstore import ChunkPoint, Sparse, point_id
 from docfactory.core.vectorstore_edge import EdgeStore
 from docfactory.embedding.adapters.models import EmbeddingModel
@@ -114,7 +115,8 @@ class _PrecomputedEmbedder:
         self._vectors = vectors
 
     async def embed_query(self, text: str) -> list[float]:
-        return self._vectors[text]
+        # Keyed by the normalised text: the service normalises queries the same way.
+        return self._vectors[normalize_query(text)]
 
 
 def _log(out: TextIO, msg: str) -> None:
@@ -395,7 +397,7 @@ async def _run_answers(
 def _embed_queries(
     model: EmbeddingModel, texts: Sequence[str], batch_size: int
 ) -> dict[str, list[float]]:
-    unique = sorted(set(texts), key=len)
+    unique = sorted({normalize_query(t) for t in texts}, key=len)
     vectors: dict[str, list[float]] = {}
     for start in range(0, len(unique), max(batch_size, 64)):
         batch = unique[start : start + max(batch_size, 64)]
