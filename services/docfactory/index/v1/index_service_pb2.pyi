@@ -30,16 +30,16 @@ class Point(_message.Message):
     def __init__(self, id: _Optional[str] = ..., dense: _Optional[_Iterable[float]] = ..., sparse: _Optional[_Union[SparseVector, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Scope(_message.Message):
-    __slots__ = ("filter", "collections", "document_ids", "max_classification")
-    FILTER_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("collections", "document_ids", "max_classification", "filter")
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     MAX_CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
-    filter: _common_pb2.DocumentFilter
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collections: _containers.RepeatedScalarFieldContainer[str]
     document_ids: _containers.RepeatedScalarFieldContainer[str]
     max_classification: int
-    def __init__(self, filter: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., collections: _Optional[_Iterable[str]] = ..., document_ids: _Optional[_Iterable[str]] = ..., max_classification: _Optional[int] = ...) -> None: ...
+    filter: _common_pb2.DocumentFilter
+    def __init__(self, collections: _Optional[_Iterable[str]] = ..., document_ids: _Optional[_Iterable[str]] = ..., max_classification: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class UpsertPointsRequest(_message.Message):
     __slots__ = ("points", "dimension")
