@@ -363,6 +363,23 @@ async def serve_console(
             watcher.cancel()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening (IPv6 when the host is one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from docfactory.core.errors import ConfigError
+
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
 def _quiet_server(config: Any) -> Any:
     """A uvicorn.Server that leaves signals to its caller."""
     import uvicorn
@@ -424,9 +441,18 @@ async def run_console(
             max_message_bytes=settings.server.max_message_bytes,
         )
         scheme = "https" if certfile else "http"
+        # Bound (and listening) before the line is printed: a client that reads it and
+        # connects at once is queued, never refused.
+        sock = listening_socket(host, port)
         print(f"docfactory: console on {scheme}://{host}:{port}/", flush=True)
         await serve_console(
-            config, host=host, port=port, certfile=certfile, keyfile=keyfile, handle_signals=True
+            config,
+            host=host,
+            port=port,
+            sockets=[sock],
+            certfile=certfile,
+            keyfile=keyfile,
+            handle_signals=True,
         )
     finally:
         if running is not None:
@@ -448,10 +474,13 @@ async def serve_beside(main: Any, settings: Any, *, host: str, port: int) -> Non
         tls=settings.tls,
         max_message_bytes=settings.server.max_message_bytes,
     )
+    sock = listening_socket(host, port)
     print(f"docfactory: console on http://{host}:{port}/", flush=True)
     stop = asyncio.Event()
     console = asyncio.ensure_future(
-        serve_console(config, host=host, port=port, handle_signals=False, stop=stop)
+        serve_console(
+            config, host=host, port=port, sockets=[sock], handle_signals=False, stop=stop
+        )
     )
     try:
         await main
