@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,12 @@ from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 DOSSIERS = True
-IMG = ROOT / "docs" / "img"
+# Screenshots go to a scratch folder, so a test run leaves the checkout clean; the README's
+# images are refreshed with DOCFACTORY_SCREENSHOTS_DIR=docs/img pytest tests/console.
+IMG = Path(
+    os.environ.get("DOCFACTORY_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="docfactory-shots-")
+)
+IMG.mkdir(parents=True, exist_ok=True)
 CHROMIUM = os.environ.get("DOCFACTORY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
