@@ -32,7 +32,26 @@ PERSON = "PERSON"
 _SEP = r"[ .\-\u00a0]?"
 
 
-class FrNirRecognizer(PatternRecognizer):
+class _Recognizer(PatternRecognizer):
+    """A French recognizer from class attributes: ENTITY, PATTERNS, CONTEXT, MULTILINE."""
+
+    ENTITY = ""
+    PATTERNS: list[Pattern] = []  # noqa: RUF012
+    CONTEXT: list[str] = []  # noqa: RUF012
+    MULTILINE = False
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity=self.ENTITY,
+            patterns=self.PATTERNS,
+            context=self.CONTEXT,
+            supported_language=LANG,
+            name=type(self).__name__,
+            **({"global_regex_flags": regex.DOTALL | regex.MULTILINE} if self.MULTILINE else {}),
+        )
+
+
+class FrNirRecognizer(_Recognizer):
     """Numéro de sécurité sociale (NIR, 15 characters with its key)."""
 
     PATTERNS = [  # noqa: RUF012 - Presidio's convention
@@ -59,20 +78,13 @@ class FrNirRecognizer(PatternRecognizer):
         "sécurité", "sociale", "nir", "insee", "assuré", "immatriculation", "numéro", "ss",
     ]  # fmt: skip
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=NIR,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            name="FrNirRecognizer",
-        )
+    ENTITY = NIR
 
     def validate_result(self, pattern_text: str) -> bool:
         return checks.nir_valid(pattern_text)
 
 
-class FrIbanRecognizer(PatternRecognizer):
+class FrIbanRecognizer(_Recognizer):
     """IBAN of France and other European countries: country length + mod-97.
 
     A greedy match may swallow a following token ("... 189 SAS"): the longest prefix that
@@ -87,15 +99,8 @@ class FrIbanRecognizer(PatternRecognizer):
     ]
     CONTEXT = ["iban", "rib", "bancaire", "banque", "compte", "virement", "bic"]  # noqa: RUF012
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=IBAN,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            global_regex_flags=regex.DOTALL | regex.MULTILINE,
-            name="FrIbanRecognizer",
-        )
+    ENTITY = IBAN
+    MULTILINE = True
 
     def validate_result(self, pattern_text: str) -> bool:
         return checks.iban_valid(pattern_text)
@@ -139,7 +144,7 @@ class FrIbanRecognizer(PatternRecognizer):
         return out
 
 
-class FrSirenRecognizer(PatternRecognizer):
+class FrSirenRecognizer(_Recognizer):
     """SIREN (9 digits, Luhn). 1 in 10 random 9-digit numbers pass Luhn: a valid one keeps
     its base score (raised by context words such as SIREN / RCS) instead of 1.0."""
 
@@ -153,20 +158,13 @@ class FrSirenRecognizer(PatternRecognizer):
     ]
     CONTEXT = ["siren", "rcs", "immatriculée", "immatriculation", "société", "entreprise"]  # noqa: RUF012
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=SIREN,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            name="FrSirenRecognizer",
-        )
+    ENTITY = SIREN
 
     def validate_result(self, pattern_text: str) -> bool | None:
         return None if checks.siren_valid(pattern_text) else False
 
 
-class FrSiretRecognizer(PatternRecognizer):
+class FrSiretRecognizer(_Recognizer):
     """SIRET (SIREN + 5-digit establishment number, Luhn; La Poste's rule)."""
 
     PATTERNS = [  # noqa: RUF012
@@ -179,20 +177,13 @@ class FrSiretRecognizer(PatternRecognizer):
     ]
     CONTEXT = ["siret", "établissement", "etablissement", "société", "entreprise"]  # noqa: RUF012
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=SIRET,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            name="FrSiretRecognizer",
-        )
+    ENTITY = SIRET
 
     def validate_result(self, pattern_text: str) -> bool:
         return checks.siret_valid(pattern_text)
 
 
-class FrPhoneRecognizer(PatternRecognizer):
+class FrPhoneRecognizer(_Recognizer):
     """French phone numbers (0X XX XX XX XX, +33 / 0033, with or without (0)), validated by
     libphonenumber's French numbering plan."""
 
@@ -206,14 +197,7 @@ class FrPhoneRecognizer(PatternRecognizer):
     ]
     CONTEXT = ["tél", "tel", "téléphone", "telephone", "portable", "mobile", "fax", "appeler"]  # noqa: RUF012
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=PHONE,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            name="FrPhoneRecognizer",
-        )
+    ENTITY = PHONE
 
     def validate_result(self, pattern_text: str) -> bool:
         raw = pattern_text.replace("(0)", "")
@@ -233,7 +217,7 @@ class FrPhoneRecognizer(PatternRecognizer):
 _PHONE_REGIONS = ("FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF")
 
 
-class EmailRecognizer(PatternRecognizer):
+class EmailRecognizer(_Recognizer):
     """E-mail addresses (RFC 5322's common subset; no public-suffix download, unlike
     Presidio's own, which would try the network through tldextract)."""
 
@@ -247,14 +231,7 @@ class EmailRecognizer(PatternRecognizer):
     ]
     CONTEXT = ["courriel", "email", "e-mail", "mail", "adresse", "contact"]  # noqa: RUF012
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=EMAIL,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            name="EmailRecognizer",
-        )
+    ENTITY = EMAIL
 
     def validate_result(self, pattern_text: str) -> bool:
         local, _, _domain = pattern_text.rpartition("@")
@@ -275,7 +252,7 @@ _CITY = (
 )
 
 
-class FrAddressRecognizer(PatternRecognizer):
+class FrAddressRecognizer(_Recognizer):
     """French postal addresses: number (bis/ter) + type of way + name [, BP] [, postcode +
     commune [CEDEX]]. A postcode must be a real department (01-95, 2A/2B as 20, 97x/98x)."""
 
@@ -297,15 +274,8 @@ class FrAddressRecognizer(PatternRecognizer):
     ]
     CONTEXT = ["adresse", "domicile", "demeurant", "domicilié", "domiciliée", "siège", "situé"]  # noqa: RUF012
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=ADDRESS,
-            patterns=self.PATTERNS,
-            context=self.CONTEXT,
-            supported_language=LANG,
-            global_regex_flags=regex.DOTALL | regex.MULTILINE,
-            name="FrAddressRecognizer",
-        )
+    ENTITY = ADDRESS
+    MULTILINE = True
 
     def analyze(
         self,
@@ -335,7 +305,7 @@ _GIVEN = r"[A-ZÉÈÀÂÎÔÇ][a-zéèêëàâîïôöûüç]+(?:-[A-ZÉÈÀÂÎ
 _FAMILY = r"(?:(?:de|du|de\s+la|d['’]|le|la)\s*)?[A-ZÉÈÀÂÎÔÇ][A-Za-zÉÈÀÂÎÔÇéèêëàâîïôöûüç'’\-]+"
 
 
-class FrTitledNameRecognizer(PatternRecognizer):
+class FrTitledNameRecognizer(_Recognizer):
     """A name after a civility (M., Mme, Maître, Docteur...): the strongest signal French
     letters give; complements spaCy's PER, which misses many names in legal prose."""
 
@@ -355,14 +325,8 @@ class FrTitledNameRecognizer(PatternRecognizer):
         )
     ]
 
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity=PERSON,
-            patterns=self.PATTERNS,
-            supported_language=LANG,
-            global_regex_flags=regex.DOTALL | regex.MULTILINE,
-            name="FrTitledNameRecognizer",
-        )
+    ENTITY = PERSON
+    MULTILINE = True
 
     def validate_result(self, pattern_text: str) -> bool | None:
         words = [w.strip("'’,.").lower() for w in pattern_text.split()]
