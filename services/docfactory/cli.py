@@ -136,7 +136,7 @@ async def _upload_stream(
 
 
 def _is_archive(path: Path) -> bool:
-    from docfactory.ingestion.archives import is_archive
+    from docfactory.archives import is_archive
 
     with path.open("rb") as f:
         head = f.read(4096)
@@ -150,7 +150,7 @@ async def _ingest_archive(
     source URI naming archive and member; a bad member fails alone."""
     import tempfile
 
-    from docfactory.ingestion.archives import (
+    from docfactory.archives import (
         ArchiveError,
         MemberError,
         iter_archive,

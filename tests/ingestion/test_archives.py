@@ -1,4 +1,4 @@
-"""Tests for docfactory.ingestion.archives (streaming archive expansion).
+"""Tests for docfactory.archives (streaming archive expansion).
 
 Every archive is generated in tmp_path at test time; nothing binary is committed.
 """
@@ -20,7 +20,7 @@ from typing import IO, cast
 
 import pytest
 
-from docfactory.ingestion.archives import (
+from docfactory.archives import (
     ArchiveCorruptError,
     ArchiveError,
     ArchiveLimitError,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from docfactory.ingestion.archives import (
+from docfactory.archives import (
     ArchiveLimits,
     ArchiveMember,
     MemberError,

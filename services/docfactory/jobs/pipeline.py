@@ -18,9 +18,7 @@ from typing import IO, Any, cast
 
 import grpc
 
-from docfactory.core.auth import API_KEY_HEADER, ON_BEHALF_HEADER
-from docfactory.core.interceptors import error_from_rpc
-from docfactory.ingestion.archives import (
+from docfactory.archives import (
     ArchiveError,
     ArchiveLimits,
     ArchiveMember,
@@ -29,6 +27,8 @@ from docfactory.ingestion.archives import (
     iter_archive,
     member_source_uri,
 )
+from docfactory.core.auth import API_KEY_HEADER, ON_BEHALF_HEADER
+from docfactory.core.interceptors import error_from_rpc
 from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from docfactory.jobs.repo import DELETED, FAILED, INDEXED, UNCHANGED, DocOutcome

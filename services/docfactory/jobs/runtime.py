@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docfactory.archives import ArchiveLimits
 from docfactory.core.clients import channel_options
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
 from docfactory.core.errors import ConfigError, DocfactoryError
 from docfactory.core.tls import sync_channel
-from docfactory.ingestion.archives import ArchiveLimits
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from docfactory.jobs.pipeline import (
     Target,
