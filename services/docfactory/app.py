@@ -125,8 +125,16 @@ def _keys(settings: Settings) -> KeyStore:
 
 
 async def start_server(
-    settings: Settings, services: Sequence[str] = SERVICES, *, port: int | None = None
+    settings: Settings,
+    services: Sequence[str] = SERVICES,
+    *,
+    port: int | None = None,
+    unix_socket: Path | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
+    """Start the services on ``host:port`` (``port`` overrides the configured one), or, with
+    ``unix_socket``, on that Unix domain socket only (plain text: the caller secures the
+    folder; the CLI's background server). ``interceptors`` run before authentication."""
     unknown = set(services) - set(SERVICES)
     if unknown:
         raise ConfigError(f"unknown services: {', '.join(sorted(unknown))}")
@@ -174,6 +182,7 @@ async def start_server(
     )
     server = grpc.aio.server(
         interceptors=[
+            *interceptors,
             TracingInterceptor(),
             ServiceInterceptor(
                 authenticator,
@@ -337,10 +346,17 @@ async def start_server(
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-    bind_port = srv_cfg.port if port is None else port
-    bound = tls.bind(server, srv_cfg.host, bind_port, settings.tls)
-    local_host = "127.0.0.1" if srv_cfg.host in ("0.0.0.0", "::", "[::]") else srv_cfg.host
-    channels.set_self_address(f"{local_host}:{bound}")
+    if unix_socket is not None:
+        bound = 0
+        self_address = f"unix:{unix_socket}"
+        if server.add_insecure_port(self_address) == 0:
+            raise ConfigError(f"cannot bind {self_address}")
+    else:
+        bind_port = srv_cfg.port if port is None else port
+        bound = tls.bind(server, srv_cfg.host, bind_port, settings.tls)
+        local_host = "127.0.0.1" if srv_cfg.host in ("0.0.0.0", "::", "[::]") else srv_cfg.host
+        self_address = f"{local_host}:{bound}"
+    channels.set_self_address(self_address)
     metrics_port = None
     if srv_cfg.metrics_port is not None:
         metrics_port = start_metrics_server(srv_cfg.metrics_port, srv_cfg.metrics_host)
@@ -350,11 +366,12 @@ async def start_server(
         closers.insert(0, functools.partial(probe.stop, 0))
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("docfactory serving %s on %s:%d", ", ".join(names), srv_cfg.host, bound)
+    where = self_address if unix_socket is not None else f"{srv_cfg.host}:{bound}"
+    log.info("docfactory serving %s on %s", ", ".join(names), where)
     return RunningServer(
         server=server,
         port=bound,
-        address=f"{local_host}:{bound}",
+        address=self_address,
         service_names=names,
         metrics_port=metrics_port,
         health=health_servicer,
