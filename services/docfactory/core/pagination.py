@@ -1,51 +1,52 @@
-"""AIP-158 page tokens: opaque, bound to the request's filters (a token from another query is
-refused with INVALID_ARGUMENT / INVALID_PAGE_TOKEN)."""
+"""The one pagination helper of every List RPC (AIP-158): keyset page tokens.
+
+A token carries the sort key of the last row returned, bound to the request's filters (a
+fingerprint): rows inserted between two pages neither shift nor repeat the following pages
+(offsets would, on newest-first lists). A token from another query, or a forged one, is
+refused with INVALID_ARGUMENT / INVALID_PAGE_TOKEN; a negative page size with
+INVALID_ARGUMENT / INVALID_PAGE_SIZE.
+
+Usage, in a service::
+
+    req = page_request(page_size, page_token, fingerprint=f"jobs:{state}",
+                       parse=lambda k: (float(k[0]), k[1]))
+    rows = repo.list(..., after=req.after, limit=req.size + 1)   # one row more than a page
+    page, token = next_page(rows, req, key=lambda r: [repr(r.created_at), r.job_id])
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from docfactory.core.errors import InvalidArgument
 
-#: Largest offset a token may carry: far beyond any real listing, and far below the 64-bit
-#: limits of SQLite/PostgreSQL (a forged token with a huge offset is INVALID_ARGUMENT).
-MAX_OFFSET = 10**9
+K = TypeVar("K")
+T = TypeVar("T")
+
+#: Longest value a token may carry (a sort key: a timestamp, an id, a source URI).
+MAX_KEY_CHARS = 4096
 
 
-def encode_page_token(offset: int, fingerprint: str) -> str:
-    raw = json.dumps({"o": offset, "f": fingerprint}).encode()
+def _invalid() -> InvalidArgument:
+    return InvalidArgument(
+        "invalid page_token (it must come from a previous response with the same filters)",
+        reason="INVALID_PAGE_TOKEN",
+    )
+
+
+def encode_cursor(values: Sequence[str], fingerprint: str) -> str:
+    """A keyset page token: the sort key of the last row returned."""
+    raw = json.dumps({"k": list(values), "f": fingerprint}).encode()
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def decode_page_token(token: str, fingerprint: str) -> int:
-    """Offset of the next page; 0 for an empty token."""
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = data["o"]
-        if not isinstance(offset, int) or isinstance(offset, bool):
-            raise ValueError("offset is not an integer")
-        if data["f"] != fingerprint or not 0 <= offset <= MAX_OFFSET:
-            raise ValueError("token does not match the request")
-        return offset
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(
-            "invalid page_token (it must come from a previous response with the same filters)",
-            reason="INVALID_PAGE_TOKEN",
-        ) from exc
-
-
-def encode_cursor(values: list[str], fingerprint: str) -> str:
-    """A keyset page token: the sort key of the last row returned (stable under inserts:
-    rows added meanwhile neither shift nor repeat the following pages)."""
-    raw = json.dumps({"k": values, "f": fingerprint}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(token: str, fingerprint: str, size: int) -> list[str] | None:
-    """The sort key carried by ``token`` (``size`` strings); None for an empty token."""
+def decode_cursor(token: str, fingerprint: str) -> list[str] | None:
+    """The sort key carried by ``token``; None for an empty token."""
     if not token:
         return None
     try:
@@ -54,13 +55,59 @@ def decode_cursor(token: str, fingerprint: str, size: int) -> list[str] | None:
         if (
             data["f"] != fingerprint
             or not isinstance(values, list)
-            or len(values) != size
-            or not all(isinstance(v, str) and 0 < len(v) <= 256 for v in values)
+            or not values
+            or not all(isinstance(v, str) and 0 < len(v) <= MAX_KEY_CHARS for v in values)
         ):
             raise ValueError("token does not match the request")
         return values
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument(
-            "invalid page_token (it must come from a previous response with the same filters)",
-            reason="INVALID_PAGE_TOKEN",
-        ) from exc
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise _invalid() from exc
+
+
+def page_size(value: int, *, default: int = 50, maximum: int = 1000) -> int:
+    """The effective page size: ``default`` for 0, at most ``maximum``."""
+    if value < 0:
+        raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
+    return min(value or default, maximum)
+
+
+@dataclass(frozen=True)
+class PageRequest(Generic[K]):
+    """A decoded list request: page size, the sort key to continue after (None: first page),
+    and the fingerprint of the filters its token is bound to."""
+
+    size: int
+    after: K | None
+    fingerprint: str
+
+
+def page_request(
+    size: int,
+    token: str,
+    *,
+    fingerprint: str,
+    parse: Callable[[list[str]], K],
+    default: int = 50,
+    maximum: int = 1000,
+) -> PageRequest[K]:
+    """Validate ``page_size`` / ``page_token``; ``parse`` turns the token's strings into the
+    typed sort key (any ValueError/IndexError/TypeError -> INVALID_PAGE_TOKEN)."""
+    n = page_size(size, default=default, maximum=maximum)
+    values = decode_cursor(token, fingerprint)
+    if values is None:
+        return PageRequest(n, None, fingerprint)
+    try:
+        return PageRequest(n, parse(values), fingerprint)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise _invalid() from exc
+
+
+def next_page(
+    rows: Sequence[T], req: PageRequest[K], key: Callable[[T], Sequence[str]]
+) -> tuple[list[T], str]:
+    """The page (``rows`` was fetched with ``limit=req.size + 1``) and the next page's token
+    ("" on the last page); ``key`` gives a row's sort key as strings."""
+    page = list(rows[: req.size])
+    if len(rows) <= req.size or not page:
+        return page, ""
+    return page, encode_cursor(key(page[-1]), req.fingerprint)

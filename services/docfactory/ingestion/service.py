@@ -32,6 +32,7 @@ from docfactory.core.errors import (
     PermissionDenied,
 )
 from docfactory.core.lexical import SparseEncoder, detect_language
+from docfactory.core.pagination import next_page, page_request
 from docfactory.core.validation import shorten
 from docfactory.core.vectorstore import ChunkPoint, Sparse, VectorStore, document_id_for
 from docfactory.ingestion.adapters.documents import (
@@ -299,14 +300,24 @@ class IngestionService:
         *,
         collection: str,
         state: str,
-        limit: int,
-        after: tuple[dt.datetime, str] | None = None,
-    ) -> tuple[Sequence[DocumentRecord], int]:
-        return await asyncio.to_thread(
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[DocumentRecord], str, int]:
+        """A page of the tenant's documents, newest first: (documents, next_page_token, total).
+        Keyset on (updated_at, document_id): stable while documents are being added."""
+        req = page_request(
+            page_size,
+            page_token,
+            fingerprint=f"docs|{collection}|{state}",
+            parse=lambda k: (dt.datetime.fromisoformat(k[0]), k[1]),
+        )
+        records, total = await asyncio.to_thread(
             lambda: self._repo.list(
-                tenant, collection=collection, state=state, limit=limit, after=after
+                tenant, collection=collection, state=state, limit=req.size + 1, after=req.after
             )
         )
+        page, token = next_page(records, req, lambda r: [r.updated_at.isoformat(), r.document_id])
+        return page, token, total
 
     async def update(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -14,7 +13,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
-from docfactory.core.pagination import decode_cursor, encode_cursor
 from docfactory.core.validation import shorten
 from docfactory.ingestion.adapters.documents import DocumentRecord
 from docfactory.ingestion.service import BackgroundSubmitter, IngestionService
@@ -28,7 +26,6 @@ _STATE = {
     "FAILED": pb.DOCUMENT_STATE_FAILED,
 }
 _STATE_NAME = {v: k for k, v in _STATE.items()}
-MAX_PAGE_SIZE = 1000
 
 
 def document_to_proto(r: DocumentRecord) -> pb.Document:
@@ -176,36 +173,16 @@ class IngestionServicer(pb_grpc.IngestionServiceServicer):
     async def ListDocuments(
         self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDocumentsResponse:
-        if request.page_size < 0:
-            raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
-        size = min(request.page_size or 50, MAX_PAGE_SIZE)
-        state = _STATE_NAME.get(request.state, "")
-        fingerprint = f"docs|{request.collection}|{state}"
-        cursor = decode_cursor(request.page_token, fingerprint, 2)
-        after = None
-        if cursor is not None:
-            try:
-                after = (dt.datetime.fromisoformat(cursor[0]), cursor[1])
-            except ValueError:
-                raise InvalidArgument(
-                    "invalid page_token", reason="INVALID_PAGE_TOKEN"
-                ) from None
-        # One row more than the page tells whether another page follows.
-        records, total = await self._svc.list(
+        records, token, total = await self._svc.list(
             current_principal().tenant,
             collection=request.collection,
-            state=state,
-            limit=size + 1,
-            after=after,
+            state=_STATE_NAME.get(request.state, ""),
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
-        page = list(records[:size])
-        nxt = ""
-        if len(records) > size:
-            last = page[-1]
-            nxt = encode_cursor([last.updated_at.isoformat(), last.document_id], fingerprint)
         return pb.ListDocumentsResponse(
-            documents=[document_to_proto(r) for r in page],
-            next_page_token=nxt,
+            documents=[document_to_proto(r) for r in records],
+            next_page_token=token,
             total_size=total,
         )
 

@@ -276,7 +276,6 @@ class JobsRepository:
         tenant: str,
         *,
         state: str = "",
-        offset: int = 0,
         limit: int = 50,
         after: tuple[float, str] | None = None,
     ) -> tuple[list[JobRow], int]:
@@ -307,7 +306,6 @@ class JobsRepository:
                     sa.select(jobs)
                     .where(*page_cond)
                     .order_by(jobs.c.created_at.desc(), jobs.c.job_id)
-                    .offset(offset)
                     .limit(limit)
                 )
                 .mappings()
@@ -589,8 +587,9 @@ class JobsRepository:
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     def list_documents(
-        self, job_id: str, *, outcome: str = "", offset: int = 0, limit: int = 100
+        self, job_id: str, *, outcome: str = "", limit: int = 100, after: str | None = None
     ) -> tuple[list[DocOutcome], int]:
+        """By source URI; ``after``: the source URI of the previous page's last document."""
         cond = [documents.c.job_id == job_id]
         if outcome:
             cond.append(documents.c.outcome == outcome)
@@ -598,11 +597,12 @@ class JobsRepository:
             total = conn.execute(
                 sa.select(sa.func.count()).select_from(documents).where(*cond)
             ).scalar_one()
+            if after is not None:
+                cond.append(documents.c.source_uri > after)
             rows = conn.execute(
                 sa.select(documents)
                 .where(*cond)
                 .order_by(documents.c.source_uri)
-                .offset(offset)
                 .limit(limit)
             ).mappings()
             out = [

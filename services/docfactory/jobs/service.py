@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from docfactory.core.pagination import next_page, page_request
 from docfactory.core.validation import shorten
 from docfactory.ingestion.service import BackgroundUpload, validate_collection
 from docfactory.jobs.repo import (
@@ -19,6 +20,7 @@ from docfactory.jobs.repo import (
     KIND_PREFIX,
     KIND_UPLOAD,
     UPSERT,
+    DocOutcome,
     JobRow,
     JobsRepository,
     PlanItem,
@@ -192,19 +194,41 @@ class JobsService:
         return row
 
     async def list(
-        self,
-        tenant: str,
-        state: str,
-        offset: int,
-        limit: int,
-        *,
-        after: tuple[float, str] | None = None,
-    ) -> tuple[Sequence[JobRow], int]:
-        return await asyncio.to_thread(
-            lambda: self.repo.list_jobs(
-                tenant, state=state, offset=offset, limit=limit, after=after
+        self, tenant: str, state: str, page_size: int, page_token: str
+    ) -> tuple[list[JobRow], str, int]:
+        """A page of the tenant's jobs, newest first: (jobs, next_page_token, total).
+        Keyset on (created_at, job_id): stable while jobs are being created."""
+        req = page_request(
+            page_size,
+            page_token,
+            fingerprint=f"jobs:{state}",
+            parse=lambda k: (float(k[0]), k[1]),
+        )
+        rows, total = await asyncio.to_thread(
+            lambda: self.repo.list_jobs(tenant, state=state, limit=req.size + 1, after=req.after)
+        )
+        page, token = next_page(rows, req, lambda r: [repr(r.created_at.timestamp()), r.job_id])
+        return page, token, total
+
+    async def list_documents(
+        self, tenant: str, job_id: str, outcome: str, page_size: int, page_token: str
+    ) -> tuple[list[DocOutcome], str, int]:
+        """A page of a job's per-document outcomes, by source URI."""
+        await self.get(tenant, job_id)  # tenancy check
+        req = page_request(
+            page_size,
+            page_token,
+            fingerprint=f"docs:{job_id}:{outcome}",
+            parse=lambda k: str(k[0]),
+            default=100,
+        )
+        docs, total = await asyncio.to_thread(
+            lambda: self.repo.list_documents(
+                job_id, outcome=outcome, limit=req.size + 1, after=req.after
             )
         )
+        page, token = next_page(docs, req, lambda d: [d.source_uri])
+        return page, token, total
 
     async def watch(self, tenant: str, job_id: str, interval: float = 0.5) -> AsyncIterator[JobRow]:
         last: tuple[Any, ...] | None = None

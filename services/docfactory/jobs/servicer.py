@@ -9,12 +9,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
-from docfactory.core.pagination import (
-    decode_cursor,
-    decode_page_token,
-    encode_cursor,
-    encode_page_token,
-)
 from docfactory.core.validation import shorten
 from docfactory.jobs.repo import DELETED, FAILED, INDEXED, UNCHANGED, DocOutcome, JobRow
 from docfactory.jobs.service import JobsService
@@ -36,7 +30,6 @@ _OUTCOME = {
     DELETED: pb.DOCUMENT_OUTCOME_DELETED,
 }
 _OUTCOME_NAME = {v: k for k, v in _OUTCOME.items()}
-MAX_PAGE = 1000
 
 
 def job_to_proto(r: JobRow) -> pb.Job:
@@ -87,12 +80,6 @@ def _job_id(name: str) -> str:
     return job_id
 
 
-def _page_size(value: int, default: int) -> int:
-    if value < 0:
-        raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
-    return min(value or default, MAX_PAGE)
-
-
 class JobsServicer(pb_grpc.JobsServiceServicer):
     def __init__(self, service: JobsService) -> None:
         self._svc = service
@@ -126,27 +113,14 @@ class JobsServicer(pb_grpc.JobsServiceServicer):
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListJobsResponse:
-        state = _STATE_NAME.get(request.state, "")
-        size = _page_size(request.page_size, 50)
-        fp = f"jobs:{state}"
-        cursor = decode_cursor(request.page_token, fp, 2)
-        after = None
-        if cursor is not None:
-            try:
-                after = (float(cursor[0]), cursor[1])
-            except ValueError:
-                raise InvalidArgument("invalid page_token", reason="INVALID_PAGE_TOKEN") from None
-        # Keyset on (created_at, job_id), newest first: stable while jobs are being created.
-        rows, total = await self._svc.list(
-            current_principal().tenant, state, 0, size + 1, after=after
+        rows, token, total = await self._svc.list(
+            current_principal().tenant,
+            _STATE_NAME.get(request.state, ""),
+            request.page_size,
+            request.page_token,
         )
-        page = list(rows[:size])
-        nxt = ""
-        if len(rows) > size:
-            last = page[-1]
-            nxt = encode_cursor([repr(last.created_at.timestamp()), last.job_id], fp)
         return pb.ListJobsResponse(
-            jobs=[job_to_proto(r) for r in page], next_page_token=nxt, total_size=total
+            jobs=[job_to_proto(r) for r in rows], next_page_token=token, total_size=total
         )
 
     async def WatchJob(
@@ -158,21 +132,15 @@ class JobsServicer(pb_grpc.JobsServiceServicer):
     async def ListJobDocuments(
         self, request: pb.ListJobDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListJobDocumentsResponse:
-        tenant = current_principal().tenant
-        job_id = _job_id(request.name)
-        await self._svc.get(tenant, job_id)  # tenancy check
-        outcome = _OUTCOME_NAME.get(request.outcome, "")
-        size = _page_size(request.page_size, 100)
-        fp = f"docs:{job_id}:{outcome}"
-        offset = decode_page_token(request.page_token, fp)
-        import asyncio
-
-        docs, total = await asyncio.to_thread(
-            self._svc.repo.list_documents, job_id, outcome=outcome, offset=offset, limit=size
+        docs, token, total = await self._svc.list_documents(
+            current_principal().tenant,
+            _job_id(request.name),
+            _OUTCOME_NAME.get(request.outcome, ""),
+            request.page_size,
+            request.page_token,
         )
-        nxt = encode_page_token(offset + len(docs), fp) if offset + len(docs) < total else ""
         return pb.ListJobDocumentsResponse(
-            documents=[doc_to_proto(d) for d in docs], next_page_token=nxt, total_size=total
+            documents=[doc_to_proto(d) for d in docs], next_page_token=token, total_size=total
         )
 
 

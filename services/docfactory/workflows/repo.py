@@ -130,6 +130,7 @@ executors = sa.Table(
     sa.Column("heartbeat", sa.Float, nullable=False),
 )
 
+
 def ensure_tables(engine: Engine) -> None:
     """The workflow tables come with docfactory's migrations (revision 0004)."""
     ensure_schema(engine)
@@ -334,9 +335,23 @@ class WorkflowRepository:
             return self._docs(conn, dossier_id, True)
 
     def list_dossiers(
-        self, tenant: str, *, state: str = "", flow: str = "", offset: int = 0, limit: int = 50
+        self,
+        tenant: str,
+        *,
+        state: str = "",
+        flow: str = "",
+        limit: int = 50,
+        after: tuple[float, str] | None = None,
     ) -> tuple[list[DossierRow], bool]:
+        """Newest first; ``after``: (created_at, dossier_id) of the previous page's last one."""
         q = sa.select(dossiers).where(dossiers.c.tenant == tenant)
+        if after is not None:
+            q = q.where(
+                sa.or_(
+                    dossiers.c.created_at < after[0],
+                    sa.and_(dossiers.c.created_at == after[0], dossiers.c.dossier_id > after[1]),
+                )
+            )
         if state:
             q = q.where(dossiers.c.latest_state == state)
         if flow:
@@ -345,7 +360,7 @@ class WorkflowRepository:
             )
         q = q.order_by(dossiers.c.created_at.desc(), dossiers.c.dossier_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(q.offset(offset).limit(limit + 1)).all()
+            rows = conn.execute(q.limit(limit + 1)).all()
             out = [_dossier(r) for r in rows[:limit]]
             for d in out:
                 d.documents = self._docs(conn, d.dossier_id, False)
@@ -409,15 +424,23 @@ class WorkflowRepository:
         return _run(row) if row is not None else None
 
     def list_runs(
-        self, tenant: str, states: Sequence[str], *, offset: int = 0, limit: int = 50
+        self,
+        tenant: str,
+        states: Sequence[str],
+        *,
+        limit: int = 50,
+        after: tuple[float, str] | None = None,
     ) -> tuple[list[RunRow], bool]:
-        q = (
-            sa.select(runs)
-            .where(runs.c.tenant == tenant, runs.c.state.in_(list(states)))
-            .order_by(runs.c.created_at, runs.c.run_id)
-            .offset(offset)
-            .limit(limit + 1)
-        )
+        """Oldest first; ``after``: (created_at, run_id) of the previous page's last run."""
+        q = sa.select(runs).where(runs.c.tenant == tenant, runs.c.state.in_(list(states)))
+        if after is not None:
+            q = q.where(
+                sa.or_(
+                    runs.c.created_at > after[0],
+                    sa.and_(runs.c.created_at == after[0], runs.c.run_id > after[1]),
+                )
+            )
+        q = q.order_by(runs.c.created_at, runs.c.run_id).limit(limit + 1)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return [_run(r) for r in rows[:limit]], len(rows) > limit

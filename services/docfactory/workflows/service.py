@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from docfactory.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from docfactory.core.pagination import next_page, page_request
 from docfactory.workflows import metrics
 from docfactory.workflows.flows import FlowRegistry, FlowSpec
 from docfactory.workflows.repo import (
@@ -45,6 +46,7 @@ from docfactory.workflows.repo import (
     DecisionRow,
     DocRow,
     DossierRow,
+    EventRow,
     RunRow,
     WorkflowRepository,
 )
@@ -52,6 +54,10 @@ from docfactory.workflows.steps import DOSSIER_COLLECTION
 
 INTERNAL = 2
 MAX_FILES = 50
+#: Largest page of ListDossiers / ListPendingDecisions.
+MAX_PAGE = 500
+#: How often WatchRun looks for new events.
+WATCH_POLL_SECONDS = 0.25
 
 
 class Ingestor(Protocol):
@@ -330,13 +336,22 @@ class WorkflowService:
         return row
 
     async def list_dossiers(
-        self, principal: Principal, *, state: str, flow: str, offset: int, limit: int
-    ) -> tuple[list[DossierRow], bool]:
-        return await asyncio.to_thread(
+        self, principal: Principal, *, state: str, flow: str, page_size: int, page_token: str
+    ) -> tuple[list[DossierRow], str]:
+        """A page of the tenant's dossiers, newest first, and the next page's token."""
+        req = page_request(
+            page_size,
+            page_token,
+            fingerprint=f"dossiers:{state}:{flow}",
+            parse=lambda k: (float(k[0]), k[1]),
+            maximum=MAX_PAGE,
+        )
+        rows, _ = await asyncio.to_thread(
             lambda: self.repo.list_dossiers(
-                principal.tenant, state=state, flow=flow, offset=offset, limit=limit
+                principal.tenant, state=state, flow=flow, limit=req.size + 1, after=req.after
             )
         )
+        return next_page(rows, req, lambda d: [repr(d.created_at), d.dossier_id])
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -405,17 +420,53 @@ class WorkflowService:
         return RunView(run, visible, decisions)
 
     async def pending(
-        self, principal: Principal, *, offset: int, limit: int
-    ) -> tuple[list[RunView], bool]:
-        rows, _ = await asyncio.to_thread(
-            lambda: self.repo.list_runs(principal.tenant, sorted(WAITING), offset=0, limit=10_000)
+        self, principal: Principal, *, page_size: int, page_token: str
+    ) -> tuple[list[RunView], str]:
+        """A page of the runs waiting for this caller's sign-off, oldest first, and the next
+        page's token (keyset on (created_at, run_id) over the tenant's waiting runs)."""
+        req = page_request(
+            page_size,
+            page_token,
+            fingerprint=f"pending:{principal.key_id}",
+            parse=lambda k: (float(k[0]), k[1]),
+            maximum=MAX_PAGE,
         )
-        mine = []
-        for run in rows:
-            view = await self._view(principal, run)
-            if view.result_visible:
-                mine.append(view)
-        return mine[offset : offset + limit], len(mine) > offset + limit
+        mine: list[RunView] = []
+        after = req.after
+        while len(mine) <= req.size:
+            rows, more = await asyncio.to_thread(
+                self.repo.list_runs, principal.tenant, sorted(WAITING), limit=200, after=after
+            )
+            for run in rows:
+                view = await self._view(principal, run)
+                if view.result_visible:
+                    mine.append(view)
+            if not more or not rows:
+                break
+            after = (rows[-1].created_at, rows[-1].run_id)
+        return next_page(mine, req, lambda v: [repr(v.run.created_at), v.run.run_id])
+
+    async def step_timings(self, run_id: str) -> dict[str, tuple[int, int, float]]:
+        """step -> (starts, finishes, duration_ms) of a run."""
+        return await asyncio.to_thread(self.repo.step_counts, run_id)
+
+    async def watch_run(
+        self, principal: Principal, run_id: str, poll_seconds: float = WATCH_POLL_SECONDS
+    ) -> AsyncIterator[EventRow]:
+        """The run's events from the start; ends once the run is terminal or waits for a
+        decision."""
+        await self.get_run(principal, run_id)  # tenancy check
+        seq = 0
+        while True:
+            events = await asyncio.to_thread(self.repo.events_after, run_id, seq)
+            for e in events:
+                seq = e.seq
+                yield e
+            if events and (events[-1].state in TERMINAL or events[-1].state in WAITING):
+                run = await asyncio.to_thread(self.repo.get_run, run_id)
+                if run is None or run.state in TERMINAL or run.state in WAITING:
+                    return
+            await asyncio.sleep(poll_seconds)
 
     async def submit_decision(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -12,8 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
-from docfactory.core.pagination import decode_page_token, encode_page_token
-from docfactory.workflows.repo import TERMINAL, WAITING, DecisionRow, DossierRow, RunRow
+from docfactory.workflows.repo import DecisionRow, DossierRow, RunRow
 from docfactory.workflows.service import RunView, WorkflowService
 from docfactory.workflows.v1 import workflows_service_pb2 as pb
 from docfactory.workflows.v1 import workflows_service_pb2_grpc as pb_grpc
@@ -41,8 +39,6 @@ _CHECK = {
     "FAILED": pb.CHECK_OUTCOME_FAILED,
     "NOT_EVALUATED": pb.CHECK_OUTCOME_NOT_EVALUATED,
 }
-MAX_PAGE = 500
-WATCH_POLL_SECONDS = 0.25
 
 
 def _ts(epoch: float | None) -> Timestamp | None:
@@ -61,12 +57,6 @@ def _id(name: str, prefix: str) -> str:
             reason=f"INVALID_{prefix[:-1].upper()}_NAME",
         )
     return value
-
-
-def _page_size(value: int) -> int:
-    if value < 0:
-        raise InvalidArgument("page_size must be >= 0", reason="INVALID_PAGE_SIZE")
-    return min(value or 50, MAX_PAGE)
 
 
 def dossier_to_proto(d: DossierRow) -> pb.Dossier:
@@ -198,8 +188,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self._svc = service
 
     async def _proto(self, view: RunView) -> pb.Run:
-        timings = await asyncio.to_thread(self._svc.repo.step_counts, view.run.run_id)
-        return run_to_proto(view, timings)
+        return run_to_proto(view, await self._svc.step_timings(view.run.run_id))
 
     async def CreateDossier(
         self, request: pb.CreateDossierRequest, context: grpc.aio.ServicerContext
@@ -224,16 +213,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ListDossiers(
         self, request: pb.ListDossiersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDossiersResponse:
-        size = _page_size(request.page_size)
-        state = _STATE_NAME.get(request.state, "")
-        fp = f"dossiers:{state}:{request.flow}"
-        offset = decode_page_token(request.page_token, fp)
-        rows, more = await self._svc.list_dossiers(
-            current_principal(), state=state, flow=request.flow, offset=offset, limit=size
+        rows, token = await self._svc.list_dossiers(
+            current_principal(),
+            state=_STATE_NAME.get(request.state, ""),
+            flow=request.flow,
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         return pb.ListDossiersResponse(
-            dossiers=[dossier_to_proto(r) for r in rows],
-            next_page_token=encode_page_token(offset + len(rows), fp) if more else "",
+            dossiers=[dossier_to_proto(r) for r in rows], next_page_token=token
         )
 
     async def StartRun(
@@ -252,39 +240,24 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchRunResponse]:
-        principal = current_principal()
-        run_id = _id(request.name, "runs")
-        await self._svc.get_run(principal, run_id)  # tenancy check
-        seq = 0
-        while True:
-            events = await asyncio.to_thread(self._svc.repo.events_after, run_id, seq)
-            for e in events:
-                seq = e.seq
-                yield pb.WatchRunResponse(
-                    sequence=e.seq,
-                    step=e.step,
-                    event=e.event,
-                    state=_STATE.get(e.state, pb.RUN_STATE_UNSPECIFIED),
-                    detail=e.detail,
-                    time=_ts(e.at),
-                )
-            if events and (events[-1].state in TERMINAL or events[-1].state in WAITING):
-                run = await asyncio.to_thread(self._svc.repo.get_run, run_id)
-                if run is None or run.state in TERMINAL or run.state in WAITING:
-                    return
-            await asyncio.sleep(WATCH_POLL_SECONDS)
+        async for e in self._svc.watch_run(current_principal(), _id(request.name, "runs")):
+            yield pb.WatchRunResponse(
+                sequence=e.seq,
+                step=e.step,
+                event=e.event,
+                state=_STATE.get(e.state, pb.RUN_STATE_UNSPECIFIED),
+                detail=e.detail,
+                time=_ts(e.at),
+            )
 
     async def ListPendingDecisions(
         self, request: pb.ListPendingDecisionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListPendingDecisionsResponse:
-        principal = current_principal()
-        size = _page_size(request.page_size)
-        fp = f"pending:{principal.key_id}"
-        offset = decode_page_token(request.page_token, fp)
-        views, more = await self._svc.pending(principal, offset=offset, limit=size)
+        views, token = await self._svc.pending(
+            current_principal(), page_size=request.page_size, page_token=request.page_token
+        )
         return pb.ListPendingDecisionsResponse(
-            runs=[await self._proto(v) for v in views],
-            next_page_token=encode_page_token(offset + len(views), fp) if more else "",
+            runs=[await self._proto(v) for v in views], next_page_token=token
         )
 
     async def SubmitDecision(
