@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,14 +45,3 @@ def upsert(conn: Connection, table: Table) -> Any:
     if name == "postgresql":
         return postgresql.insert(table)
     raise ConfigError(f"governance stores support SQLite and PostgreSQL, not {name}")
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    """An aware UTC datetime (SQLite gives naive values back: they are UTC)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

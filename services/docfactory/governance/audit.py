@@ -87,7 +87,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from docfactory.core.db import Base
 from docfactory.core.errors import InvalidArgument
 from docfactory.core.migrate import ensure_schema
-from docfactory.governance._sql import upsert, utc, utcnow, write_transaction
+from docfactory.core.timeutil import utc, utcnow
+from docfactory.governance._sql import upsert, write_transaction
 
 GENESIS_HASH = "0" * 64
 
@@ -531,6 +532,36 @@ class AuditLog:
             return {
                 str(r.chain): (int(r.seq), str(r.hash)) for r in conn.execute(select(_CHAINS)).all()
             }
+
+    def find(
+        self,
+        action: str,
+        tenant: str,
+        *,
+        seq: int | None = None,
+        key_id: str | None = None,
+        outcomes: Sequence[str] | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        newest: bool = False,
+    ) -> AuditRecord | None:
+        """The first record (by seq; the last with ``newest``) of ``action`` in ``tenant`` that
+        matches every filter given (``since``/``until`` inclusive), or None."""
+        query = select(_RECORDS).where(_RECORDS.c.action == action, _RECORDS.c.tenant == tenant)
+        if seq is not None:
+            query = query.where(_RECORDS.c.seq == seq)
+        if key_id is not None:
+            query = query.where(_RECORDS.c.key_id == key_id)
+        if outcomes is not None:
+            query = query.where(_RECORDS.c.outcome.in_(list(outcomes)))
+        if since is not None:
+            query = query.where(_RECORDS.c.time >= utc(since))
+        if until is not None:
+            query = query.where(_RECORDS.c.time <= utc(until))
+        query = query.order_by(_RECORDS.c.seq.desc() if newest else _RECORDS.c.seq).limit(1)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _to_record(row) if row is not None else None
 
     def records(
         self,

@@ -49,8 +49,8 @@ from docfactory.core.errors import (
     PermissionDenied,
 )
 from docfactory.core.migrate import ensure_schema
+from docfactory.core.timeutil import utc, utcnow
 from docfactory.core.validation import shorten
-from docfactory.governance._sql import utc, utcnow
 
 PENDING_REVIEW = "PENDING_REVIEW"
 APPROVED = "APPROVED"

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from docfactory.core.db import Base
 from docfactory.core.errors import AlreadyExists
 from docfactory.core.migrate import ensure_schema
-from docfactory.governance._sql import utc, utcnow
+from docfactory.core.timeutil import utc, utcnow
 
 USED_AS_IS = "USED_AS_IS"
 EDITED = "EDITED"

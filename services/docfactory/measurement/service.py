@@ -18,16 +18,14 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import Table, select
 from sqlalchemy.engine import Engine
 
 from docfactory.core import metrics
 from docfactory.core.auth import Principal
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from docfactory.governance._sql import utc, utcnow
-from docfactory.governance.audit import ANSWER, FEEDBACK, AuditLog, AuditRow
+from docfactory.core.timeutil import utc, utcnow
+from docfactory.governance.audit import ANSWER, FEEDBACK, AuditLog, AuditRecord
 from docfactory.governance.reviews import ReviewStore
 from docfactory.measurement.feedback import (
     LINK_AUDIT_SEQ,
@@ -41,7 +39,6 @@ from docfactory.measurement.usage import COMPLETED, Period, UsageRecord, load_us
 
 log = logging.getLogger("docfactory.measurement")
 
-_RECORDS = cast(Table, AuditRow.__table__)
 MAX_COMMENT_CHARS = 4000
 MAX_MINUTES = 24 * 60.0
 
@@ -109,16 +106,13 @@ class MeasurementService:
                 reason="EMPTY_FEEDBACK",
             )
 
-    def _select_answers(self) -> Any:
-        return select(_RECORDS).where(_RECORDS.c.action == ANSWER)
-
-    def _linked(self, row: Any, method: str, review_id: str = "") -> LinkedAnswer:
+    def _linked(self, record: AuditRecord, method: str, review_id: str = "") -> LinkedAnswer:
         return LinkedAnswer(
-            seq=int(row.seq),
-            tenant=row.tenant,
-            key_id=row.key_id,
-            use_case=row.use_case,
-            document_ids=tuple(row.document_ids or ()),
+            seq=record.seq,
+            tenant=record.tenant,
+            key_id=record.key_id,
+            use_case=record.use_case,
+            document_ids=record.document_ids,
             method=method,
             review_id=review_id,
         )
@@ -126,65 +120,52 @@ class MeasurementService:
     def link(self, principal: Principal, fb: FeedbackInput) -> LinkedAnswer:
         """The ANSWER audit record a feedback is about (see the module docstring)."""
         now = utc(self._clock())
-        with self._engine.connect() as conn:
-            if fb.answer_audit_seq:
-                row = conn.execute(
-                    self._select_answers().where(
-                        _RECORDS.c.seq == fb.answer_audit_seq,
-                        _RECORDS.c.tenant == principal.tenant,
-                    )
-                ).first()
-                if row is None:
-                    raise NotFound(
-                        f"no answer with audit seq {fb.answer_audit_seq}",
-                        reason="ANSWER_NOT_FOUND",
-                    )
-                return self._linked(row, LINK_AUDIT_SEQ)
-            if fb.review_id:
-                if self._reviews is None:
-                    raise FailedPrecondition(
-                        "no human review is configured (DOCFACTORY_POLICY_FILE)",
-                        reason="NO_POLICY",
-                    )
-                review = self._reviews.get(principal.tenant, fb.review_id)
-                created = utc(review.created_at)
-                row = conn.execute(
-                    self._select_answers()
-                    .where(
-                        _RECORDS.c.tenant == principal.tenant,
-                        _RECORDS.c.key_id == review.requester_key_id,
-                        _RECORDS.c.outcome == "PENDING_REVIEW",
-                        _RECORDS.c.time >= created - dt.timedelta(seconds=1),
-                        _RECORDS.c.time <= created + self._window,
-                    )
-                    .order_by(_RECORDS.c.seq)
-                    .limit(1)
-                ).first()
-                if row is None:
-                    raise NotFound(
-                        f"no answer audit record for review {fb.review_id}",
-                        reason="ANSWER_NOT_FOUND",
-                    )
-                return self._linked(row, LINK_REVIEW_ID, review.review_id)
-            row = conn.execute(
-                self._select_answers()
-                .where(
-                    _RECORDS.c.tenant == principal.tenant,
-                    _RECORDS.c.key_id == principal.key_id,
-                    _RECORDS.c.outcome.in_(COMPLETED),
-                    _RECORDS.c.time >= now - self._window,
+        if fb.answer_audit_seq:
+            record = self.audit.find(ANSWER, principal.tenant, seq=fb.answer_audit_seq)
+            if record is None:
+                raise NotFound(
+                    f"no answer with audit seq {fb.answer_audit_seq}",
+                    reason="ANSWER_NOT_FOUND",
                 )
-                .order_by(_RECORDS.c.seq.desc())
-                .limit(1)
-            ).first()
-        if row is None:
+            return self._linked(record, LINK_AUDIT_SEQ)
+        if fb.review_id:
+            if self._reviews is None:
+                raise FailedPrecondition(
+                    "no human review is configured (DOCFACTORY_POLICY_FILE)",
+                    reason="NO_POLICY",
+                )
+            review = self._reviews.get(principal.tenant, fb.review_id)
+            created = utc(review.created_at)
+            record = self.audit.find(
+                ANSWER,
+                principal.tenant,
+                key_id=review.requester_key_id,
+                outcomes=("PENDING_REVIEW",),
+                since=created - dt.timedelta(seconds=1),
+                until=created + self._window,
+            )
+            if record is None:
+                raise NotFound(
+                    f"no answer audit record for review {fb.review_id}",
+                    reason="ANSWER_NOT_FOUND",
+                )
+            return self._linked(record, LINK_REVIEW_ID, review.review_id)
+        record = self.audit.find(
+            ANSWER,
+            principal.tenant,
+            key_id=principal.key_id,
+            outcomes=COMPLETED,
+            since=now - self._window,
+            newest=True,
+        )
+        if record is None:
             minutes = int(self._window.total_seconds() // 60)
             raise NotFound(
                 f"no answer of this API key in the last {minutes} minutes: "
                 "give answer_audit_seq or review_id",
                 reason="ANSWER_NOT_FOUND",
             )
-        return self._linked(row, LINK_LATEST_ANSWER)
+        return self._linked(record, LINK_LATEST_ANSWER)
 
     def submit(self, principal: Principal, fb: FeedbackInput) -> Feedback:
         """Validate, link, store, audit (action FEEDBACK) and count one feedback."""

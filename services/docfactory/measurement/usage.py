@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from docfactory.core.errors import InvalidArgument
-from docfactory.governance._sql import utc
+from docfactory.core.timeutil import utc
 from docfactory.governance.audit import (
     ANSWER,
     FEEDBACK,
