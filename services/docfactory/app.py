@@ -103,7 +103,7 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
     if backend == "index":
         if not settings.addresses.index:
             raise ConfigError("vector backend 'index' needs DOCFACTORY_INDEX_ADDRESS")
-        from docfactory.core.vectorstore_grpc import GrpcIndexStore
+        from docfactory.index.client import GrpcIndexStore
 
         return (
             GrpcIndexStore(

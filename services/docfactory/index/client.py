@@ -1,4 +1,4 @@
-"""VectorStore client for the IndexService of the process that owns an embedded index.
+"""IndexService client: the VectorStore of a process whose index is owned (embedded) by another.
 
 Blocking gRPC (the contract is synchronous and runs in worker threads); the caller's API key
 is forwarded so the owner scopes everything to the caller's tenant.
