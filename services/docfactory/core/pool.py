@@ -20,7 +20,9 @@ Used by both ``OpenAIChatGenerator`` and ``OpenAIEmbeddingModel``:
   cancelling a stream closes its HTTP connection, which makes vLLM abort the request.
 
 The pool is thread-safe: the async path serves the answering stream, the blocking path serves
-embedding calls made from worker threads.
+embedding calls made from worker threads. Both run one request path: ``_Call`` (replica choice,
+retries, deadline) and ``_Attempt`` (outcome, ejection, error mapping) hold all the logic, and
+each public method adds only its HTTP call.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -152,18 +154,128 @@ def _any_event(event: Mapping[str, Any]) -> bool:
     return True
 
 
-class _Attempt:
-    """One leased replica; releases the slot and records the outcome exactly once."""
+class _Call:
+    """The retry logic of one request, shared by the async and blocking paths (which differ only
+    in their I/O call): up to ``max_attempts`` tries, each on a replica not tried yet, within one
+    deadline; ``attempt()`` leases the next replica or raises the error that ends the call."""
 
-    def __init__(self, pool: EndpointPool, replica: Replica) -> None:
+    def __init__(self, pool: EndpointPool, budget_seconds: float | None) -> None:
         self.pool = pool
-        self.replica = replica
-        self._done = False
+        self.deadline = pool._deadline(budget_seconds)
+        self.tried: set[str] = set()
+        self.last: BaseException | None = None
+        self._left = max(1, pool.settings.max_attempts)
 
-    def finish(self, outcome: str) -> None:
-        if not self._done:
-            self._done = True
-            self.pool._release(self.replica, outcome)
+    def attempt(self) -> _Attempt:
+        pool = self.pool
+        if self._left <= 0:
+            raise Unavailable(
+                f"{pool.name}: no replica answered after {len(self.tried)} attempts: {self.last}",
+                reason=NO_HEALTHY_REPLICA,
+                retry_after_seconds=pool.settings.retry_after_seconds,
+            ) from self.last
+        self._left -= 1
+        try:
+            replica = pool._acquire(self.tried)
+        except DocfactoryError as exc:
+            if self.last is None:
+                raise
+            raise Unavailable(
+                f"{pool.name}: no replica answered ({exc.message}); last error: {self.last}",
+                reason=NO_HEALTHY_REPLICA,
+                retry_after_seconds=exc.retry_after_seconds,
+                metadata={"pool": pool.name},
+            ) from self.last
+        self.tried.add(replica.url)
+        return _Attempt(self, replica)
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+
+class _Attempt:
+    """One try on one leased replica, used as ``with call.attempt() as a:``. On exit it releases
+    the slot, records the outcome exactly once, and decides: a connection failure, a 5xx, a
+    broken body or an upstream error event is swallowed (the caller's loop tries another
+    replica) unless the deadline has passed or output was already streamed (``started``);
+    anything else (a rejection, cancellation, the caller closing a stream) propagates."""
+
+    def __init__(self, call: _Call, replica: Replica) -> None:
+        self.call = call
+        self.replica = replica
+        self.outcome = "error"
+        self.started = False  # output reached the caller: a failure can no longer be retried
+        self._status_error: DocfactoryError | None = None
+
+    def url(self, path: str, root: bool = False) -> str:
+        return (self.replica.root if root else self.replica.url) + path
+
+    def timeout(self) -> httpx.Timeout:
+        call = self.call
+        left = call.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(
+                f"{call.pool.name}: deadline exceeded", reason="DEADLINE_EXCEEDED"
+            )
+        return httpx.Timeout(left, connect=min(call.pool.settings.connect_timeout_seconds, left))
+
+    def fail_status(self, status: int, text: str) -> NoReturn:
+        """An HTTP error status: 400/404/405/413/422 are rejections (never retried), others are
+        the replica's failure."""
+        name, url = self.call.pool.name, self.replica.url
+        if status in (400, 404, 405, 413, 422):
+            self.outcome = "rejected"
+            raise InvalidArgument(
+                f"{name}: {url} rejected the request ({status}): {text}",
+                reason=UPSTREAM_REJECTED,
+                metadata={"status": str(status)},
+            )
+        self._status_error = Unavailable(
+            f"{name}: {url} answered {status}: {text}",
+            reason="UPSTREAM_ERROR",
+            metadata={"status": str(status)},
+        )
+        raise self._status_error
+
+    def json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            self.fail_status(response.status_code, response.text[:300])
+        return response.json()
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        call = self.call
+        try:
+            if exc is None:
+                self.outcome = "ok"
+                return False
+            if exc is self._status_error:
+                call.last = exc
+                return True
+            if isinstance(exc, httpx.ConnectError):
+                self.outcome, call.last = "connect_error", exc
+                return True
+            if isinstance(exc, httpx.HTTPError | ValueError | Unavailable):
+                if call.expired():
+                    raise DeadlineExceeded(f"{call.pool.name}: deadline exceeded") from exc
+                if self.started:
+                    raise Unavailable(
+                        f"{call.pool.name}: {self.replica.url} failed mid-stream: {exc!r}",
+                        reason=UPSTREAM_INTERRUPTED,
+                    ) from exc
+                call.last = exc
+                return True
+            # GeneratorExit / CancelledError / a deadline: the caller went away or ran out of
+            # time, not the replica's fault; a rejection keeps its outcome.
+            if self.outcome == "error":
+                self.outcome = "cancelled"
+            return False
+        finally:
+            call.pool._release(self.replica, self.outcome)
 
 
 class EndpointPool:
@@ -334,7 +446,7 @@ class EndpointPool:
 
     # ---- leasing ---------------------------------------------------------------------------
 
-    def _acquire(self, exclude: set[str]) -> _Attempt:
+    def _acquire(self, exclude: set[str]) -> Replica:
         self.start()
         s = self.settings
         with self._lock:
@@ -348,7 +460,7 @@ class EndpointPool:
                 chosen = best[self._rr % len(best)]
                 self._rr += 1
                 chosen.outstanding += 1
-                return _Attempt(self, chosen)
+                return chosen
             if up:
                 reason, retry_after = POOL_SATURATED, s.retry_after_seconds
             else:
@@ -407,21 +519,6 @@ class EndpointPool:
             replica.healthy = False
         log.warning("pool %s: %s ejected for %.1fs", self.name, replica.url, seconds)
 
-    def _next_attempt(self, tried: set[str], last: BaseException | None) -> _Attempt:
-        try:
-            attempt = self._acquire(tried)
-        except DocfactoryError as exc:
-            if last is None:
-                raise
-            raise Unavailable(
-                f"{self.name}: no replica answered ({exc.message}); last error: {last}",
-                reason=NO_HEALTHY_REPLICA,
-                retry_after_seconds=exc.retry_after_seconds,
-                metadata={"pool": self.name},
-            ) from last
-        tried.add(attempt.replica.url)
-        return attempt
-
     # ---- timeouts --------------------------------------------------------------------------
 
     def _deadline(self, timeout: float | None) -> float:
@@ -431,35 +528,6 @@ class EndpointPool:
             else remaining_seconds(self.settings.request_timeout_seconds)
         )
         return time.monotonic() + float(seconds or self.settings.request_timeout_seconds)
-
-    def _timeout(self, deadline: float) -> httpx.Timeout:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded(f"{self.name}: deadline exceeded", reason="DEADLINE_EXCEEDED")
-        return httpx.Timeout(left, connect=min(self.settings.connect_timeout_seconds, left))
-
-    def _url(self, replica: Replica, path: str, root: bool) -> str:
-        return (replica.root if root else replica.url) + path
-
-    def _http_error(self, replica: Replica, status: int, text: str) -> tuple[DocfactoryError, str]:
-        """Error for an HTTP status, and the outcome to record (rejected ones are not retried)."""
-        if status in (400, 404, 405, 413, 422):
-            return (
-                InvalidArgument(
-                    f"{self.name}: {replica.url} rejected the request ({status}): {text}",
-                    reason=UPSTREAM_REJECTED,
-                    metadata={"status": str(status)},
-                ),
-                "rejected",
-            )
-        return (
-            Unavailable(
-                f"{self.name}: {replica.url} answered {status}: {text}",
-                reason="UPSTREAM_ERROR",
-                metadata={"status": str(status)},
-            ),
-            "error",
-        )
 
     def _client_async(self) -> httpx.AsyncClient:
         if self._aclient is None:
@@ -478,7 +546,7 @@ class EndpointPool:
                 )
             return self._client
 
-    # ---- requests --------------------------------------------------------------------------
+    # ---- requests (the retry logic is _Call's; these hold only the I/O) ----------------
 
     async def request_json(
         self,
@@ -490,45 +558,13 @@ class EndpointPool:
         budget_seconds: float | None = None,
     ) -> Any:
         """One JSON request, retried on another replica on failure (nothing is streamed)."""
-        deadline = self._deadline(budget_seconds)
-        tried: set[str] = set()
-        last: BaseException | None = None
-        for _ in range(max(1, self.settings.max_attempts)):
-            attempt = self._next_attempt(tried, last)
-            outcome = "error"
-            try:
+        call = _Call(self, budget_seconds)
+        while True:
+            with call.attempt() as a:
                 r = await self._client_async().request(
-                    method,
-                    self._url(attempt.replica, path, root),
-                    json=body,
-                    timeout=self._timeout(deadline),
+                    method, a.url(path, root), json=body, timeout=a.timeout()
                 )
-                if r.status_code >= 400:
-                    err, outcome = self._http_error(attempt.replica, r.status_code, r.text[:300])
-                    if outcome == "rejected":
-                        raise err
-                    last = err
-                    continue
-                data = r.json()
-                outcome = "ok"
-                return data
-            except httpx.ConnectError as exc:
-                outcome, last = "connect_error", exc
-            except (httpx.HTTPError, ValueError) as exc:
-                if time.monotonic() >= deadline:
-                    raise DeadlineExceeded(f"{self.name}: deadline exceeded") from exc
-                last = exc
-            except BaseException:
-                if outcome == "error":
-                    outcome = "cancelled"
-                raise
-            finally:
-                attempt.finish(outcome)
-        raise Unavailable(
-            f"{self.name}: no replica answered after {len(tried)} attempts: {last}",
-            reason=NO_HEALTHY_REPLICA,
-            retry_after_seconds=self.settings.retry_after_seconds,
-        ) from last
+                return a.json(r)
 
     def request_json_sync(
         self,
@@ -539,46 +575,14 @@ class EndpointPool:
         root: bool = False,
         budget_seconds: float | None = None,
     ) -> Any:
-        """Blocking twin of ``request_json`` (for worker threads, e.g. embedding batches)."""
-        deadline = self._deadline(budget_seconds)
-        tried: set[str] = set()
-        last: BaseException | None = None
-        for _ in range(max(1, self.settings.max_attempts)):
-            attempt = self._next_attempt(tried, last)
-            outcome = "error"
-            try:
+        """Blocking ``request_json`` (for worker threads, e.g. embedding batches)."""
+        call = _Call(self, budget_seconds)
+        while True:
+            with call.attempt() as a:
                 r = self._client_sync().request(
-                    method,
-                    self._url(attempt.replica, path, root),
-                    json=body,
-                    timeout=self._timeout(deadline),
+                    method, a.url(path, root), json=body, timeout=a.timeout()
                 )
-                if r.status_code >= 400:
-                    err, outcome = self._http_error(attempt.replica, r.status_code, r.text[:300])
-                    if outcome == "rejected":
-                        raise err
-                    last = err
-                    continue
-                data = r.json()
-                outcome = "ok"
-                return data
-            except httpx.ConnectError as exc:
-                outcome, last = "connect_error", exc
-            except (httpx.HTTPError, ValueError) as exc:
-                if time.monotonic() >= deadline:
-                    raise DeadlineExceeded(f"{self.name}: deadline exceeded") from exc
-                last = exc
-            except BaseException:
-                if outcome == "error":
-                    outcome = "cancelled"
-                raise
-            finally:
-                attempt.finish(outcome)
-        raise Unavailable(
-            f"{self.name}: no replica answered after {len(tried)} attempts: {last}",
-            reason=NO_HEALTHY_REPLICA,
-            retry_after_seconds=self.settings.retry_after_seconds,
-        ) from last
+                return a.json(r)
 
     async def stream_sse(
         self,
@@ -597,28 +601,16 @@ class EndpointPool:
         cancelling its task) closes the HTTP connection, which makes the server abort the
         generation.
         """
-        deadline = self._deadline(budget_seconds)
-        tried: set[str] = set()
-        last: BaseException | None = None
-        for _ in range(max(1, self.settings.max_attempts)):
-            attempt = self._next_attempt(tried, last)
-            replica = attempt.replica
-            outcome = "error"
-            started = False
-            try:
+        call = _Call(self, budget_seconds)
+        while True:
+            with call.attempt() as a:
                 async with self._client_async().stream(
-                    "POST",
-                    self._url(replica, path, False),
-                    json=body,
-                    timeout=self._timeout(deadline),
+                    "POST", a.url(path), json=body, timeout=a.timeout()
                 ) as r:
                     if r.status_code >= 400:
-                        text = (await r.aread()).decode(errors="replace")[:300]
-                        err, outcome = self._http_error(replica, r.status_code, text)
-                        if outcome == "rejected":
-                            raise err
-                        last = err
-                        continue
+                        a.fail_status(
+                            r.status_code, (await r.aread()).decode(errors="replace")[:300]
+                        )
                     # The body ends with "data: [DONE]" (vLLM) or just ends after a final event
                     # (some servers); a cut chunked body raises httpx.RemoteProtocolError.
                     complete = is_final is None
@@ -636,40 +628,16 @@ class EndpointPool:
                             and not event.get("choices")
                         ):
                             raise Unavailable(
-                                f"{self.name}: {replica.url} failed: {event['error']}",
+                                f"{self.name}: {a.replica.url} failed: {event['error']}",
                                 reason="UPSTREAM_ERROR",
                             )
-                        if time.monotonic() >= deadline:
+                        if call.expired():
                             raise DeadlineExceeded(f"{self.name}: deadline exceeded")
-                        if not started and is_output(event):
-                            started = True
+                        if not a.started and is_output(event):
+                            a.started = True
                         yield event
                         if is_final is not None and is_final(event):
                             complete = True
                     if not complete:
                         raise httpx.RemoteProtocolError("the stream ended before its final event")
-                outcome = "ok"
                 return
-            except httpx.ConnectError as exc:
-                outcome, last = "connect_error", exc
-            except (httpx.HTTPError, ValueError, Unavailable) as exc:
-                if time.monotonic() >= deadline:
-                    raise DeadlineExceeded(f"{self.name}: deadline exceeded") from exc
-                if started:
-                    raise Unavailable(
-                        f"{self.name}: {replica.url} failed mid-stream: {exc!r}",
-                        reason=UPSTREAM_INTERRUPTED,
-                    ) from exc
-                last = exc
-            except BaseException:
-                # GeneratorExit / CancelledError: the caller went away; not the replica's fault.
-                if outcome == "error":
-                    outcome = "cancelled"
-                raise
-            finally:
-                attempt.finish(outcome)
-        raise Unavailable(
-            f"{self.name}: no replica answered after {len(tried)} attempts: {last}",
-            reason=NO_HEALTHY_REPLICA,
-            retry_after_seconds=self.settings.retry_after_seconds,
-        ) from last
