@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from docfactory.app import SERVICES, start_server
-from docfactory.cli import _QUERY_SERVICES, Session, default_parse_processes
+from docfactory.cli import QUERY_SERVICES, Session, default_parse_processes
 from docfactory.core.config import Settings
 from tests.conftest import shared_data
 from tests.helpers import search, upload
@@ -100,7 +100,7 @@ async def test_query_services_give_the_same_results(
         await full.stop(0.5)
     assert want.results
     # the CLI's session for search/ask, on the same data directory
-    async with Session(settings, None, "key-acme", _QUERY_SERVICES) as session:
+    async with Session(settings, None, "key-acme", QUERY_SERVICES) as session:
         assert session.channel is not None
         got = await search(session.channel, "certificat de travail", top_k=5)
         names = session._running.service_names
