@@ -203,6 +203,8 @@ class JobsConfig:
     heartbeat_seconds: float = 2.0
     executor_timeout_seconds: float = 15.0
     queue_polling_seconds: float = 0.5
+    # SIGTERM: in-flight workflows get this long to finish, the rest is handed back.
+    shutdown_grace_seconds: float = 20.0
     # API key the workers present to IngestionService (default: DOCFACTORY_API_KEY, then the
     # embedded default's local key file).
     api_key: str = ""
@@ -382,6 +384,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_JOBS_MAX_ATTEMPTS": ("jobs", "max_attempts"),
     "DOCFACTORY_WORKER_HEARTBEAT_SECONDS": ("jobs", "heartbeat_seconds"),
     "DOCFACTORY_WORKER_TIMEOUT_SECONDS": ("jobs", "executor_timeout_seconds"),
+    "DOCFACTORY_WORKER_GRACE_SECONDS": ("jobs", "shutdown_grace_seconds"),
     "DOCFACTORY_WORKER_API_KEY": ("jobs", "api_key"),
     "DOCFACTORY_WEBHOOK_PORT": ("jobs", "webhook_port"),
     "DOCFACTORY_WEBHOOK_HOST": ("jobs", "webhook_host"),

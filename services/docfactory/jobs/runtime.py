@@ -4,26 +4,34 @@
   processed ETags (checkpointed step), then enqueues one ``docfactory.jobs.object`` workflow per
   new / changed / removed object on the ``docfactory-ingest`` queue (concurrency per worker).
 * ``docfactory.jobs.object``: fetch -> expand -> upload each document to IngestionService (its
-  stub) -> record outcomes, as a checkpointed step retried with exponential backoff (durable
-  ``DBOS.sleep``) up to ``max_attempts``; then FAILED keeping the error.
+  stub) -> record outcomes, as one checkpointed step whose retries DBOS runs as declared on the
+  step (``max_attempts``, ``retry_interval_seconds``, ``backoff_rate``; only transient errors
+  are retried); then FAILED keeping the last error.
 
 Workers (``docfactory worker``) are DBOS executors with a unique executor id each. DBOS recovers
-an executor's PENDING workflows when that same executor restarts, or when asked for a given
-executor id (``DBOS._recover_pending_workflows``); without DBOS Conductor nothing notices that
-an executor died for good. So every worker heartbeats in ``jobs_executors`` and reaps the
-executors silent for ``executor_timeout_seconds``: one survivor claims (deletes) the dead
-executor's row and re-enqueues its pending workflows through DBOS's own recovery (re-enqueue,
-then the atomic ENQUEUED->PENDING dequeue admits exactly one runner). Completed steps are not
-re-run; the step in flight is, which is safe because its effects are idempotent.
+an executor's PENDING workflows when that same executor restarts; without DBOS Conductor nothing
+notices that an executor died for good. So every worker heartbeats in ``jobs_executors`` and
+reaps the executors silent for ``executor_timeout_seconds``: one survivor claims (deletes) the
+dead executor's row and puts its pending workflows back on their queue
+(``docfactory.core.durable.recover_executor``, DBOS's public list/resume API; the atomic
+ENQUEUED->PENDING dequeue admits exactly one runner). Completed steps are not re-run; the step
+in flight is, which is safe because its effects are idempotent.
+
+SIGTERM drains: the worker stops dequeuing, lets its in-flight workflows finish for
+``shutdown_grace_seconds``, and hands back what is still unfinished (its heartbeat row is left
+expired, so a surviving or restarted worker recovers those workflows at once).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import math
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,6 +43,7 @@ from docfactory.archives import ArchiveLimits
 from docfactory.core.clients import channel_options
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
+from docfactory.core.durable import pending_of, recover_executor
 from docfactory.core.errors import ConfigError, DocfactoryError
 from docfactory.core.tls import sync_channel
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -46,7 +55,15 @@ from docfactory.jobs.pipeline import (
     process_object,
     process_upload,
 )
-from docfactory.jobs.repo import CANCELLED, DELETE, DONE, UPSERT, JobsRepository, PlanItem
+from docfactory.jobs.repo import (
+    CANCELLED,
+    DELETE,
+    DONE,
+    UPSERT,
+    JobsRepository,
+    PlanItem,
+    executors,
+)
 from docfactory.jobs.storage import ObjectStore, make_object_store
 
 log = logging.getLogger("docfactory.jobs")
@@ -179,8 +196,58 @@ def _remove_staged(rt: _Runtime, bucket: str, key: str) -> None:
         log.warning("could not remove staged upload s3://%s/%s", bucket, key, exc_info=True)
 
 
+def _failure(exc: BaseException) -> tuple[str, str, bool]:
+    """(reason, message, worth retrying) of a step's error."""
+    if isinstance(exc, TransientError):
+        return exc.reason, exc.message, True
+    if isinstance(exc, DocfactoryError):
+        return exc.reason, exc.message, False
+    return "WORKER_ERROR", f"{type(exc).__name__}: {exc}", True
+
+
+def _retryable(exc: BaseException) -> bool:
+    return _failure(exc)[2]
+
+
+def _attempt() -> int:
+    """1-based attempt number of the running step (DBOS counts its declared retries)."""
+    from dbos import DBOS
+
+    status = DBOS.step_status
+    return (status.current_attempt or 0) + 1 if status is not None else 1
+
+
+def _counted(fn: Callable[..., int]) -> Callable[..., int]:
+    """Tag a step's error with the attempt that raised it (the FAILED message counts them)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any) -> int:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            exc.attempt = _attempt()  # type: ignore[attr-defined]
+            raise
+
+    return run
+
+
 def _register() -> tuple[Any, Any, Any]:
     from dbos import DBOS, SetWorkflowID
+    from dbos import error as dbos_error
+
+    jobs_cfg = _rt().settings.jobs
+
+    def retried_step(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+        """A step whose transient failures DBOS retries, as declared here: attempts, first
+        delay and backoff factor from the configuration."""
+        return DBOS.step(
+            name=name,
+            retries_allowed=True,
+            max_attempts=max(1, jobs_cfg.max_attempts),
+            interval_seconds=jobs_cfg.retry_interval_seconds,
+            backoff_rate=jobs_cfg.backoff_rate,
+            should_retry=_retryable,
+        )
 
     @DBOS.step(name="docfactory.jobs.plan")
     def plan_step(job_id: str) -> list[tuple[str, str, str]]:
@@ -212,13 +279,14 @@ def _register() -> tuple[Any, Any, Any]:
                 queue.enqueue(object_workflow, job_id, key, action, etag)
         return len(plan)
 
-    @DBOS.step(name="docfactory.jobs.process")
-    def process_step(job_id: str, key: str, action: str, etag: str, attempt: int) -> int:
+    @retried_step("docfactory.jobs.process")
+    @_counted
+    def process_step(job_id: str, key: str, action: str, etag: str) -> int:
         rt = _rt()
         job = rt.repo.job_header(job_id)
         if job is None or job["state"] == CANCELLED:  # cancelled: nothing more is indexed
             return 0
-        rt.repo.start_attempt(job_id, key, attempt)
+        rt.repo.start_attempt(job_id, key, _attempt())
         tenant, collection, bucket = job["tenant"], job["collection"], job["bucket"]
         previous = rt.repo.object_docs(tenant, collection, bucket, key)
         if action == DELETE:
@@ -257,8 +325,9 @@ def _register() -> tuple[Any, Any, Any]:
         )
         return len(outcomes)
 
-    @DBOS.step(name="docfactory.jobs.upload")
-    def upload_step(job_id: str, key: str, etag: str, upload: dict[str, Any], attempt: int) -> int:
+    @retried_step("docfactory.jobs.upload")
+    @_counted
+    def upload_step(job_id: str, key: str, etag: str, upload: dict[str, Any]) -> int:
         rt = _rt()
         job = rt.repo.job_header(job_id)
         if job is None:
@@ -269,7 +338,7 @@ def _register() -> tuple[Any, Any, Any]:
         state = rt.repo.item_states(job_id).get(key)
         if state is not None and state[0] == DONE:  # re-run after a crash past the finish
             return 0
-        rt.repo.start_attempt(job_id, key, attempt)
+        rt.repo.start_attempt(job_id, key, _attempt())
         tenant, collection, bucket = job["tenant"], job["collection"], job["bucket"]
         target = Target(tenant, collection, bucket, int(upload["classification"]))
         outcome = process_upload(
@@ -306,41 +375,34 @@ def _register() -> tuple[Any, Any, Any]:
     def fail_step(job_id: str, key: str, reason: str, message: str) -> None:
         _rt().repo.fail_item(job_id, key, reason, message)
 
-    def with_retries(job_id: str, key: str, run: Callable[[int], Any]) -> str:
-        jobs_cfg = _rt().settings.jobs
-        attempts = max(1, jobs_cfg.max_attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                run(attempt)
-                return "DONE"
-            except Exception as exc:
-                if isinstance(exc, TransientError):
-                    reason, message, retry = exc.reason, exc.message, True
-                elif isinstance(exc, DocfactoryError):
-                    reason, message, retry = exc.reason, exc.message, False
-                else:
-                    reason, message, retry = "WORKER_ERROR", f"{type(exc).__name__}: {exc}", True
-                if not retry or attempt >= attempts:
-                    fail_step(job_id, key, reason, f"after {attempt} attempt(s): {message}")
-                    return "FAILED"
-                DBOS.sleep(jobs_cfg.retry_interval_seconds * jobs_cfg.backoff_rate ** (attempt - 1))
+    def outcome(job_id: str, key: str, step: Callable[..., int], *args: Any) -> str:
+        """Run a retried step; once DBOS gave up (or the error is not worth retrying), record
+        the item FAILED with the last error."""
+        try:
+            step(job_id, key, *args)
+            return "DONE"
+        except dbos_error.DBOSMaxStepRetriesExceeded as exc:
+            last: BaseException = exc.errors[-1] if exc.errors else exc
+            attempts = exc.max_retries
+        except dbos_error.DBOSException:  # cancellation and the like: DBOS's own control flow
+            raise
+        except Exception as exc:  # not worth retrying: failed at the attempt that raised it
+            last, attempts = exc, int(getattr(exc, "attempt", 1))
+        reason, message, _ = _failure(last)
+        fail_step(job_id, key, reason, f"after {attempts} attempt(s): {message}")
         return "FAILED"
 
     @DBOS.workflow(name=OBJECT_WORKFLOW)
     def object_workflow(job_id: str, key: str, action: str, etag: str) -> str:
-        return with_retries(
-            job_id, key, lambda attempt: process_step(job_id, key, action, etag, attempt)
-        )
+        return outcome(job_id, key, process_step, action, etag)
 
     @DBOS.workflow(name=UPLOAD_WORKFLOW)
     def upload_workflow(job_id: str, key: str, etag: str, upload: dict[str, Any]) -> str:
-        outcome = with_retries(
-            job_id, key, lambda attempt: upload_step(job_id, key, etag, upload, attempt)
-        )
-        if outcome == "FAILED":
+        result = outcome(job_id, key, upload_step, etag, upload)
+        if result == "FAILED":
             # Failed for good: the job keeps the reason; the caller re-uploads to try again.
             discard_step(job_id, key)
-        return outcome
+        return result
 
     return scan_workflow, object_workflow, upload_workflow
 
@@ -417,18 +479,47 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
                 for dead in repo.claim_dead_executors(
                     executor_id, settings.jobs.executor_timeout_seconds
                 ):
-                    handles = DBOS._recover_pending_workflows([dead])
-                    log.warning("recovered %d workflows of dead worker %s", len(handles), dead)
-                    print(f"recovered {len(handles)} workflows of {dead}", flush=True)
+                    n = recover_executor(dead, APP_VERSION, QUEUE)
+                    log.warning("recovered %d workflows of dead worker %s", n, dead)
+                    print(f"recovered {n} workflows of {dead}", flush=True)
             except Exception:  # keep the worker alive through a database hiccup
                 log.exception("heartbeat/reaper failed")
             stop.wait(settings.jobs.heartbeat_seconds)
     finally:
-        repo.remove_executor(executor_id)
-        DBOS.destroy(workflow_completion_timeout_sec=0)
+        _drain(settings, repo, executor_id)
         channel.close()
         engine.dispose()
         _RT = None
+
+
+def _drain(settings: Settings, repo: JobsRepository, executor_id: str) -> None:
+    """Graceful stop: no new work is dequeued, the in-flight workflows get
+    ``shutdown_grace_seconds`` to finish; what is still unfinished is handed back (the
+    heartbeat row is left expired, so another worker's reaper recovers it at once)."""
+    from dbos import DBOS
+
+    grace = max(0, math.ceil(settings.jobs.shutdown_grace_seconds))
+    DBOS.destroy(workflow_completion_timeout_sec=grace)
+    try:
+        left = pending_of(system_database_url(settings), executor_id, APP_VERSION)
+        if left:
+            _expire(repo, executor_id)
+            print(f"worker {executor_id} stopped: {left} workflow(s) handed back", flush=True)
+        else:
+            repo.remove_executor(executor_id)
+            print(f"worker {executor_id} stopped: drained", flush=True)
+    except Exception:  # database gone: the row stays and expires, the reaper recovers
+        log.exception("worker %s: hand-back failed", executor_id)
+
+
+def _expire(repo: JobsRepository, executor_id: str) -> None:
+    """Leave the executor's heartbeat row silent since forever: the next reaper claims it."""
+    with repo.engine.begin() as conn:
+        conn.execute(
+            executors.update()
+            .where(executors.c.executor_id == executor_id)
+            .values(heartbeat_at=0.0)
+        )
 
 
 def main() -> None:
@@ -437,6 +528,10 @@ def main() -> None:
 
     setup_logging()
     run_worker(load_settings())
+    # A step still running past the grace period is not joined (its workflow was handed back).
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import grpc
 
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
+from docfactory.core.durable import recover_executor
 from docfactory.workflows.note import Passage
 from docfactory.workflows.repo import CANCELLED, REJECTED, WorkflowRepository
 from docfactory.workflows.steps import AMENDED, APPROVED, WAIT, RunSteps
@@ -366,9 +367,9 @@ def run_worker(
             try:
                 repo.heartbeat(executor_id, socket.gethostname(), os.getpid())
                 for dead in repo.claim_dead_executors(executor_id, opts.executor_timeout_seconds):
-                    handles = DBOS._recover_pending_workflows([dead])
-                    log.warning("recovered %d runs of dead worker %s", len(handles), dead)
-                    print(f"recovered {len(handles)} runs of {dead}", file=sys.stderr, flush=True)
+                    n = recover_executor(dead, APP_VERSION, QUEUE)
+                    log.warning("recovered %d runs of dead worker %s", n, dead)
+                    print(f"recovered {n} runs of {dead}", file=sys.stderr, flush=True)
             except Exception:  # keep the worker alive through a database hiccup
                 log.exception("heartbeat/reaper failed")
             stop.wait(opts.heartbeat_seconds)
