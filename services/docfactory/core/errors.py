@@ -122,3 +122,50 @@ def error_for_code(
     """The docfactory error class for a gRPC code (used to re-raise downstream failures)."""
     cls = _BY_CODE.get(code, Internal)
     return cls(message, reason=reason)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out and len(out) < 16:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def infrastructure_error(exc: BaseException) -> DocfactoryError | None:
+    """The clear error for an infrastructure failure that reached a handler, or None.
+
+    * the data disk is full (``ENOSPC``/``EDQUOT``, or SQLite's "database or disk is full"):
+      RESOURCE_EXHAUSTED, reason ``DISK_FULL`` (nothing was half-written: retry once space
+      is back);
+    * the database is unreachable (connection refused or dropped, server restarting):
+      UNAVAILABLE, reason ``DATABASE_UNAVAILABLE`` (retry with backoff).
+    """
+    import errno
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
+    chain = _chain(exc)
+    for e in chain:
+        full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+            isinstance(e, sqlite3.OperationalError | sa_exc.OperationalError)
+            and "disk is full" in str(e)
+        )
+        if full:
+            return ResourceExhausted(
+                "the data disk is full: nothing was stored, retry once space is freed",
+                reason="DISK_FULL",
+            )
+    for e in chain:
+        if isinstance(e, sa_exc.DBAPIError) and (
+            e.connection_invalidated
+            or isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError)
+        ):
+            if "locked" in str(e):
+                return Unavailable("the database is busy, retry", reason="DATABASE_BUSY")
+            return Unavailable(
+                "the database is unavailable, retry with backoff", reason="DATABASE_UNAVAILABLE"
+            )
+    return None

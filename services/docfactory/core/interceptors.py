@@ -26,7 +26,13 @@ from docfactory.core.auth import (
     set_deadline,
     set_principal,
 )
-from docfactory.core.errors import ERROR_DOMAIN, DocfactoryError, InvalidArgument, error_for_code
+from docfactory.core.errors import (
+    ERROR_DOMAIN,
+    DocfactoryError,
+    InvalidArgument,
+    error_for_code,
+    infrastructure_error,
+)
 from docfactory.core.validation import validate_request
 
 log = logging.getLogger("docfactory.rpc")
@@ -199,6 +205,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             err = exc
         elif isinstance(exc, grpc.aio.AioRpcError):
             err = error_from_rpc(exc)
+        elif (infra := infrastructure_error(exc)) is not None:  # disk full, database down
+            log.warning("%s in %s: %r", infra.reason, method, exc)
+            err = infra
         else:
             # Every one of these is a bug to fix: the client gets INTERNAL with a correlation id
             # that finds the traceback in the server's log, never the exception's text.
