@@ -17,8 +17,6 @@ SELF_REVIEW_FORBIDDEN) and tenant isolation (a review of another tenant is NotFo
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 import uuid
@@ -107,6 +105,8 @@ class Review:
     comment: str
     claimed_by: str | None = None
     claimed_until: dt.datetime | None = None
+    #: Insertion order (the keyset of the pending list).
+    seq: int = 0
 
     def claim_holder(self, now: dt.datetime) -> str | None:
         """The key holding a live claim at ``now`` (None: unclaimed or expired)."""
@@ -175,6 +175,7 @@ def _to_review(row: Any) -> Review:
         comment=row.comment or "",
         claimed_by=row.claimed_by,
         claimed_until=utc(row.claimed_until) if row.claimed_until else None,
+        seq=int(row.seq),
     )
 
 
@@ -185,22 +186,6 @@ def _json_list(citations: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         raise InvalidArgument(f"citations must be JSON objects: {exc}") from exc
     result: list[dict[str, Any]] = json.loads(text)
     return result
-
-
-def _encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": seq}).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after = data["after"]
-        if not isinstance(after, int) or not 0 <= after <= 2**62:
-            raise ValueError(after)
-        return after
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument("invalid page_token", reason="INVALID_PAGE_TOKEN") from exc
 
 
 class ReviewStore:
@@ -269,27 +254,23 @@ class ReviewStore:
         tenant: str,
         *,
         use_case: str | None = None,
-        page_size: int = 50,
-        page_token: str = "",
-    ) -> tuple[list[Review], str]:
-        """Pending drafts of a tenant, oldest first; returns (page, next_page_token or "")."""
-        if page_size <= 0 or page_size > 1000:
-            raise InvalidArgument("page_size must be between 1 and 1000")
-        after = _decode_token(page_token) if page_token else 0
+        limit: int = 50,
+        after: int | None = None,
+    ) -> list[Review]:
+        """Pending drafts of a tenant, oldest first; ``after``: the ``seq`` of the previous
+        page's last draft (keyset: stable while drafts are being added)."""
         query = (
             self._select()
             .where(_REVIEWS.c.tenant == tenant)
             .where(_REVIEWS.c.state == PENDING_REVIEW)
-            .where(_REVIEWS.c.seq > after)
         )
+        if after is not None:
+            query = query.where(_REVIEWS.c.seq > after)
         if use_case:
             query = query.where(_REVIEWS.c.use_case == use_case)
         with self._engine.connect() as conn:
-            rows = conn.execute(query.order_by(_REVIEWS.c.seq).limit(page_size + 1)).all()
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        token = _encode_token(int(rows[-1].seq)) if more else ""
-        return [_to_review(r) for r in rows], token
+            rows = conn.execute(query.order_by(_REVIEWS.c.seq).limit(limit)).all()
+        return [_to_review(r) for r in rows]
 
     def decide(
         self,

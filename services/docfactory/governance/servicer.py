@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import itertools
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -12,11 +10,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.common.v1 import common_pb2
-from docfactory.core.auth import Principal, current_principal
-from docfactory.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from docfactory.governance.audit import canonical_json
+from docfactory.core.auth import current_principal
 from docfactory.governance.gate import GovernanceGate
-from docfactory.governance.reviews import DEFAULT_CLAIM, Review
+from docfactory.governance.reviews import Review
+from docfactory.governance.service import GovernanceService, UseCaseView
 from docfactory.governance.v1 import governance_service_pb2 as pb
 from docfactory.governance.v1 import governance_service_pb2_grpc as pb_grpc
 
@@ -70,110 +67,56 @@ def _review(r: Review) -> pb.Review:
     )
 
 
+def _use_case(uc: UseCaseView) -> pb.UseCase:
+    return pb.UseCase(
+        use_case_id=uc.id,
+        owner=uc.owner,
+        purpose=uc.purpose,
+        allowed_collections=list(uc.allowed_collections),
+        max_classification=uc.max_classification,  # type: ignore[arg-type]
+        allowed_models=list(uc.allowed_models),
+        human_review_required=uc.human_review,
+        retention=uc.retention,
+    )
+
+
 class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
-    def __init__(self, gate: GovernanceGate) -> None:
-        self._gate = gate
-
-    def _require_policy(self) -> None:
-        if self._gate.policy is None or self._gate.reviews is None:
-            raise FailedPrecondition(
-                "no governance policy is configured (DOCFACTORY_POLICY_FILE)",
-                reason="NO_POLICY",
-            )
-
-    def _require_role(self, principal: Principal, role: str) -> None:
-        assert self._gate.policy is not None
-        if not self._gate.policy.current().has_role(principal.key_id, role):
-            raise PermissionDenied(
-                f"the {role} role is required", reason=f"{role.upper()}_ROLE_REQUIRED"
-            )
+    def __init__(self, service: GovernanceService) -> None:
+        self._svc = service
 
     async def GetPolicy(
         self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPolicyResponse:
-        self._require_policy()
-        assert self._gate.policy is not None
-        policy = self._gate.policy.current()
-        tenant = current_principal().tenant
-        out = []
-        for uc in policy.use_cases.values():
-            if tenant not in uc.tenants:
-                continue
-            out.append(
-                pb.UseCase(
-                    use_case_id=uc.id,
-                    owner=uc.owner,
-                    purpose=uc.purpose,
-                    allowed_collections=sorted(uc.allowed_collections or ()),
-                    max_classification=uc.max_classification,  # type: ignore[arg-type]
-                    allowed_models=sorted(uc.allowed_models or ()),
-                    human_review_required=uc.human_review,
-                    retention=uc.retention.spec,
-                )
-            )
-        return pb.GetPolicyResponse(version=str(policy.version), use_cases=out)
+        version, use_cases = self._svc.policy_for(current_principal())
+        return pb.GetPolicyResponse(version=version, use_cases=[_use_case(u) for u in use_cases])
 
     async def ListReviews(
         self, request: pb.ListReviewsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListReviewsResponse:
-        self._require_policy()
-        principal = current_principal()
-        self._require_role(principal, "reviewer")
-        assert self._gate.reviews is not None
-        reviews, token = await asyncio.to_thread(
-            lambda: self._gate.reviews.list_pending(  # type: ignore[union-attr]
-                principal.tenant,
-                use_case=request.use_case or None,
-                page_size=request.page_size or 50,
-                page_token=request.page_token,
-            )
+        reviews, token = await self._svc.list_reviews(
+            current_principal(),
+            use_case=request.use_case,
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         return pb.ListReviewsResponse(reviews=[_review(r) for r in reviews], next_page_token=token)
 
     async def DecideReview(
         self, request: pb.DecideReviewRequest, context: grpc.aio.ServicerContext
     ) -> pb.DecideReviewResponse:
-        self._require_policy()
-        principal = current_principal()
-        self._require_role(principal, "reviewer")
-        decision = _DECISIONS.get(request.decision)
-        if decision is None:
-            raise InvalidArgument("decision is required", reason="INVALID_DECISION")
-        assert self._gate.reviews is not None
-        reviews = self._gate.reviews
-        review = await asyncio.to_thread(
-            lambda: reviews.decide(
-                principal.tenant,
-                request.review_id,
-                reviewer_key_id=principal.key_id,
-                decision=decision,
-                amended_text=request.amended_text or None,
-                comment=request.comment,
-            )
-        )
-        await asyncio.to_thread(
-            lambda: self._gate.record(
-                principal,
-                action="REVIEW_DECISION",
-                use_case=review.use_case,
-                outcome=decision,
-                document_ids=[str(c.get("document_id", "")) for c in review.citations],
-                model=review.model,
-                details={"review_id": review.review_id},
-            )
+        review = await self._svc.decide_review(
+            current_principal(),
+            request.review_id,
+            decision=_DECISIONS.get(request.decision, ""),
+            amended_text=request.amended_text,
+            comment=request.comment,
         )
         return pb.DecideReviewResponse(review=_review(review))
 
     async def GetReviewedAnswer(
         self, request: pb.GetReviewedAnswerRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetReviewedAnswerResponse:
-        self._require_policy()
-        principal = current_principal()
-        assert self._gate.reviews is not None
-        reviews = self._gate.reviews
-        released = await asyncio.to_thread(
-            lambda: reviews.released_answer(principal.tenant, request.review_id)
-        )
+        released = await self._svc.reviewed_answer(current_principal(), request.review_id)
         return pb.GetReviewedAnswerResponse(
             state=released.state,
             text=released.text,
@@ -184,9 +127,7 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
     async def VerifyAudit(
         self, request: pb.VerifyAuditRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyAuditResponse:
-        self._require_policy()
-        self._require_role(current_principal(), "auditor")
-        report = await asyncio.to_thread(self._gate.audit.verify)
+        report = await self._svc.verify_audit(current_principal())
         return pb.VerifyAuditResponse(
             ok=report.ok,
             checked=report.checked,
@@ -196,68 +137,38 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
     async def GetCaller(
         self, request: pb.GetCallerRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCallerResponse:
-        principal = current_principal()
+        caller = self._svc.caller(current_principal())
         return pb.GetCallerResponse(
-            tenant=principal.tenant,
-            key_id=principal.key_id,
-            roles=sorted(principal.roles),
-            policy_configured=self._gate.policy is not None,
+            tenant=caller.principal.tenant,
+            key_id=caller.principal.key_id,
+            roles=sorted(caller.principal.roles),
+            policy_configured=caller.policy_configured,
         )
 
     async def GetReview(
         self, request: pb.GetReviewRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetReviewResponse:
-        self._require_policy()
-        principal = current_principal()
-        self._require_role(principal, "reviewer")
-        assert self._gate.reviews is not None
-        reviews = self._gate.reviews
-        review = await asyncio.to_thread(lambda: reviews.get(principal.tenant, request.review_id))
+        review = await self._svc.get_review(current_principal(), request.review_id)
         return pb.GetReviewResponse(review=_review(review))
 
     async def ClaimReview(
         self, request: pb.ClaimReviewRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClaimReviewResponse:
-        self._require_policy()
-        principal = current_principal()
-        self._require_role(principal, "reviewer")
-        if request.ttl_seconds < 0:
-            raise InvalidArgument("ttl_seconds must not be negative", reason="INVALID_CLAIM_TTL")
-        ttl = dt.timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else DEFAULT_CLAIM
-        assert self._gate.reviews is not None
-        reviews = self._gate.reviews
-        review = await asyncio.to_thread(
-            lambda: reviews.claim(
-                principal.tenant, request.review_id, reviewer_key_id=principal.key_id, ttl=ttl
-            )
-        )
-        await asyncio.to_thread(
-            lambda: self._gate.record(
-                principal,
-                action="REVIEW_CLAIM",
-                use_case=review.use_case,
-                outcome="CLAIMED",
-                details={"review_id": review.review_id, "ttl_seconds": int(ttl.total_seconds())},
-            )
+        review = await self._svc.claim_review(
+            current_principal(), request.review_id, request.ttl_seconds
         )
         return pb.ClaimReviewResponse(review=_review(review))
 
     async def ExportAudit(
         self, request: pb.ExportAuditRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExportAuditResponse]:
-        self._require_policy()
-        principal = current_principal()
-        self._require_role(principal, "auditor")
         since = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
-        records = iter(self._gate.audit.records(since=since, tenant=principal.tenant))
-
-        def batch() -> list[str]:
-            return [canonical_json(r.to_json()) for r in itertools.islice(records, 500)]
-
-        while lines := await asyncio.to_thread(batch):
+        async for lines in self._svc.export_audit(current_principal(), since):
             yield pb.ExportAuditResponse(lines=lines)
 
 
 def register(server: grpc.aio.Server, gate: GovernanceGate) -> str:
-    pb_grpc.add_GovernanceServiceServicer_to_server(GovernanceServicer(gate), server)
+    pb_grpc.add_GovernanceServiceServicer_to_server(
+        GovernanceServicer(GovernanceService(gate)), server
+    )
     return str(pb.DESCRIPTOR.services_by_name["GovernanceService"].full_name)
