@@ -17,10 +17,14 @@ from sqlalchemy.engine import Engine
 
 from docfactory.core.auth import KeyStore, Principal
 from docfactory.core.errors import DocfactoryError, PermissionDenied
+from docfactory.core.methods import method_names
 from docfactory.governance.audit import AuditLog
 from docfactory.governance.policy import Decision, PolicyStore
 from docfactory.governance.quotas import QuotaEnforcer, SqlQuotaStore
 from docfactory.governance.reviews import ReviewStore
+from docfactory.index.v1 import index_service_pb2 as index_pb
+from docfactory.ingestion.v1 import ingestion_service_pb2 as ingestion_pb
+from docfactory.jobs.v1 import jobs_service_pb2 as jobs_pb
 
 log = logging.getLogger("docfactory.governance")
 
@@ -51,20 +55,24 @@ class PolicyKeys:
         )
 
 
-#: RPCs that write documents (uploads, path ingestion, deletions, bulk jobs).
-INGESTION_WRITE_METHODS = frozenset(
-    {
-        "/docfactory.ingestion.v1.IngestionService/UploadDocument",
-        "/docfactory.ingestion.v1.IngestionService/IngestPath",
-        "/docfactory.ingestion.v1.IngestionService/DeleteDocument",
-        "/docfactory.jobs.v1.JobsService/IngestPrefix",
-        "/docfactory.jobs.v1.JobsService/CancelJob",
-        "/docfactory.jobs.v1.JobsService/DeleteJob",
-        "/docfactory.index.v1.IndexService/UpsertPoints",
-        "/docfactory.index.v1.IndexService/DeletePoints",
-        "/docfactory.index.v1.IndexService/SetDocumentClassification",
-        "/docfactory.ingestion.v1.IngestionService/UpdateDocument",
-    }
+#: RPCs that write documents (uploads, path ingestion, updates, deletions, bulk jobs, points).
+INGESTION_WRITE_METHODS = (
+    method_names(
+        ingestion_pb.DESCRIPTOR,
+        "IngestionService",
+        "UploadDocument",
+        "IngestPath",
+        "UpdateDocument",
+        "DeleteDocument",
+    )
+    | method_names(jobs_pb.DESCRIPTOR, "JobsService", "IngestPrefix", "CancelJob", "DeleteJob")
+    | method_names(
+        index_pb.DESCRIPTOR,
+        "IndexService",
+        "UpsertPoints",
+        "DeletePoints",
+        "SetDocumentClassification",
+    )
 )
 #: Roles that may call them when the policy says ``ingestion_requires_role: true``.
 WRITE_ROLES = frozenset({"ingester", "admin", "worker"})
