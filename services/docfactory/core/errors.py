@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 ERROR_DOMAIN = "docfactory"
 
@@ -169,3 +172,21 @@ def infrastructure_error(exc: BaseException) -> DocfactoryError | None:
                 "the database is unavailable, retry with backoff", reason="DATABASE_UNAVAILABLE"
             )
     return None
+
+
+def error_from_rpc(exc: grpc.RpcError) -> DocfactoryError:
+    """Turn a downstream gRPC failure back into a docfactory error, keeping its code and its
+    ErrorInfo reason (read from the rich status by ``grpc_status``)."""
+    call: grpc.Call = exc  # type: ignore[assignment]  # an RpcError from a call is a Call
+    reason = None
+    try:
+        status = rpc_status.from_call(call)
+    except (ValueError, DecodeError):  # malformed or inconsistent details: keep the code
+        status = None
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                reason = info.reason
+                break
+    return error_for_code(call.code(), call.details() or call.code().name, reason)
