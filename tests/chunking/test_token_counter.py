@@ -9,11 +9,7 @@ import sys
 from pathlib import Path
 
 from docfactory.core.config import EmbeddingConfig
-from docfactory.embedding.adapters.models import (
-    SentenceTransformerModel,
-    load_token_counter,
-    sentence_transformer_path,
-)
+from docfactory.embedding.adapters.models import load_token_counter, sentence_transformer_path
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -26,11 +22,14 @@ TEXTS = [
 
 
 def test_tokenizer_alone_counts_as_the_model() -> None:
-    cfg = EmbeddingConfig(backend="sentence-transformers")
-    counter = load_token_counter(cfg)
-    model = SentenceTransformerModel("")
-    assert counter.name == model.tokenizer().name == sentence_transformer_path("").name
-    expected = [model.tokenizer().count(t) for t in TEXTS]
+    from transformers import AutoTokenizer
+
+    counter = load_token_counter(EmbeddingConfig(backend="sentence-transformers"))
+    path = sentence_transformer_path("")
+    assert counter.name == path.name
+    # what SentenceTransformer(path).tokenizer is (without loading the weights here)
+    model_tok = AutoTokenizer.from_pretrained(str(path))
+    expected = [len(model_tok(t, add_special_tokens=False)["input_ids"]) for t in TEXTS]
     assert [counter.count(t) for t in TEXTS] == expected
     assert expected[-1] > 128  # neither truncated nor padded to the saved 128
 
