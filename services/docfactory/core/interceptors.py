@@ -33,6 +33,7 @@ from docfactory.core.errors import (
     error_for_code,
     infrastructure_error,
 )
+from docfactory.core.errors import error_from_rpc as error_from_rpc  # re-export
 from docfactory.core.validation import validate_request
 
 log = logging.getLogger("docfactory.rpc")
@@ -79,24 +80,6 @@ def to_status(err: DocfactoryError) -> grpc.Status:
         message = message[: MAX_STATUS_MESSAGE - 1] + "…"
     status = status_pb2.Status(code=err.code.value[0], message=message, details=details)
     return rpc_status.to_status(status)
-
-
-def error_from_rpc(exc: grpc.aio.AioRpcError) -> DocfactoryError:
-    """Turn a downstream gRPC failure back into a docfactory error, keeping code and reason."""
-    reason = None
-    try:
-        md = exc.trailing_metadata() or ()
-        for key, value in md:
-            if key == "grpc-status-details-bin" and isinstance(value, bytes):
-                st = status_pb2.Status.FromString(value)
-                for d in st.details:
-                    if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                        info = error_details_pb2.ErrorInfo()
-                        d.Unpack(info)
-                        reason = info.reason
-    except Exception:  # pragma: no cover - malformed details from a foreign server
-        reason = None
-    return error_for_code(exc.code(), exc.details() or exc.code().name, reason)
 
 
 class _Undecodable:
