@@ -43,6 +43,11 @@ from docfactory.ingestion.adapters.documents import (
     DocumentRepository,
 )
 from docfactory.ingestion.adapters.parser import ParsedElement, Parser
+from docfactory.ingestion.contracts import (
+    BackgroundSubmitter,
+    BackgroundUpload,
+    validate_collection,
+)
 
 if TYPE_CHECKING:
     from docfactory.governance.gate import GovernanceGate
@@ -78,17 +83,6 @@ class IngestResult:
     error: DocfactoryError | None = None
 
 
-def validate_collection(name: str) -> str:
-    name = name or "default"
-    if len(name) > 128 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
-        raise InvalidArgument(
-            f"invalid collection name {shorten(name)}: use letters, digits, '-', '_' or '.' "
-            "(max 128)",
-            reason="INVALID_COLLECTION",
-        )
-    return name
-
-
 MAX_FILENAME_CHARS = 255
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}:")
 #: Schemes a client may not claim: they name places on docfactory's own side.
@@ -122,8 +116,7 @@ def validate_source_uri(uri: str) -> str:
     server assigns when the client gives none (a background upload's worker sends it back)."""
     if len(uri) > 2048 or any(unicodedata.category(ch)[0] == "C" for ch in uri):
         raise InvalidArgument(
-            f"invalid source_uri {shorten(uri)}: at most 2048 characters, no control "
-            "characters",
+            f"invalid source_uri {shorten(uri)}: at most 2048 characters, no control characters",
             reason="INVALID_SOURCE_URI",
         )
     m = _URI_SCHEME.match(uri)
@@ -237,26 +230,6 @@ def allowed_files(paths: Sequence[str], roots: Sequence[str]) -> list[Path]:
             )
         files.append(real)
     return files
-
-
-@dataclass(frozen=True)
-class BackgroundUpload:
-    """A validated upload handed to the jobs layer (staged, then indexed by workers)."""
-
-    tenant: str
-    path: Path
-    filename: str
-    collection: str
-    classification: int
-    metadata: Mapping[str, str]
-    source_uri: str
-    document_id: str
-
-
-class BackgroundSubmitter(Protocol):
-    """Stages an upload and starts a job for it; returns the job id (docfactory.jobs)."""
-
-    async def submit_upload(self, upload: BackgroundUpload) -> str: ...
 
 
 class IngestionService:

@@ -13,7 +13,7 @@ from typing import Any
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from docfactory.core.pagination import next_page, page_request
 from docfactory.core.validation import shorten
-from docfactory.ingestion.service import BackgroundUpload, validate_collection
+from docfactory.ingestion.contracts import BackgroundUpload, validate_collection
 from docfactory.jobs.repo import (
     DELETE,
     KIND_NOTIFICATION,
@@ -173,9 +173,7 @@ class JobsService:
         await self.get(tenant, job_id)
         keys = await asyncio.to_thread(self.repo.cancel_job, job_id)
         if keys is None:
-            raise FailedPrecondition(
-                "the job has already finished", reason="JOB_ALREADY_FINISHED"
-            )
+            raise FailedPrecondition("the job has already finished", reason="JOB_ALREADY_FINISHED")
         await asyncio.to_thread(self.queue.cancel, job_id, keys)
         return await self.get(tenant, job_id)
 
