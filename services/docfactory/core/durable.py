@@ -1,4 +1,5 @@
-"""Recovery of a dead DBOS executor's workflows, on DBOS Transact's public API only.
+"""Durable workers (DBOS) shared by jobs and workflows: their system database, their API key, and
+the recovery of a dead executor's workflows, on DBOS Transact's public API only.
 
 DBOS recovers an executor's PENDING workflows when that same executor id restarts; without DBOS
 Conductor nothing recovers the workflows of an executor that died for good. docfactory's
@@ -14,7 +15,34 @@ hand-back happens once per death.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from docfactory.core.config import Settings
+from docfactory.core.errors import ConfigError
+
+
+def system_database_url(settings: Settings) -> str:
+    """DBOS's system database: the configured one, the metadata database when it is
+    PostgreSQL, else ``dbos.sqlite`` in the data folder."""
+    if settings.jobs.system_database_url:
+        return settings.jobs.system_database_url
+    url = settings.resolved_database_url
+    if url.startswith("postgresql"):
+        return url
+    return f"sqlite:///{settings.data_dir / 'dbos.sqlite'}"
+
+
+def worker_api_key(settings: Settings) -> str:
+    """The API key durable workers call docfactory's services with."""
+    key = settings.jobs.api_key or os.environ.get("DOCFACTORY_API_KEY", "")
+    if not key:
+        path = settings.data_dir / "api-key"
+        if path.exists():
+            key = path.read_text(encoding="utf-8").strip()
+    if not key:
+        raise ConfigError("workers need an API key: set DOCFACTORY_WORKER_API_KEY")
+    return key
 
 
 def recover_executor(executor_id: str, app_version: str, default_queue: str) -> int:

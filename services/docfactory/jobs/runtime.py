@@ -43,7 +43,12 @@ from docfactory.archives import ArchiveLimits
 from docfactory.core.clients import channel_options
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
-from docfactory.core.durable import pending_of, recover_executor
+from docfactory.core.durable import (
+    pending_of,
+    recover_executor,
+    system_database_url,
+    worker_api_key,
+)
 from docfactory.core.errors import ConfigError, DocfactoryError
 from docfactory.core.tls import sync_channel
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -76,26 +81,6 @@ SCAN_WORKFLOW = "docfactory.jobs.scan"
 OBJECT_WORKFLOW = "docfactory.jobs.object"
 UPLOAD_WORKFLOW = "docfactory.jobs.upload"
 INTERNAL = 2
-
-
-def system_database_url(settings: Settings) -> str:
-    if settings.jobs.system_database_url:
-        return settings.jobs.system_database_url
-    url = settings.resolved_database_url
-    if url.startswith("postgresql"):
-        return url
-    return f"sqlite:///{settings.data_dir / 'dbos.sqlite'}"
-
-
-def worker_api_key(settings: Settings) -> str:
-    key = settings.jobs.api_key or os.environ.get("DOCFACTORY_API_KEY", "")
-    if not key:
-        path = settings.data_dir / "api-key"
-        if path.exists():
-            key = path.read_text(encoding="utf-8").strip()
-    if not key:
-        raise ConfigError("workers need an API key: set DOCFACTORY_WORKER_API_KEY")
-    return key
 
 
 def archive_limits(settings: Settings) -> ArchiveLimits:

@@ -32,7 +32,7 @@ import grpc
 
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
-from docfactory.core.durable import recover_executor
+from docfactory.core.durable import recover_executor, system_database_url, worker_api_key
 from docfactory.workflows.note import Passage
 from docfactory.workflows.repo import CANCELLED, REJECTED, WorkflowRepository
 from docfactory.workflows.steps import AMENDED, APPROVED, WAIT, RunSteps
@@ -50,12 +50,6 @@ DECISION_TOPIC = "decision"
 MAX_ATTEMPTS = 3
 RETRY_INTERVAL_SECONDS = 1.0
 BACKOFF_RATE = 2.0
-
-
-def system_database_url(settings: Settings) -> str:
-    from docfactory.jobs.runtime import system_database_url as jobs_url
-
-    return jobs_url(settings)
 
 
 # --------------------------------------------------------------------------- server side
@@ -279,8 +273,6 @@ def _ensure_registered() -> None:
 
 
 def _worker_key(settings: Settings) -> str:
-    from docfactory.jobs.runtime import worker_api_key
-
     try:
         return worker_api_key(settings)
     except Exception:
