@@ -219,24 +219,22 @@ async def start_server(
             closers.append(internal.stop)
             index_address = internal.address
 
-    if "embedding" in services or "chunking" in services:
+    if "embedding" in services:
+        from docfactory.embedding import servicer as emb_servicer
         from docfactory.embedding.adapters.models import load_model
+        from docfactory.embedding.service import EmbeddingService
 
-        model = load_model(settings.embedding)
-        if "embedding" in services:
-            from docfactory.embedding import servicer as emb_servicer
-            from docfactory.embedding.service import EmbeddingService
+        emb_service = EmbeddingService(load_model(settings.embedding), settings.embedding)
+        closers.append(emb_service.close)
+        names.append(emb_servicer.register(server, emb_service))
+    if "chunking" in services:
+        from docfactory.chunking import servicer as chunk_servicer
+        from docfactory.chunking.service import Chunker
+        from docfactory.embedding.adapters.models import load_token_counter
 
-            emb_service = EmbeddingService(model, settings.embedding)
-            closers.append(emb_service.close)
-            names.append(emb_servicer.register(server, emb_service))
-        if "chunking" in services:
-            from docfactory.chunking import servicer as chunk_servicer
-            from docfactory.chunking.service import Chunker
-
-            names.append(
-                chunk_servicer.register(server, Chunker(model.tokenizer(), settings.chunking))
-            )
+        # The model's tokenizer alone (the model's own when embedding runs here too).
+        counter = load_token_counter(settings.embedding)
+        names.append(chunk_servicer.register(server, Chunker(counter, settings.chunking)))
 
     if "ingestion" in services:
         from docfactory.chunking.v1 import chunking_service_pb2_grpc as chunk_grpc
