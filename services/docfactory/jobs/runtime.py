@@ -36,7 +36,6 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from docfactory.archives import ArchiveLimits
@@ -159,9 +158,9 @@ class _Runtime:
     def classification(self, bucket: str, key: str) -> int:
         if not self.policy_path:
             return INTERNAL
-        from docfactory.governance.policy import Policy
+        from docfactory.governance.contracts import object_classification
 
-        return Policy.load(Path(self.policy_path)).classification_for_object(bucket, key)
+        return object_classification(self.policy_path, bucket, key)
 
 
 _RT: _Runtime | None = None
