@@ -7,18 +7,36 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from docfactory.cli import daemon
 from tests.conftest import ROOT, shared_data
+
+# Data directories the commands ran on: their background servers are stopped after each test.
+_DATA_DIRS: set[Path] = set()
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left() -> Iterator[None]:
+    yield
+    for data_dir in _DATA_DIRS:
+        daemon.stop(data_dir, timeout=10)
+        assert daemon.running_pid(data_dir) is None
+    _DATA_DIRS.clear()
 
 
 def _run(args: list[str], data_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """The command in a new process; search/ask/ingest/documents go through the data
+    directory's background server (started by the first of them, reused by the next ones)."""
+    _DATA_DIRS.add(data_dir)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")},
         "DOCFACTORY_DATA_DIR": str(data_dir),
         "PYTHONPATH": str(ROOT / "services"),
+        "DOCFACTORY_DAEMON_IDLE_S": "120",  # should the fixture not run
     }
     return subprocess.run(
         [sys.executable, "-m", "docfactory.cli", *args],

@@ -396,6 +396,7 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
+    reason = "signal"
     try:
         os.chmod(p.socket, 0o600)
         tmp = p.state.with_suffix(".tmp")
@@ -416,10 +417,12 @@ async def run(settings: Settings) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_event.wait(), timeout=min(5.0, max(0.2, idle_s / 4)))
             if activity.idle_for() >= idle_s:
-                print(f"docfactory: idle for {idle_s:.0f} s, stopping", flush=True)
+                reason = f"idle for {idle_s:g} s"
                 break
+        print(f"docfactory: background server {os.getpid()} stopping ({reason})", flush=True)
     finally:
         _remove_stale(p)
         await running.stop(settings.server.grace_seconds)
-        os.close(fd)
+    # ``fd`` stays open: the lock goes with the process itself, so whoever waits on it (``stop``)
+    # knows the process has exited, not only that it began to.
     return 0

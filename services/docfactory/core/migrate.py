@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import weakref
 from collections.abc import Iterator
@@ -204,16 +205,58 @@ _migrated: weakref.WeakSet[Engine] = weakref.WeakSet()
 _migrating = threading.Lock()
 
 
+_REVISION_LINE = re.compile(
+    r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|\"[^\"]*\"|'[^']*')\s*(?:#.*)?$", re.M
+)
+
+
+@functools.cache
+def _head_from_files() -> str | None:
+    """The head revision read from the revision files' ``revision`` / ``down_revision`` lines,
+    without importing Alembic; None when a file does not have the simple form (a merge, a
+    computed value): the caller then asks Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((SCRIPT_LOCATION / "versions").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        found = dict(
+            (m.group(1), m.group(2)) for m in _REVISION_LINE.finditer(path.read_text("utf-8"))
+        )
+        if "revision" not in found or "down_revision" not in found:
+            return None
+        revisions.add(found["revision"].strip("\"'"))
+        if found["down_revision"] != "None":
+            parents.add(found["down_revision"].strip("\"'"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _recorded_revision(engine: Engine) -> str | None:
+    """The version table's revision by plain SQL (None: no table, no row, or several)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+    except sa.exc.DBAPIError:
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def ensure_schema(engine: Engine) -> None:
     """What the stores call instead of ``create_all``: :func:`upgrade` once per engine.
 
-    A database already at head costs one query (no lock). One at a revision this code does not
-    know (a newer docfactory during a rolling deploy) is left alone, with a warning.
+    A database already at head costs one plain query, without importing Alembic (the head is
+    read from the revision files). One at a revision this code does not know (a newer
+    docfactory during a rolling deploy) is left alone, with a warning.
     """
     if engine in _migrated:
         return
     with _migrating:
         if engine in _migrated:
+            return
+        head = _head_from_files()
+        if head is not None and _recorded_revision(engine) == head:
+            _migrated.add(engine)
             return
         current = current_revision(engine)
         if current != head_revision():
