@@ -200,6 +200,14 @@ _DELETE = object()
         (["tenants"], {"id": "x"}, "tenants: must be a list"),
         (["default_classification"], "HIGH", "default_classification: unknown level 'HIGH'"),
         (["ingestion_requires_role"], "yes", "ingestion_requires_role: must be true or false"),
+        (["api_keys", 1, "mtls_subject"], 7, "api_keys[1].mtls_subject: must be a string, got int"),
+        (["tenants", 0, "sources"], [{"prefix": "x/"}], "tenants[0].sources[0].bucket: required"),
+        (["api_keys", 2, "roles"], ["admin", "admin"], "api_keys[2].roles: duplicate entries"),
+        (["use_cases", 1, "tenant"], 5, "use_cases[1].tenant: must be a string, got int 5"),
+        (["use_cases", 0, "tenants"], [], "use_cases[0].tenants: must not be empty"),
+        (["use_cases", 0, "allowed_collections"], ["rh", 3], "use_cases[0].allowed_collections[1]"),
+        (["classifications"], ["LOW", "HIGH"], "classifications: must be exactly"),
+        (["object_classifications", 1, "prefix"], "", "object_classifications[1]: duplicate rule"),
     ],
 )
 def test_validation_errors_name_the_field(path: list[Any], value: Any, expected: str) -> None:
@@ -218,6 +226,18 @@ def test_all_problems_are_reported_at_once_in_a_config_error() -> None:
     assert "use_cases[2].max_classification: unknown level 'SECRET'" in err.message
     assert "use_cases[0].retention" in err.message
     assert err.metadata["file"] == "policy.yaml"
+
+
+def test_cross_reference_problems_are_reported_together() -> None:
+    raw = base_policy()
+    raw["use_cases"][2]["allowed_keys"] = ["nobody", "app-sud"]
+    raw["api_keys"][0]["tenant"] = "caisse-est"
+    raw["use_cases"][1]["tenant"] = "caisse-ouest"
+    assert problems_of(raw) == [
+        "api_keys[0].tenant: unknown tenant 'caisse-est'",
+        "use_cases[1].tenant: unknown tenant 'caisse-ouest'",
+        "use_cases[2].allowed_keys: unknown key id 'nobody'",
+    ]
 
 
 def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
