@@ -175,6 +175,12 @@ def _not_empty(names: frozenset[str]) -> frozenset[str]:
     return names
 
 
+def _classifications(value: object) -> tuple[str, ...]:
+    if value != list(LEVELS):
+        raise ValueError(f"must be exactly {list(LEVELS)} when given")
+    return tuple(LEVELS)
+
+
 Ident = Annotated[str, AfterValidator(_ident)]
 Name = Annotated[str, AfterValidator(_name)]
 #: A classification level name in the file, its rank in the model.
@@ -288,12 +294,6 @@ class ObjectRule(_Model):
     bucket: str
     prefix: str = ""
     classification: Level
-
-
-def _classifications(value: object) -> tuple[str, ...]:
-    if value != list(LEVELS):
-        raise ValueError(f"must be exactly {list(LEVELS)} when given")
-    return tuple(LEVELS)
 
 
 class PolicyDocument(_Model):
