@@ -65,11 +65,19 @@ __all__ = [
     "main",
 ]
 
+# This module's commands, and the global options that take a value.
+_OWN_COMMANDS = frozenset(
+    {"serve", "console", "ingest", "search", "ask", "worker", "documents", "audit", "stop"}
+    | {"daemon", "db"}
+)
+_VALUED_OPTIONS = frozenset(
+    {"--address", "--api-key", "--data-dir", "--tls-cert", "--tls-key", "--tls-ca"}
+)
 # Through the background server on the embedded default.
 _DAEMON_COMMANDS = frozenset({"search", "ask", "ingest", "documents"})
 # Open the embedded index in this process: a background server on the data directory is
-# stopped first.
-_OWN_INDEX_COMMANDS = frozenset({"serve", "console", "eval", "eval-flow", "dossier", "report"})
+# stopped first (so does Session's in-process path, used by dossier and eval-flow).
+_OWN_INDEX_COMMANDS = frozenset({"serve", "console"})
 
 
 async def cmd_daemon(ns: argparse.Namespace, settings: Settings) -> int:
@@ -86,7 +94,20 @@ async def cmd_stop(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (None when there is none, e.g. ``--help``)."""
+    it = iter(argv)
+    for token in it:
+        if token in _VALUED_OPTIONS:
+            next(it, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command``, when it is one of this module's own, leaves out the commands of
+    other packages (a quick command does not import them)."""
     p = argparse.ArgumentParser(prog="docfactory", description=__doc__.split("\n")[0])
     p.add_argument(
         "--address",
@@ -195,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="schema of the metadata database (Alembic migrations)")
     db.add_argument("action", choices=["upgrade", "current"])
 
+    if command in _OWN_COMMANDS:
+        return p  # other packages' commands (and their imports) are not needed
     from docfactory.pii.cli import add_parser as add_pii_parser
 
     add_pii_parser(sub)
@@ -233,7 +256,8 @@ def default_parse_processes(ns: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    ns = build_parser(_command_word(args)).parse_args(args)
     from docfactory.core.logging import setup_logging
 
     setup_logging("INFO" if ns.verbose else None)
