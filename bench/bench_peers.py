@@ -9,7 +9,8 @@ Each pipeline runs in its own fresh process, one after the other, on the same co
 - LlamaIndex: ``SimpleDirectoryReader`` with ``UnstructuredReader`` for every extension ->
   ``VectorStoreIndex.from_documents`` (its default ``SentenceSplitter``) with
   ``HuggingFaceEmbedding`` on the same model -> ``QdrantVectorStore`` on an in-memory client.
-- docfactory: ``docfactory ingest <folder> --json`` on a fresh data directory (embedded
+- docfactory: ``docfactory ingest <folder> --json`` on a fresh data directory, in-process
+  (``DOCFACTORY_NO_DAEMON=1``: no background server left running; embedded
   default: parse -> chunk -> embed -> index in Qdrant edge, with document records and audit).
 
 unstructured would download spaCy's ``en_core_web_sm`` on first use, which cannot happen here;
@@ -20,7 +21,9 @@ The peers' packages stay out of docfactory's environment: the script makes
 ``bench/.peers-venv`` with ``uv`` (torch pinned to the CPU wheel of docfactory's environment,
 from /opt/wheels when present), once.
 
-Figures: wall time of the process (start to exit), files/s, chunks/s, and peak resident memory
+Figures: wall time of the process (start to exit), CPU time (user + system, the process and the
+children it waited for: less sensitive than wall time to other work on the machine, which the
+load average printed before each pipeline shows), files/s, chunks/s, and peak resident memory
 of the process tree (children included), sampled every 50 ms; ratios against docfactory.
 
     python bench/bench_peers.py                    # 22 travail DOCX + 774 Code civil Livre Ier
@@ -36,6 +39,7 @@ import contextlib
 import gzip
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -223,9 +227,16 @@ print(json.dumps({"files": len(files) - failed, "failed": failed, "chunks": poin
 
 
 # -- measurement ------------------------------------------------------------------------------
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str, str]:
-    """Wall seconds, peak RSS MB of the process tree, stdout, stderr tail."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str, str]:
+    """Wall seconds, CPU seconds (user + system of the process and the children it waited
+    for), peak RSS MB of the process tree, stdout, stderr tail."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        cpu0 = _children_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
         root = psutil.Process(proc.pid)
@@ -242,22 +253,26 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
             peak = max(peak, total)
             time.sleep(0.05)
         wall = time.perf_counter() - start
+        cpu = _children_cpu() - cpu0
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:3]} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    return wall, peak / 1e6, stdout, stderr[-2000:]
+    return wall, cpu, peak / 1e6, stdout, stderr[-2000:]
 
 
 def run_docfactory(corpus: Path, env: dict[str, str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="df-peers-") as data:
         cmd = [str(ROOT / ".venv" / "bin" / "docfactory"), "--data-dir", data]
-        wall, rss, out, _ = run_measured([*cmd, "ingest", str(corpus), "--json"], env)
+        # in this process, not through a background server left running after the command
+        env = {**env, "DOCFACTORY_NO_DAEMON": "1"}
+        wall, cpu, rss, out, _ = run_measured([*cmd, "ingest", str(corpus), "--json"], env)
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     ok = [r for r in rows if r["status"] != "failed"]
     return {
         "wall": wall,
+        "cpu": cpu,
         "rss": rss,
         "files": len(ok),
         "failed": len(rows) - len(ok),
@@ -266,9 +281,9 @@ def run_docfactory(corpus: Path, env: dict[str, str]) -> dict[str, float]:
 
 
 def run_peer(python: Path, script: str, corpus: Path, env: dict[str, str]) -> dict[str, float]:
-    wall, rss, out, _ = run_measured([str(python), "-c", script, "peer", str(corpus)], env)
+    wall, cpu, rss, out, _ = run_measured([str(python), "-c", script, "peer", str(corpus)], env)
     res = json.loads(out.strip().splitlines()[-1])
-    return {"wall": wall, "rss": rss, **res}
+    return {"wall": wall, "cpu": cpu, "rss": rss, **res}
 
 
 def main() -> int:
@@ -303,7 +318,8 @@ def main() -> int:
         results: dict[str, dict[str, float]] = {}
         scripts = {"langchain": LANGCHAIN, "llamaindex": LLAMAINDEX}
         for name in args.only.split(","):
-            print(f"running {name} ...", flush=True)
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"running {name} ... (load average {load})", flush=True)
             if name == "docfactory":
                 results[name] = run_docfactory(corpus, env)
             else:
@@ -312,17 +328,21 @@ def main() -> int:
     base = results.get("docfactory")
     print()
     print(
-        f"| pipeline | files | chunks | wall s | files/s | chunks/s | peak RSS MB |"
-        f"{' docfactory speed-up | RSS vs docfactory |' if base else ''}"
+        f"| pipeline | files | chunks | wall s | CPU s | files/s | chunks/s | peak RSS MB |"
+        f"{' wall vs docfactory | CPU vs docfactory | RSS vs docfactory |' if base else ''}"
     )
-    print(f"|---|---|---|---|---|---|---|{'---|---|' if base else ''}")
+    print(f"|---|---|---|---|---|---|---|---|{'---|---|---|' if base else ''}")
     for name, r in results.items():
         row = (
             f"| {name} | {int(r['files'])} | {int(r['chunks'])} | {r['wall']:.1f} | "
-            f"{r['files'] / r['wall']:.1f} | {r['chunks'] / r['wall']:.1f} | {r['rss']:.0f} |"
+            f"{r['cpu']:.1f} | {r['files'] / r['wall']:.2f} | {r['chunks'] / r['wall']:.1f} | "
+            f"{r['rss']:.0f} |"
         )
         if base:
-            row += f" {r['wall'] / base['wall']:.2f}x | {r['rss'] / base['rss']:.2f}x |"
+            row += (
+                f" {r['wall'] / base['wall']:.2f}x | {r['cpu'] / base['cpu']:.2f}x |"
+                f" {r['rss'] / base['rss']:.2f}x |"
+            )
         print(row)
     peers = [r for n, r in results.items() if n != "docfactory"]
     if base and peers:
