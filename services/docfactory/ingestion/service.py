@@ -15,7 +15,7 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,7 +42,7 @@ from docfactory.ingestion.adapters.documents import (
     DocumentRecord,
     DocumentRepository,
 )
-from docfactory.ingestion.adapters.parser import ParsedElement, Parser
+from docfactory.ingestion.adapters.parser import ParsedDocument, ParsedElement, Parser
 from docfactory.ingestion.contracts import (
     BackgroundSubmitter,
     BackgroundUpload,
@@ -490,7 +490,11 @@ class IngestionService:
         metadata: Mapping[str, str] | None = None,
         source_uri: str = "",
         server_source: bool = False,
+        on_parsed: Callable[[ParsedDocument], None] | None = None,
     ) -> IngestResult:
+        """Ingest one file. ``on_parsed`` sees the parsed document (e.g. the dossier service
+        keeps its page texts) so that a caller needing the text never parses the file twice;
+        it is not called when the file is unchanged (nothing is parsed then)."""
         try:
             result = await self._ingest_file(
                 tenant=tenant,
@@ -501,6 +505,7 @@ class IngestionService:
                 metadata=metadata,
                 source_uri=source_uri,
                 server_source=server_source,
+                on_parsed=on_parsed,
             )
         except DocfactoryError as err:
             await asyncio.to_thread(
@@ -533,6 +538,7 @@ class IngestionService:
         metadata: Mapping[str, str] | None = None,
         source_uri: str = "",
         server_source: bool = False,
+        on_parsed: Callable[[ParsedDocument], None] | None = None,
     ) -> IngestResult:
         collection, classification, size, source_uri, filename = await self._check_upload(
             path, filename, collection, classification, source_uri, server_source=server_source
@@ -563,7 +569,15 @@ class IngestionService:
             )
             try:
                 record = await self._process(
-                    base, path, filename, digest, version, classification, size, metadata or {}
+                    base,
+                    path,
+                    filename,
+                    digest,
+                    version,
+                    classification,
+                    size,
+                    metadata or {},
+                    on_parsed,
                 )
             except DocfactoryError as err:
                 scrub_paths(err, path, filename)
@@ -597,6 +611,7 @@ class IngestionService:
         classification: int,
         size: int,
         metadata: Mapping[str, str],
+        on_parsed: Callable[[ParsedDocument], None] | None = None,
     ) -> DocumentRecord:
         tenant = base.tenant
         t0 = time.perf_counter()
@@ -606,6 +621,8 @@ class IngestionService:
         t1 = time.perf_counter()
         metrics.INGEST_STAGE_SECONDS.labels("parse").observe(t1 - t0)
         metrics.PAGES_INGESTED.labels(tenant).inc(parsed.page_count or 1)
+        if on_parsed is not None:
+            on_parsed(parsed)
         with tracing.span("chunk"):
             chunks = await self._chunker.chunk(base.document_id, version, parsed.elements)
         t2 = time.perf_counter()

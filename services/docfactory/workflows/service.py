@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,6 +71,7 @@ class Ingestor(Protocol):
         classification: int = 0,
         metadata: Mapping[str, str] | None = None,
         source_uri: str = "",
+        on_parsed: Callable[[Any], None] | None = None,
     ) -> Any: ...
 
     async def get(self, tenant: str, document_id: str) -> Any: ...
@@ -283,6 +284,9 @@ class WorkflowService:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(content)
+            kept: list[list[str]] = []
+            # The page texts come from ingestion's own parse (one parse per file): only the
+            # texts are kept, not the parsed elements.
             result = await self.ingestion.ingest_file(
                 tenant=principal.tenant,
                 path=Path(tmp),
@@ -291,11 +295,16 @@ class WorkflowService:
                 classification=classification,
                 metadata={"dossier": dossier_id},
                 source_uri=f"dossier://{dossier_id}/{index}/{filename}",
+                on_parsed=lambda parsed: kept.append(pages_of(parsed)),
             )
             if result.error is not None:
                 raise result.error
-            parsed = await asyncio.to_thread(self.parser.parse, Path(tmp), filename)
-            pages = pages_of(parsed)
+            if kept:
+                pages = kept[0]
+            else:  # unchanged content: nothing was parsed by ingestion
+                parsed = await asyncio.to_thread(self.parser.parse, Path(tmp), filename)
+                pages = pages_of(parsed)
+                del parsed
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
