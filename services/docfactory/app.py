@@ -25,10 +25,10 @@ from docfactory.core.auth import KeyStore, ensure_local_keys
 from docfactory.core.clients import Channels
 from docfactory.core.config import Settings
 from docfactory.core.errors import ConfigError
-from docfactory.core.interceptors import ServiceInterceptor
+from docfactory.core.interceptors import interceptor_chain
 from docfactory.core.metrics import start_metrics_server
-from docfactory.core.tracing import TracingInterceptor, setup_tracing
 from docfactory.core.tracing import flush as flush_traces
+from docfactory.core.tracing import setup_tracing
 from docfactory.core.vectorstore import QdrantStore, VectorStore
 
 log = logging.getLogger("docfactory")
@@ -175,22 +175,19 @@ async def start_server(
             peers.ingestion or peers.chunking or peers.embedding or peers.answering
         ),
     )
-    # Tracing first, so its span covers authentication and errors (off: handlers untouched).
+    # Before the chain is made: tracing's interceptor comes first in it (off: none).
     tracing_on = setup_tracing(
         settings.tracing,
         service_name=f"docfactory-{services[0]}" if len(services) == 1 else "docfactory",
     )
     server = grpc.aio.server(
-        interceptors=[
-            *interceptors,
-            TracingInterceptor(),
-            ServiceInterceptor(
-                authenticator,
-                authorize=gate.authorize_method if gate is not None else None,
-                on_refusal=gate.audit_refusal if gate is not None else None,
-                identity=identity,
-            ),
-        ],
+        interceptors=interceptor_chain(
+            authenticator,
+            authorize=gate.authorize_method if gate is not None else None,
+            on_refusal=gate.audit_refusal if gate is not None else None,
+            identity=identity,
+            before=interceptors,
+        ),
         options=options,
         maximum_concurrent_rpcs=srv_cfg.max_concurrent_rpcs,
     )
@@ -393,7 +390,6 @@ async def _start_index_listener(
     """IndexService on its own listener: only callers presenting the service key get in (the
     end user's key still travels, so every point is checked against the user's tenant, roles
     and use case); no reflection. Loopback unless an internal address is configured."""
-    from docfactory.core.interceptors import ServiceKeyInterceptor
     from docfactory.index import servicer as index_servicer
 
     srv_cfg = settings.server
@@ -403,15 +399,13 @@ async def _start_index_listener(
             "shared by the services that call the index"
         )
     server = grpc.aio.server(
-        interceptors=[
-            ServiceKeyInterceptor(srv_cfg.service_key),
-            ServiceInterceptor(
-                authenticator,
-                authorize=gate.authorize_method,
-                on_refusal=gate.audit_refusal,
-                identity=identity,
-            ),
-        ],
+        interceptors=interceptor_chain(
+            authenticator,
+            authorize=gate.authorize_method,
+            on_refusal=gate.audit_refusal,
+            identity=identity,
+            service_key=srv_cfg.service_key,
+        ),
         options=[
             ("grpc.max_send_message_length", srv_cfg.max_message_bytes),
             ("grpc.max_receive_message_length", srv_cfg.max_message_bytes),

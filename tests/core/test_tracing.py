@@ -1,8 +1,12 @@
-"""OpenTelemetry tracing over the real embedded server: one trace per request, spanning the
-ingestion -> chunking/embedding and answering -> embedding hops; nothing recorded when off."""
+"""OpenTelemetry tracing (opentelemetry-instrumentation-grpc's interceptors) over the real
+embedded server: one trace per request, spanning the ingestion -> chunking/embedding and
+answering -> embedding hops; nothing recorded, and nothing of OpenTelemetry imported, when off."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +32,7 @@ TEXT = (
     "Spare parts are ordered from the regional warehouse two weeks in advance."
 )
 
-UPLOAD = "docfactory.ingestion.v1.IngestionService/UploadDocument"
+UPLOAD = "/docfactory.ingestion.v1.IngestionService/UploadDocument"
 
 
 @pytest.fixture
@@ -49,12 +53,14 @@ def tracing_off() -> Iterator[None]:
     tracing.shutdown_tracing()
 
 
-def _by_suffix(spans: list[ReadableSpan], suffix: str) -> list[ReadableSpan]:
-    return [s for s in spans if s.name.endswith(suffix)]
+def _by_suffix(
+    spans: list[ReadableSpan], suffix: str, kind: SpanKind | None = None
+) -> list[ReadableSpan]:
+    return [s for s in spans if s.name.endswith(suffix) and kind in (None, s.kind)]
 
 
-def _one(spans: list[ReadableSpan], suffix: str) -> ReadableSpan:
-    found = _by_suffix(spans, suffix)
+def _one(spans: list[ReadableSpan], suffix: str, kind: SpanKind | None = None) -> ReadableSpan:
+    found = _by_suffix(spans, suffix, kind)
     assert len(found) == 1, (suffix, [s.name for s in spans])
     return found[0]
 
@@ -95,7 +101,8 @@ async def test_one_trace_per_request(
             spans = list(exporter.get_finished_spans())
 
             # Ingestion: UploadDocument (server) -> parse/chunk/embed/index (internal) ->
-            # ChunkElements and Embed (servers, called over gRPC) in the same trace.
+            # ChunkElements and Embed (client spans, then the servers' spans across the gRPC
+            # hop) in the same trace.
             up = _one(spans, "/UploadDocument")
             assert up.name == UPLOAD and up.kind == SpanKind.SERVER and up.parent is None
             attrs = dict(up.attributes or {})
@@ -104,25 +111,30 @@ async def test_one_trace_per_request(
             assert attrs["rpc.method"] == "UploadDocument"
             assert attrs["docfactory.tenant"] == "acme"
             assert attrs["rpc.grpc.status_code"] == 0
-            chunk_rpc = _one(spans, "/ChunkElements")
-            embed_rpcs = _by_suffix(spans, "/Embed")
+            chunk_rpc = _one(spans, "/ChunkElements", SpanKind.SERVER)
+            embed_rpcs = _by_suffix(spans, "/Embed", SpanKind.SERVER)
             assert embed_rpcs
+            calls = {_span_id(c): c for c in _by_suffix(spans, "", SpanKind.CLIENT)}
             trace_id = _trace_id(up)
             for s in [chunk_rpc, *embed_rpcs]:
-                assert s.kind == SpanKind.SERVER
                 assert _trace_id(s) == trace_id, s.name
+                # parented across the hop by the caller's CLIENT span of the same method
                 assert s.parent is not None and s.parent.is_remote, s.name
+                assert calls[s.parent.span_id].name == s.name
                 assert dict(s.attributes or {})["docfactory.tenant"] == "acme"
             stages = {n: _one(spans, n) for n in ("parse", "chunk", "embed", "index")}
             for stage in stages.values():
                 assert _trace_id(stage) == trace_id
                 assert stage.kind == SpanKind.INTERNAL
                 assert up in _ancestors(stage, spans), stage.name
-            # the downstream server spans are children of the stage that called them
+            # the downstream calls are children of the stage that made them
             assert chunk_rpc.parent is not None
-            assert chunk_rpc.parent.span_id == _span_id(stages["chunk"])
+            assert _ancestors(chunk_rpc, spans)[:2] == [
+                calls[chunk_rpc.parent.span_id],
+                stages["chunk"],
+            ]
             for s in embed_rpcs:
-                assert s.parent is not None and s.parent.span_id == _span_id(stages["embed"])
+                assert _ancestors(s, spans)[1] is stages["embed"]
             # one trace for the whole upload: every span of it is under UploadDocument
             assert {_trace_id(s) for s in spans} == {trace_id}
 
@@ -135,10 +147,9 @@ async def test_one_trace_per_request(
             assert sr.parent is None and sr.kind == SpanKind.SERVER
             assert _trace_id(sr) != trace_id
             retrieve = _one(spans, "retrieve")
-            emb = _one(spans, "/Embed")
+            emb = _one(spans, "/Embed", SpanKind.SERVER)
             assert {_trace_id(s) for s in spans} == {_trace_id(sr)}
-            assert emb.parent is not None and emb.parent.span_id == _span_id(retrieve)
-            assert retrieve.parent is not None and retrieve.parent.span_id == _span_id(sr)
+            assert _ancestors(emb, spans) == [_one(spans, "/Embed", SpanKind.CLIENT), retrieve, sr]
 
             # A failed RPC: status code on the span, and still one span.
             exporter.clear()
@@ -176,7 +187,8 @@ async def test_off_records_nothing(
     assert spy.get_finished_spans() == ()
     # no SDK provider was made global either (the API's no-op proxy is still in place)
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    # off: no trace context on downstream calls, and span() is a shared null context
+    # off: no interceptors, no trace context on downstream calls, span() a shared null context
+    assert tracing.server_interceptors() == [] and tracing.client_interceptors() == []
     token = set_principal(Principal(tenant="acme", key_id="k", api_key="key-acme"))
     try:
         assert [k for k, _ in call_options()["metadata"]] == ["x-api-key"]
@@ -184,7 +196,51 @@ async def test_off_records_nothing(
         set_principal(None)
         del token
     assert tracing.span("a") is tracing.span("b")
-    assert tracing.outgoing_metadata() == ()
+    tracing.set_attribute("docfactory.tenant", "acme")  # a no-op
+
+
+OFF_PROCESS = """
+import asyncio, sys
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from docfactory.app import start_server
+from docfactory.core.clients import Channels
+from docfactory.core.config import load_settings
+
+async def main():
+    running = await start_server(load_settings(), port=0)
+    channels = Channels(1 << 20)  # how services call each other
+    try:
+        stub = health_pb2_grpc.HealthStub(channels.get(running.address))
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+    finally:
+        await channels.close()
+        await running.stop(0.5)
+
+asyncio.run(main())
+print("loaded:", sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+"""
+
+
+def test_off_imports_no_opentelemetry(make_settings: Callable[..., Settings]) -> None:
+    # A server process that starts and answers over a service-to-service channel without
+    # DOCFACTORY_OTEL_EXPORTER loads no OpenTelemetry module at all: the extra is optional.
+    settings = make_settings()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCFACTORY_", "OTEL_"))}
+    env |= {
+        "DOCFACTORY_DATA_DIR": str(settings.data_dir),
+        "DOCFACTORY_KEYS_FILE": str(settings.keys_file),
+        "DOCFACTORY_HOST": "127.0.0.1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", OFF_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "loaded: []"
 
 
 def test_config_from_env(tracing_off: None) -> None:
@@ -198,12 +254,15 @@ def test_config_from_env(tracing_off: None) -> None:
     assert not tracing.enabled()
 
 
-def test_console_exporter_and_propagation(tracing_off: None) -> None:
+def test_console_exporter_and_interceptors(tracing_off: None) -> None:
     assert tracing.setup_tracing(TracingConfig(exporter="console"), batch=False, make_global=False)
     assert tracing.enabled()
     with tracing.span("outer") as sp:
-        md = dict(tracing.outgoing_metadata())
-        ctx = sp.get_span_context()
-        assert md["traceparent"].startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+        tracing.set_attribute("docfactory.tenant", "acme")
+        assert sp.get_span_context().is_valid
+        assert dict(sp.attributes or {})["docfactory.tenant"] == "acme"
+    assert len(tracing.server_interceptors()) == 1
+    assert len(tracing.client_interceptors()) == 4  # unary/stream x unary/stream
     tracing.shutdown_tracing()
     assert not tracing.enabled()
+    assert tracing.server_interceptors() == []

@@ -14,7 +14,7 @@ import grpc
 from docfactory.core import tls
 from docfactory.core.auth import current_principal, remaining_seconds
 from docfactory.core.config import TlsConfig
-from docfactory.core.tracing import outgoing_metadata
+from docfactory.core.tracing import client_interceptors
 
 T = TypeVar("T")
 
@@ -53,7 +53,9 @@ class Channels:
             self._channels.clear()
         ch = self._channels.get(target)
         if ch is None:
-            ch = tls.aio_channel(target, self._tls, channel_options(self._max))
+            ch = tls.aio_channel(
+                target, self._tls, channel_options(self._max), client_interceptors()
+            )
             self._channels[target] = ch
         return ch
 
@@ -80,10 +82,10 @@ class Channels:
 
 def call_options(default_timeout: float = 300.0) -> dict[str, Any]:
     """Metadata and timeout for a downstream call made on behalf of the current caller (the
-    attested caller, or its API key when this service has no identity of its own; and the W3C
-    trace context of the current span when tracing is on)."""
+    attested caller, or its API key when this service has no identity of its own; the trace
+    context is added by the channel's tracing interceptors when tracing is on)."""
     principal = current_principal()
     return {
-        "metadata": (*tls.outgoing_metadata(principal), *outgoing_metadata()),
+        "metadata": tls.outgoing_metadata(principal),
         "timeout": remaining_seconds(default_timeout),
     }

@@ -1,14 +1,18 @@
-"""The one server interceptor: authentication (API key -> tenant), deadline propagation,
-metrics, and the mapping of docfactory errors to gRPC status with ErrorInfo (AIP-193).
+"""The server interceptor chain (``interceptor_chain``): OpenTelemetry's when tracing is on
+(core/tracing.py), the service-key gate of an internal listener, then ``ServiceInterceptor``:
+authentication (API key -> tenant), deadline propagation, request validation, metrics, and the
+mapping of docfactory errors to gRPC status with ErrorInfo (AIP-193). ``rewrap`` is the one
+helper that re-wraps a method handler's behaviour.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -16,7 +20,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from docfactory.core import metrics, tls
+from docfactory.core import metrics, tls, tracing
 from docfactory.core.auth import (
     Authenticator,
     Principal,
@@ -123,6 +127,46 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
+_HANDLER_FACTORIES = {  # (request_streaming, response_streaming) -> handler factory
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    behavior: Callable[..., Any],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` (unary or streaming request and response) that
+    runs ``behavior``."""
+    factory: Any = _HANDLER_FACTORIES[
+        (bool(handler.request_streaming), bool(handler.response_streaming))
+    ]
+    return factory(
+        behavior,
+        request_deserializer=request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _behavior_of(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
+    fn: Callable[..., Any] = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+    return fn
+
+
+def _code_of(exc: BaseException) -> str:
+    if isinstance(exc, DocfactoryError):
+        return str(exc.code.name)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return str(exc.code().name)
+    return "INTERNAL"
+
+
 #: Refusals written to the audit chain by the interceptor (when no layer below did it).
 AUDITED_REFUSALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT})
 
@@ -172,6 +216,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             principal = self._keys.authenticate(key_from_metadata(md), mtls_subject=subject)
             principal = act_on_behalf(principal, on_behalf_from_metadata(md))
         set_principal(principal)
+        tracing.set_attribute("docfactory.tenant", principal.tenant)
         tls.set_identity(self._identity)
         if self._authorize is not None:
             self._authorize(method, principal)
@@ -219,100 +264,53 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         status = to_status(err)
         await context.abort(status.code, status.details, status.trailing_metadata)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    @contextlib.asynccontextmanager
+    async def _rpc(self, context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+        """Around one RPC: in-flight gauge, authentication and role check; on the way out the
+        request metrics and, for a failure, the gRPC status with ErrorInfo (``_fail``)."""
         service, name = _split(method)
-        interceptor = self
-
-        def record(code: str, tenant: str, started: float) -> None:
+        started = time.perf_counter()
+        tenant, code = "-", "OK"
+        principal: Principal | None = None
+        gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
+        gauge.inc()
+        try:
+            principal = self._begin(context, method)
+            tenant = principal.tenant
+            yield
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code = _code_of(exc)
+            await self._fail(context, exc, method, principal)
+        finally:
+            gauge.dec()
             metrics.RPC_REQUESTS.labels(service, name, code, tenant).inc()
             metrics.RPC_LATENCY.labels(service, name).observe(time.perf_counter() - started)
 
-        def code_of(exc: BaseException | None) -> str:
-            if exc is None:
-                return "OK"
-            if isinstance(exc, DocfactoryError):
-                return str(exc.code.name)
-            if isinstance(exc, grpc.aio.AioRpcError):
-                return str(exc.code().name)
-            return "INTERNAL"
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        inner = _behavior_of(handler)
+        streaming_in = bool(handler.request_streaming)
 
-        if handler.response_streaming:
-            inner_stream = handler.unary_stream or handler.stream_stream
+        def checked(request: Any) -> Any:
+            if streaming_in:
+                return _checked(request)
+            check_request(request)
+            return request
 
-            async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                tenant = "-"
-                principal: Principal | None = None
-                failure: BaseException | None = None
-                gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
-                gauge.inc()
-                try:
-                    principal = interceptor._begin(context, method)
-                    tenant = principal.tenant
-                    if handler.request_streaming:
-                        request = _checked(request)
-                    else:
-                        check_request(request)
-                    stream: AsyncIterator[Any] = inner_stream(request, context)
-                    async for item in stream:
-                        yield item
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:
-                    failure = exc
-                    await interceptor._fail(context, exc, method, principal)
-                finally:
-                    gauge.dec()
-                    record(code_of(failure), tenant, started)
-
-            factory = (
-                grpc.unary_stream_rpc_method_handler
-                if handler.unary_stream
-                else grpc.stream_stream_rpc_method_handler
-            )
-            return factory(
-                stream_behavior,
-                request_deserializer=_safe_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-
-        inner_unary = handler.unary_unary or handler.stream_unary
+        async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with self._rpc(context, method):
+                stream: AsyncIterator[Any] = inner(checked(request), context)
+                async for item in stream:
+                    yield item
 
         async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            tenant = "-"
-            principal: Principal | None = None
-            failure: BaseException | None = None
-            gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
-            gauge.inc()
-            try:
-                principal = interceptor._begin(context, method)
-                tenant = principal.tenant
-                if handler.request_streaming:
-                    request = _checked(request)
-                else:
-                    check_request(request)
-                return await inner_unary(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                failure = exc
-                await interceptor._fail(context, exc, method, principal)
-                return None
-            finally:
-                gauge.dec()
-                record(code_of(failure), tenant, started)
+            async with self._rpc(context, method):
+                return await inner(checked(request), context)
+            return None  # failed: the status was sent by _fail
 
-        factory = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return factory(
-            unary_behavior,
-            request_deserializer=_safe_deserializer(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        behavior = stream_behavior if handler.response_streaming else unary_behavior
+        return rewrap(handler, behavior, _safe_deserializer(handler.request_deserializer))
 
 
 SERVICE_KEY_HEADER = tls.SERVICE_KEY_HEADER
@@ -348,15 +346,26 @@ class ServiceKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await context.abort(status.code, status.details, status.trailing_metadata)
 
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(refuse)  # type: ignore[arg-type]
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(refuse)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(refuse)  # type: ignore[arg-type]
-        return grpc.unary_unary_rpc_method_handler(refuse)
+        return None if handler is None else rewrap(handler, refuse)
+
+
+def interceptor_chain(
+    keys: Authenticator,
+    *,
+    authorize: Callable[[str, Principal], None] | None = None,
+    on_refusal: Callable[[str, Principal, DocfactoryError], None] | None = None,
+    identity: tls.ServiceIdentity | None = None,
+    service_key: str = "",
+    before: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors of a docfactory server, in order: ``before`` (e.g. the CLI's), tracing
+    (when on: its span covers authentication and errors), the service-key gate (an internal
+    listener, when ``service_key`` is given), then ``ServiceInterceptor``."""
+    chain: list[grpc.aio.ServerInterceptor] = [*before, *tracing.server_interceptors()]
+    if service_key:
+        chain.append(ServiceKeyInterceptor(service_key))
+    chain.append(ServiceInterceptor(keys, authorize, on_refusal, identity))
+    return chain
 
 
 def status_code_name(code: int) -> str:

@@ -324,12 +324,18 @@ def _with_name(cfg: TlsConfig, options: Sequence[tuple[str, Any]]) -> list[tuple
 
 
 def aio_channel(
-    target: str, cfg: TlsConfig, options: Sequence[tuple[str, Any]] = ()
+    target: str,
+    cfg: TlsConfig,
+    options: Sequence[tuple[str, Any]] = (),
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     creds = channel_credentials(cfg)
+    chain = list(interceptors) or None
     if creds is None:
-        return grpc.aio.insecure_channel(target, options=list(options))
-    return grpc.aio.secure_channel(target, creds, options=_with_name(cfg, options))
+        return grpc.aio.insecure_channel(target, options=list(options), interceptors=chain)
+    return grpc.aio.secure_channel(
+        target, creds, options=_with_name(cfg, options), interceptors=chain
+    )
 
 
 def sync_channel(

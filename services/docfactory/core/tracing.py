@@ -4,15 +4,17 @@
   ``console``, or an exporter passed in, e.g. an in-memory one in tests). The standard ``OTEL_*``
   variables (service name, resource attributes, sampler, OTLP endpoint/headers, propagators) are
   read by the SDK and the exporter.
-- ``TracingInterceptor`` (server) opens one SERVER span per RPC, continuing the W3C
-  ``traceparent`` of the incoming metadata; it sits before ``ServiceInterceptor``.
-- ``outgoing_metadata()`` (used by ``core.clients.call_options``) puts the current span's
-  ``traceparent`` on downstream calls, so chunking and embedding join the caller's trace.
-- ``span("parse")`` opens an internal span.
+- The spans of RPCs come from the maintained ``opentelemetry-instrumentation-grpc``:
+  ``server_interceptors()`` (its aio server interceptor, first in the chain: one SERVER span per
+  RPC, named by the method and continuing the caller's W3C ``traceparent``; probes and
+  reflection untraced) and ``client_interceptors()`` (on ``core.clients.Channels``: a CLIENT span
+  per downstream call, whose context travels in the call's metadata).
+- ``set_attribute`` annotates the current span (``ServiceInterceptor`` adds the tenant);
+  ``span("parse")`` opens an internal span.
 
 When tracing is off nothing of OpenTelemetry is imported or installed (the extra ``tracing`` is
-optional): the interceptor passes handlers
-through untouched, ``span`` returns a shared null context, ``outgoing_metadata`` returns ``()``.
+optional): both interceptor lists are empty, ``span`` returns a shared null context and
+``set_attribute`` does nothing.
 """
 
 from __future__ import annotations
@@ -20,18 +22,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from docfactory.core.auth import principal_or_none
 from docfactory.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Tracer
 
     from docfactory.core.config import TracingConfig
 
@@ -39,8 +39,8 @@ log = logging.getLogger("docfactory.tracing")
 
 TRACER_NAME = "docfactory"
 EXPORTERS = ("", "otlp", "console")
-# Probes and discovery are not traced (the same methods ServiceInterceptor leaves public).
-UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Probes and discovery are not traced (the same services ServiceInterceptor leaves public).
+UNTRACED_SERVICE_PREFIXES = ("grpc.health.v1.Health", "grpc.reflection.")
 
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
@@ -137,144 +137,38 @@ def span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[Any]
     return _tracer.start_as_current_span(name, attributes=attributes or None)
 
 
-def outgoing_metadata() -> tuple[tuple[str, str], ...]:
-    """W3C trace context (``traceparent``, ``tracestate``) of the current span, for gRPC
-    metadata of a downstream call; empty when tracing is off or no span is current."""
+def set_attribute(key: str, value: str | int | bool) -> None:
+    """Set an attribute on the current span (inside a handler: the RPC's SERVER span)."""
     if _tracer is None:
-        return ()
-    from opentelemetry import propagate
-
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return tuple(carrier.items())
-
-
-def _extract(metadata: Any) -> Any:
-    from opentelemetry import propagate
-
-    carrier: Mapping[str, str] = {k: v for k, v in (metadata or ()) if isinstance(v, str)}
-    return propagate.extract(carrier)
-
-
-def _split(method: str) -> tuple[str, str]:
-    parts = method.strip("/").split("/")
-    return (parts[0], parts[1]) if len(parts) == 2 else (method, "")
-
-
-def _status_code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> int:
-    if exc is not None and not isinstance(exc, grpc.aio.AbortError):
-        if isinstance(exc, grpc.aio.AioRpcError):
-            return int(exc.code().value[0])
-        return int(grpc.StatusCode.UNKNOWN.value[0])
-    try:
-        code = context.code()
-    except Exception:  # pragma: no cover - older grpc without ServicerContext.code()
-        code = None
-    if code is None:
-        return 0 if exc is None else int(grpc.StatusCode.UNKNOWN.value[0])
-    if isinstance(code, grpc.StatusCode):
-        return int(code.value[0])
-    return int(code)
-
-
-class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """A SERVER span per RPC, parented by the caller's ``traceparent`` when present.
-
-    The span is opened inside the handler behaviour (not in ``intercept_service``), so it is the
-    current span of the task that runs the servicer and of the downstream calls it makes."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if _tracer is None or handler is None or method.startswith(UNTRACED_PREFIXES):
-            return handler
-        return _wrap(handler, method)
-
-
-def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return
     from opentelemetry import trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    service, name = _split(method)
-    span_name = method.lstrip("/")
-    base_attrs = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-
-    @contextlib.contextmanager
-    def rpc_span(context: grpc.aio.ServicerContext) -> Iterator[Span]:
-        if _tracer is None:  # turned off while the server runs (tests)
-            yield trace.INVALID_SPAN
-            return
-        tracer = _tracer
-        parent = _extract(context.invocation_metadata())
-        with tracer.start_as_current_span(
-            span_name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=base_attrs,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as sp:
-            failure: BaseException | None = None
-            try:
-                yield sp
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                principal = principal_or_none()
-                if principal is not None:
-                    sp.set_attribute("docfactory.tenant", principal.tenant)
-                code = _status_code(context, failure)
-                sp.set_attribute("rpc.grpc.status_code", code)
-                if code != 0:
-                    sp.set_status(Status(StatusCode.ERROR, grpc_code_name(code)))
-                if failure is not None and not isinstance(failure, grpc.aio.AbortError):
-                    sp.record_exception(failure)
-
-    if handler.response_streaming:
-        inner_stream = handler.unary_stream or handler.stream_stream
-
-        async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with rpc_span(context):
-                stream: AsyncIterator[Any] = inner_stream(request, context)
-                async for item in stream:
-                    yield item
-
-        stream_factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return stream_factory(
-            stream_behavior,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-    inner_unary = handler.unary_unary or handler.stream_unary
-
-    async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        with rpc_span(context):
-            return await inner_unary(request, context)
-
-    factory = (
-        grpc.unary_unary_rpc_method_handler
-        if handler.unary_unary
-        else grpc.stream_unary_rpc_method_handler
-    )
-    return factory(
-        unary_behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    trace.get_current_span().set_attribute(key, value)
 
 
-def grpc_code_name(code: int) -> str:
-    for sc in grpc.StatusCode:
-        if sc.value[0] == code:
-            return str(sc.name)
-    return str(code)
+def _instrumentation() -> Any:
+    try:
+        from opentelemetry.instrumentation import grpc as otel_grpc
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ConfigError(
+            "tracing needs opentelemetry-instrumentation-grpc: pip install 'docfactory[tracing]'"
+        ) from exc
+    return otel_grpc
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """The OpenTelemetry aio server interceptor (first in a server's chain), or none when off."""
+    if _provider is None:
+        return []
+    otel_grpc = _instrumentation()
+    from opentelemetry.instrumentation.grpc import filters
+
+    untraced = filters.any_of(*(filters.service_prefix(p) for p in UNTRACED_SERVICE_PREFIXES))
+    return [otel_grpc.aio_server_interceptor(_provider, filter_=filters.negate(untraced))]
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """The OpenTelemetry aio client interceptors (for channels to other services), or none."""
+    if _provider is None:
+        return []
+    return list(_instrumentation().aio_client_interceptors(_provider))
