@@ -15,7 +15,8 @@ from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
 from docfactory.core.validation import shorten
 from docfactory.ingestion.adapters.documents import DocumentRecord
-from docfactory.ingestion.service import BackgroundSubmitter, IngestionService
+from docfactory.ingestion.contracts import BackgroundSubmitter
+from docfactory.ingestion.service import IngestionService
 from docfactory.ingestion.staging import staged_prefix
 from docfactory.ingestion.v1 import ingestion_service_pb2 as pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as pb_grpc

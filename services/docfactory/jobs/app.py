@@ -32,9 +32,10 @@ def attach(
 ) -> tuple[str, JobsService]:
     """Register JobsService (and the webhook when configured); return the service name and
     the service (it also takes background uploads from IngestionService)."""
+    from docfactory.core.durable import system_database_url
     from docfactory.jobs import servicer
     from docfactory.jobs.repo import JobsRepository
-    from docfactory.jobs.runtime import JobQueue, system_database_url
+    from docfactory.jobs.runtime import JobQueue
 
     queue = JobQueue(system_database_url(settings))
     closers.append(queue.close)
@@ -70,7 +71,7 @@ class WorkerSupervisor:
     the server. Production runs workers as their own deployment instead (deploy/k8s)."""
 
     def __init__(self, settings: Settings, ingestion_address: str, count: int) -> None:
-        from docfactory.jobs.runtime import worker_api_key
+        from docfactory.core.durable import worker_api_key
 
         self._count = count
         self._env = {

@@ -33,7 +33,8 @@ class LazyRunQueue:
     def _get(self) -> Any:
         with self._lock:
             if self._queue is None:
-                from docfactory.workflows.engine import RunQueue, system_database_url
+                from docfactory.core.durable import system_database_url
+                from docfactory.workflows.engine import RunQueue
 
                 self._queue = RunQueue(system_database_url(self._settings))
             return self._queue
