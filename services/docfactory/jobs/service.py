@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import urllib.parse
 import uuid
@@ -210,7 +211,7 @@ class JobsService:
 
     async def list_documents(
         self, tenant: str, job_id: str, outcome: str, page_size: int, page_token: str
-    ) -> tuple[list[DocOutcome], str, int]:
+    ) -> tuple[builtins.list[DocOutcome], str, int]:  # `list` is a method here
         """A page of a job's per-document outcomes, by source URI."""
         await self.get(tenant, job_id)  # tenancy check
         req = page_request(
