@@ -85,6 +85,7 @@ def make_store(settings: Settings) -> tuple[VectorStore, bool]:
             path=settings.resolved_qdrant_path.with_name("qdrant-edge"),
             collection=vs.collection,
             hybrid_weights=weights,
+            min_free_bytes=vs.min_free_mb * 1024 * 1024,
         ), True
     if backend == "remote":
         if not vs.url:

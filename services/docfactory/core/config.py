@@ -70,6 +70,8 @@ class VectorStoreConfig:
     path: str = ""  # default: <data_dir>/qdrant
     prefer_grpc: bool = True
     timeout_seconds: float = 30.0
+    # Embedded engines ("edge") refuse writes (DISK_FULL) when less is free on their disk.
+    min_free_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,7 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_QDRANT_API_KEY": ("vector_store", "api_key"),
     "DOCFACTORY_QDRANT_COLLECTION": ("vector_store", "collection"),
     "DOCFACTORY_QDRANT_PATH": ("vector_store", "path"),
+    "DOCFACTORY_VECTOR_MIN_FREE_MB": ("vector_store", "min_free_mb"),
     "DOCFACTORY_EMBEDDING_BACKEND": ("embedding", "backend"),
     "DOCFACTORY_EMBEDDING_MODEL": ("embedding", "model"),
     "DOCFACTORY_EMBEDDING_MODEL_PATH": ("embedding", "model_path"),

@@ -15,6 +15,7 @@ process opening the same folder gets ``Unavailable`` (reason ``VECTOR_STORE_LOCK
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from docfactory.core.errors import InvalidArgument, Unavailable
+from docfactory.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from docfactory.core.vectorstore import (
     DENSE,
     HYBRID_WEIGHTS,
@@ -55,6 +56,11 @@ class EdgeStore:
     engine replays the WAL when the shard is loaded, so a killed process loses nothing
     (tested), and a per-write flush cost ~60 ms of lock time per document in bulk ingestion.
     ``flush_interval=0`` flushes after every write.
+
+    The engine writes its segments through memory maps: on a full disk a write would end the
+    whole process with SIGBUS, not with an error. So every write first checks that the disk
+    keeps ``min_free_bytes`` free, and is refused with RESOURCE_EXHAUSTED ``DISK_FULL`` (the
+    shard untouched) when it does not; the refused write succeeds once space is freed.
     """
 
     def __init__(
@@ -64,8 +70,10 @@ class EdgeStore:
         collection: str = "docfactory_chunks",
         hybrid_weights: tuple[float, float] = HYBRID_WEIGHTS,
         flush_interval: float = 5.0,
+        min_free_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._weights = hybrid_weights
+        self._min_free = max(0, min_free_bytes)
         self._flush_interval = flush_interval
         self._last_flush = time.monotonic()
         if not collection or "/" in collection or collection in (".", ".."):
@@ -105,6 +113,17 @@ class EdgeStore:
             return int(cfg["vectors"][DENSE]["size"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def _check_space(self) -> None:
+        """Refuse a write that could fill the disk under the engine's memory maps."""
+        free = shutil.disk_usage(self._dir if self._dir.exists() else self._dir.parent).free
+        if free < self._min_free:
+            raise ResourceExhausted(
+                f"the data disk is full: {free // (1024 * 1024)} MiB free, the vector store keeps "
+                f"{self._min_free // (1024 * 1024)} MiB free (DOCFACTORY_VECTOR_MIN_FREE_MB); "
+                "nothing was written, retry once space is freed",
+                reason="DISK_FULL",
+            )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -224,6 +243,7 @@ class EdgeStore:
             structs.append(qe.Point(p.id, vector, dict(p.payload)))
         with self._lock:
             self._check_open()
+            self._check_space()
             shard = self._ensure(dimension)
             for i in range(0, len(structs), _BATCH):
                 shard.update(qe.UpdateOperation.upsert_points(structs[i : i + _BATCH]))
