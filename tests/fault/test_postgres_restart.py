@@ -52,14 +52,6 @@ def pg() -> Iterator[PrivatePostgres]:
         cluster.close()
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Any]]:
-    started: list[Any] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
-
-
 async def _answer_outcome(ch: grpc.aio.Channel) -> str:
     try:
         text, cits, _ = await answer(ch, "Quand ouvre la cantine ?")
