@@ -13,6 +13,8 @@ per page on 1,000 pages."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,9 +25,10 @@ from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
 from docfactory.workflows.v1 import workflows_service_pb2 as pb
 from docfactory.workflows.v1 import workflows_service_pb2_grpc as pb_grpc
-from tests.conftest import write_keys
-from tests.fault.support import Serve, free_port
-from tests.workflows.conftest import create_dossier
+from tests.conftest import ROOT, WORKER_KEY, write_keys
+from tests.fault.support import Serve, clean_env, free_port
+from tests.workflows import dossiers
+from tests.workflows.conftest import create_dossier, md, stub, wait_state
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +75,9 @@ async def upload(ch: grpc.aio.Channel, path: Path) -> ing_pb.UploadDocumentRespo
         for i in range(0, len(data), CHUNK):
             yield ing_pb.UploadDocumentRequest(data=data[i : i + CHUNK])
 
-    resp: ing_pb.UploadDocumentResponse = await ing_grpc.IngestionServiceStub(
-        ch
-    ).UploadDocument(reqs(), metadata=(("x-api-key", KEY),), timeout=900)
+    resp: ing_pb.UploadDocumentResponse = await ing_grpc.IngestionServiceStub(ch).UploadDocument(
+        reqs(), metadata=(("x-api-key", KEY),), timeout=900
+    )
     return resp
 
 
@@ -116,16 +119,59 @@ async def test_thousand_page_pdf_in_a_dossier_without_memory_growth(
                 pb.GetDossierRequest(name=dossier.name), metadata=(("x-api-key", KEY),)
             )
             assert got.dossier.documents[0].page_count == PAGES
+
+            # A run over a financing dossier, then over the same dossier with the 1,000-page
+            # annex: the worker's peak memory stays where the plain dossier left it.
+            files = dossiers.financement(tmp_path / "d")
+            worker = start_worker(tmp_path, serve.address)
+            try:
+                plain_run = await run_to_signoff(ch, await create_dossier(ch, files, KEY))
+                assert len(plain_run.result.documents) == len(files)
+                worker_plain = peak_mb(worker.pid)
+                big_run = await run_to_signoff(ch, await create_dossier(ch, [*files, big], KEY))
+                assert len(big_run.result.documents) == len(files) + 1
+                worker_big = peak_mb(worker.pid)
+            finally:
+                worker.terminate()
+                worker.wait(30)
     finally:
         await asyncio.to_thread(serve.stop)
     report = (
-        f"peak RSS MB: after warm-up {before:.0f}, after ingesting {PAGES} pages "
+        f"server peak RSS MB: after warm-up {before:.0f}, after ingesting {PAGES} pages "
         f"{ingestion_peak:.0f}, after the dossier {dossier_peak:.0f}, after a second "
-        f"dossier {second_peak:.0f}"
+        f"dossier {second_peak:.0f}; worker peak RSS MB: plain dossier {worker_plain:.0f}, "
+        f"with the {PAGES}-page annex {worker_big:.0f}"
     )
     print(report)
     assert dossier_peak <= ingestion_peak + SLACK_MB, report
     assert second_peak <= dossier_peak + SLACK_MB, report
+    assert worker_big <= worker_plain + SLACK_MB, report
+
+
+def start_worker(tmp: Path, search_address: str) -> subprocess.Popen[bytes]:
+    env = clean_env(
+        DOCFACTORY_DATA_DIR=str(tmp / "data"),
+        DOCFACTORY_KEYS_FILE=str(tmp / "keys.yaml"),
+        DOCFACTORY_WORKER_API_KEY=WORKER_KEY,
+        DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS=search_address,
+    )
+    with open(tmp / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "docfactory.workflows.engine"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
+
+
+async def run_to_signoff(ch: grpc.aio.Channel, dossier: pb.Dossier) -> pb.Run:
+    run = (
+        await stub(ch).StartRun(
+            pb.StartRunRequest(dossier=dossier.name, flow="financement@1"), metadata=md(KEY)
+        )
+    ).run
+    return await wait_state(ch, run.name, KEY, {pb.RUN_STATE_AWAITING_SIGNOFF}, within=600)
 
 
 @pytest.fixture
