@@ -333,3 +333,31 @@ def test_dev_certificates_for_compose(tmp_path: Path) -> None:
         cert=str(out / "server.crt"), key=str(out / "server.key"), ca=str(out / "ca.crt")
     )
     assert tls.mtls(cfg) and tls.channel_credentials(cfg) is not None
+
+
+@pytest.mark.slow
+async def test_dossier_worker_searches_over_tls(pki: Pki, mtls_server: RunningServer) -> None:
+    """The dossier worker's hop to Search (retrieval step) uses TLS and its own client
+    certificate when configured; without them the TLS server cannot be reached."""
+    import asyncio
+
+    from docfactory.workflows.engine import GrpcSearcher
+
+    def search(cfg: TlsConfig) -> grpc.StatusCode:
+        searcher = GrpcSearcher(ADDRESS[0], "key-plain", cfg, timeout=10)
+        try:
+            searcher.search(
+                tenant="nord", use_case="uc", query="frais de mission", collections=(), top_k=3
+            )
+            return grpc.StatusCode.OK
+        except grpc.RpcError as err:
+            return err.code()  # type: ignore[no-any-return]
+        finally:
+            searcher.close()
+
+    worker_tls = TlsConfig(cert=str(pki.app[0]), key=str(pki.app[1]), ca=str(pki.ca_file))
+    reached = await asyncio.to_thread(search, worker_tls)
+    # Through TLS the call reaches the server's authorization (a plain key may not act for
+    # a tenant: refused there, not at the transport).
+    assert reached != grpc.StatusCode.UNAVAILABLE, reached
+    assert await asyncio.to_thread(search, TlsConfig()) == grpc.StatusCode.UNAVAILABLE

@@ -28,11 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import grpc
-
-from docfactory.core.config import Settings
+from docfactory.core.config import Settings, TlsConfig
 from docfactory.core.db import make_engine
 from docfactory.core.durable import recover_executor, system_database_url, worker_api_key
+from docfactory.core.tls import sync_channel
 from docfactory.workflows.note import Passage
 from docfactory.workflows.repo import CANCELLED, REJECTED, WorkflowRepository
 from docfactory.workflows.steps import AMENDED, APPROVED, WAIT, RunSteps
@@ -92,10 +91,13 @@ class GrpcSearcher:
     """Passages of the rule collections through AnsweringService.Search, with the worker's
     key acting for the run's tenant (as the jobs workers upload)."""
 
-    def __init__(self, address: str, api_key: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str, api_key: str, tls: TlsConfig | None = None, timeout: float = 30.0
+    ) -> None:
         from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
 
-        self._channel = grpc.insecure_channel(address)
+        # TLS (and this worker's client certificate under mTLS) when configured.
+        self._channel = sync_channel(address, tls or TlsConfig())
         self._stub = ans_grpc.AnsweringServiceStub(self._channel)
         self._key = api_key
         self._timeout = timeout
@@ -320,7 +322,7 @@ def run_worker(
         or os.environ.get("DOCFACTORY_ADDRESS", "")
     )
     key = _worker_key(settings)
-    searcher = GrpcSearcher(address, key) if address and key else None
+    searcher = GrpcSearcher(address, key, settings.tls) if address and key else None
     extractor, extractor_name = make_extractor()
     _STEPS = RunSteps(
         repo,
