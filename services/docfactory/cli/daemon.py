@@ -418,6 +418,10 @@ async def run(settings: Settings) -> int:
                 await asyncio.wait_for(stop_event.wait(), timeout=min(5.0, max(0.2, idle_s / 4)))
             if activity.idle_for() >= idle_s:
                 reason = f"idle for {idle_s:g} s"
+                # New commands start another server from now on; a command that found this
+                # one an instant ago still gets its call served (then the grace period).
+                _remove_stale(p)
+                await asyncio.sleep(1.0)
                 break
         print(f"docfactory: background server {os.getpid()} stopping ({reason})", flush=True)
     finally:
