@@ -13,6 +13,13 @@ number of concurrent RPCs, ``DOCFACTORY_MAX_CONCURRENT_RPCS``, lowered here with
     .venv/bin/python bench/load.py                                  # 1/8/32/128, 10 s each
     .venv/bin/python bench/load.py --levels 1,8 --seconds 5
     .venv/bin/python bench/load.py --soak 30m --soak-clients 8      # RSS and errors over time
+    .venv/bin/python bench/load.py --split --postgres               # split services on PostgreSQL
+
+``--split`` runs one process per service (ingestion, chunking, embedding, answering), wired by
+address as in Kubernetes; the answering process owns the embedded vector index and serves it to
+ingestion over IndexService (internal listener, service key). ``--postgres`` gives every process
+a fresh PostgreSQL database (127.0.0.1:5432 by default, ``--pg``) for its records and audit
+chains instead of SQLite. RSS is then the sum over the processes.
 
 The client runs on the same machine as the server: on a shared 2-CPU machine every figure is
 noisy and the client's own CPU use caps throughput.
@@ -88,15 +95,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children (parse processes), MiB."""
+def rss_mib(*roots: int) -> float:
+    """Resident memory of processes and their children (parse processes), MiB."""
     total = 0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
+    pids = list(roots)
+    for pid in roots:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            pids += [int(c) for c in children]
+        except OSError:
+            pass
     for p in pids:
         try:
             m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
@@ -117,8 +125,46 @@ def pct(values: list[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
+async def wait_serving(
+    address: str, proc: subprocess.Popen[bytes], log: Path, limit_s: float
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + limit_s
+    async with grpc.aio.insecure_channel(address) as ch:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited ({proc.returncode}); see {log}")
+            try:
+                r = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(), timeout=2
+                )
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"server at {address} not ready in time; see {log}")
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class Server:
-    def __init__(self, data_dir: Path, max_concurrent: int) -> None:
+    """``docfactory serve``: every service in one process."""
+
+    label = "docfactory serve (embedded default)"
+
+    def __init__(self, data_dir: Path, max_concurrent: int, database_url: str = "") -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -127,43 +173,113 @@ class Server:
             "DOCFACTORY_MAX_CONCURRENT_RPCS": str(max_concurrent),
             "PYTHONPATH": str(ROOT / "services"),
         }
-        self.log = (data_dir / "server.log").open("w")
+        if database_url:
+            env["DOCFACTORY_DATABASE_URL"] = database_url
+            self.label = "docfactory serve (one process, PostgreSQL)"
+        self.log_path = data_dir / "server.log"
+        self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "docfactory.cli", "serve"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = self.ingest_address = f"127.0.0.1:{self.port}"
         self.key_file = data_dir / "api-key"
 
-    async def ready(self, limit_s: float = 600) -> str:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
 
-        deadline = time.monotonic() + limit_s
-        async with grpc.aio.insecure_channel(self.address) as ch:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"server exited ({self.proc.returncode}); see {self.log.name}")
-                try:
-                    r = await health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(), timeout=2
-                    )
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        return self.key_file.read_text().strip()
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.5)
-        raise SystemExit("server not ready in time")
+    async def ready(self, limit_s: float = 600) -> str:
+        await wait_serving(self.address, self.proc, self.log_path, limit_s)
+        return self.key_file.read_text().strip()
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_all([self.proc])
         self.log.close()
+
+
+class Split:
+    """One process per service (``python -m docfactory.<service>``), wired by address."""
+
+    KEY = "load-bench-key-0123456789"
+
+    def __init__(self, data_dir: Path, max_concurrent: int, database_url: str = "") -> None:
+        import hashlib
+
+        keys = data_dir / "keys.yaml"
+        digest = hashlib.sha256(self.KEY.encode()).hexdigest()
+        keys.write_text(
+            f"keys:\n- id: load\n  tenant: load\n  sha256: {digest}\n", encoding="utf-8"
+        )
+        services = ("embedding", "chunking", "answering", "ingestion")
+        addr = {s: f"127.0.0.1:{free_port()}" for s in services}
+        index_addr = f"127.0.0.1:{free_port()}"
+        base = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "services"),
+            "DOCFACTORY_DATA_DIR": str(data_dir),
+            "DOCFACTORY_KEYS_FILE": str(keys),
+            "DOCFACTORY_HOST": "127.0.0.1",
+            "DOCFACTORY_MAX_CONCURRENT_RPCS": str(max_concurrent),
+            "DOCFACTORY_SERVICE_KEY": "load-bench-service-key-0123456789",
+            **{f"DOCFACTORY_{s.upper()}_ADDRESS": a for s, a in addr.items()},
+        }
+        if database_url:
+            base["DOCFACTORY_DATABASE_URL"] = database_url
+        self.label = "split services (4 processes" + (", PostgreSQL)" if database_url else ")")
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        for svc in services:
+            env = {**base, "DOCFACTORY_PORT": addr[svc].rsplit(":", 1)[1]}
+            if svc == "answering":  # owns the embedded index, serves it to ingestion
+                env["DOCFACTORY_INDEX_LISTEN"] = index_addr
+            if svc == "ingestion":
+                env["DOCFACTORY_INDEX_ADDRESS"] = index_addr
+            self.logs[svc] = data_dir / f"{svc}.log"
+            with self.logs[svc].open("wb") as log:
+                self.procs[svc] = subprocess.Popen(
+                    [sys.executable, "-m", f"docfactory.{svc}"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        self.addr = addr
+        self.address = addr["answering"]
+        self.ingest_address = addr["ingestion"]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs.values()]
+
+    async def ready(self, limit_s: float = 600) -> str:
+        for svc, proc in self.procs.items():
+            await wait_serving(self.addr[svc], proc, self.logs[svc], limit_s)
+        return self.KEY
+
+    def stop(self) -> None:
+        stop_all(list(self.procs.values()))
+
+
+class FreshDatabase:
+    """A new PostgreSQL database for one run (dropped at the end)."""
+
+    def __init__(self, admin_url: str) -> None:
+        import psycopg
+
+        self.admin_url = admin_url
+        self.name = f"docfactory_load_{os.getpid()}_{int(time.time())}"
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        base = admin_url.rsplit("/", 1)[0]
+        self.url = f"{base}/{self.name}".replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 async def ingest(ch: grpc.aio.Channel, md: Any) -> None:
@@ -230,20 +346,23 @@ def parse_duration(text: str) -> float:
 
 async def main_async(ns: argparse.Namespace) -> None:
     levels = [int(x) for x in ns.levels.split(",") if x]
+    db = FreshDatabase(ns.pg) if ns.postgres else None
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), ns.max_concurrent_rpcs)
+        kind = Split if ns.split else Server
+        server = kind(Path(tmp), ns.max_concurrent_rpcs, db.url if db else "")
         try:
             key = await server.ready()
             md = (("x-api-key", key),)
             channels = [grpc.aio.insecure_channel(server.address) for _ in range(8)]
-            await ingest(channels[0], md)
+            async with grpc.aio.insecure_channel(server.ingest_address) as ing_ch:
+                await ingest(ing_ch, md)
             for q in QUESTIONS:  # warm-up
                 await do_search(ans_grpc.AnsweringServiceStub(channels[0]), q, md)
                 await do_answer(ans_grpc.AnsweringServiceStub(channels[0]), q, md)
             print(
-                f"# docfactory serve (embedded default), {os.cpu_count()} CPUs shared, "
+                f"# {server.label}, {os.cpu_count()} CPUs shared, "
                 f"max concurrent RPCs {ns.max_concurrent_rpcs}, {ns.seconds:.0f} s per level, "
-                f"RSS at start {rss_mib(server.proc.pid):.0f} MiB"
+                f"RSS at start {rss_mib(*server.pids):.0f} MiB"
             )
             print(
                 "| RPC | clients | req/s | p50 ms | p95 ms | p99 ms | errors | error codes "
@@ -260,7 +379,7 @@ async def main_async(ns: argparse.Namespace) -> None:
                         f"| {name} | {clients} | {codes['OK'] / elapsed:.1f} | {pct(lat, 50):.1f} "
                         f"| {pct(lat, 95):.1f} | {pct(lat, 99):.1f} "
                         f"| {100 * errors / max(1, total):.1f}% | {by_code or '-'} "
-                        f"| {rss_mib(server.proc.pid):.0f} |",
+                        f"| {rss_mib(*server.pids):.0f} |",
                         flush=True,
                     )
             if ns.soak:
@@ -269,10 +388,16 @@ async def main_async(ns: argparse.Namespace) -> None:
                 await ch.close()
         finally:
             server.stop()
+            if db is not None:
+                db.drop()
 
 
 async def soak(
-    channels: list[grpc.aio.Channel], md: Any, server: Server, duration: float, clients: int
+    channels: list[grpc.aio.Channel],
+    md: Any,
+    server: Server | Split,
+    duration: float,
+    clients: int,
 ) -> None:
     """Search and Answer alternately for ``duration``; RSS and errors every minute."""
     print(f"\n# soak: {clients} clients, Search+Answer, {duration / 60:.0f} min")
@@ -291,7 +416,7 @@ async def soak(
         )
         codes = codes_s + codes_a
         all_codes += codes
-        rss.append(rss_mib(server.proc.pid))
+        rss.append(rss_mib(*server.pids))
         minute += 1
         errors = sum(codes.values()) - codes["OK"]
         print(
@@ -319,6 +444,9 @@ def main() -> None:
     p.add_argument("--max-concurrent-rpcs", type=int, default=64)
     p.add_argument("--soak", type=parse_duration, default=0.0, help="e.g. 30m")
     p.add_argument("--soak-clients", type=int, default=8)
+    p.add_argument("--split", action="store_true", help="one process per service")
+    p.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
+    p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     asyncio.run(main_async(p.parse_args()))
 
 
