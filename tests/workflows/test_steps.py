@@ -123,3 +123,89 @@ def test_steps_signoff_bookkeeping(tmp_path: Path) -> None:
         "draft",
     }
     engine.dispose()
+
+
+def test_pages_go_to_the_model_only_where_the_use_case_allows_it(tmp_path: Path) -> None:
+    """A use case with a `pii` policy, or one whose `allowed_models` excludes the extractor's
+    model, never sends the dossier's pages to the model (a real OpenAI-compatible stand-in on
+    a socket receives nothing): the typed extractors run instead, and the audit says why."""
+    import yaml
+
+    from docfactory.governance.policy import Policy
+    from docfactory.workflows.extract import vllm_extractor
+    from tests.workflows.conftest import write_policy
+    from tests.workflows.test_extract_vllm import StandIn
+
+    path = write_policy(tmp_path / "policy.yaml")
+    doc = yaml.safe_load(path.read_text())
+    base = doc["use_cases"][0]
+    doc["use_cases"] += [
+        {**base, "id": "credit-pii", "pii": "mask_in_answers"},
+        {**base, "id": "credit-other-model", "allowed_models": ["another-model"]},
+    ]
+    path.write_text(yaml.safe_dump(doc))
+    policy = Policy.load(path)
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    repo = WorkflowRepository(engine)
+    flow = FlowRegistry(shipped_flows_dir()).get("financement")
+    assert flow is not None
+    files = dossiers.financement(tmp_path / "d")
+    docs = [DocRow(f"doc-{p.stem}", p.name, 1, [p.read_text()]) for p in files]
+    dossier = repo.create_dossier(
+        tenant="acme", display_name="x", use_case="", classification=2, metadata={}, docs=docs
+    )
+    audit = AuditLog(engine)
+    with StandIn(answers=[]) as model:
+        steps = RunSteps(
+            repo,
+            vllm_extractor(model.url, "mistral-small"),
+            audit=audit,
+            extractor_name="mistral-small",
+            policy=lambda: policy,
+            local_extractor=typed_extractor(),
+        )
+        for use_case, why in (
+            ("credit-pii", "PII_POLICY"),
+            ("credit-other-model", "MODEL_NOT_ALLOWED"),
+        ):
+            run = repo.create_run(
+                tenant="acme",
+                dossier_id=dossier.dossier_id,
+                flow_ref=flow.ref,
+                flow_json=flow.model_dump_json(by_alias=True),
+                use_case=use_case,
+                requester="analyst",
+                signoff_role="reviewer",
+            )
+            assert steps.start(run.run_id)
+            types = steps.classify(run.run_id)
+            assert sorted(types.values()) == sorted(
+                ["demande", "kbis", "rib", "budget", "etats_financiers"]
+            )
+            for doc_id in types:
+                steps.extract(run.run_id, doc_id)
+            got = repo.get_run(run.run_id)
+            assert got is not None
+            demande = next(d for d in got.result["documents"] if d["type"] == "demande")
+            assert any(f["status"] == "FOUND" for f in demande["fields"])
+            records = [
+                r
+                for r in audit.records(tenant="acme")
+                if r.details.get("run_id") == run.run_id
+                and r.action in ("DOSSIER_CLASSIFY", "DOSSIER_EXTRACT")
+            ]
+            assert len(records) == 1 + len(types)
+            assert {(r.model, r.details.get("model_not_used")) for r in records} == {("typed", why)}
+        assert model.requests == []  # no page left for the model
+        # The use case that allows the model gets it.
+        allowed = repo.create_run(
+            tenant="acme",
+            dossier_id=dossier.dossier_id,
+            flow_ref=flow.ref,
+            flow_json=flow.model_dump_json(by_alias=True),
+            use_case="credit-pro",
+            requester="analyst",
+            signoff_role="reviewer",
+        )
+        assert steps.extractor_for(allowed)[1:] == ("mistral-small", "")

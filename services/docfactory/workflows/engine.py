@@ -137,6 +137,12 @@ class GrpcSearcher:
         self._channel.close()
 
 
+def _typed_extractor() -> Any:
+    from docfactory.workflows import extract
+
+    return extract.typed_extractor()
+
+
 def make_extractor() -> tuple[Any, str]:
     """vLLM structured outputs when DOCFACTORY_WORKFLOWS_VLLM_URL is set, else the embedded
     typed extractors."""
@@ -324,12 +330,19 @@ def run_worker(
     key = _worker_key(settings)
     searcher = GrpcSearcher(address, key, settings.tls) if address and key else None
     extractor, extractor_name = make_extractor()
+    policy = None
+    if settings.policy_file:  # the use cases decide whether pages may go to the model
+        from docfactory.governance.policy import PolicyStore
+
+        policy = PolicyStore(settings.policy_file).current
     _STEPS = RunSteps(
         repo,
         extractor,
         audit=AuditLog(engine),
         searcher=searcher,
         extractor_name=extractor_name,
+        policy=policy,
+        local_extractor=None if extractor_name == "typed" else _typed_extractor(),
     )
     _ensure_registered()
     DBOS(

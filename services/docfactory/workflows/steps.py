@@ -105,6 +105,8 @@ class RunSteps:
         searcher: Searcher | None = None,
         extractor_name: str = "typed",
         clock: Callable[[], float] = time.time,
+        policy: Callable[[], Any] | None = None,  # the current governance Policy
+        local_extractor: Any = None,
     ) -> None:
         self.repo = repo
         self.extractor = extractor
@@ -112,6 +114,31 @@ class RunSteps:
         self.searcher = searcher
         self.extractor_name = extractor_name
         self.clock = clock
+        self.policy = policy
+        # The embedded typed extractors: used instead of the model (vLLM) when the run's use
+        # case may not send the dossier's pages to it.
+        self.local_extractor = local_extractor
+
+    def extractor_for(self, run: RunRow) -> tuple[Any, str, str]:
+        """(extractor, its name, why the model is not used) for ``run``.
+
+        A dossier's pages go to the generative model (vLLM) only when the run's use case allows
+        that model (``allowed_models``) and does not ask for personal-data handling (``pii``
+        other than ``allow``: no page holding personal data is sent to a model for such a use
+        case). Otherwise the embedded typed extractors run in the worker, and the audit record
+        of the step names them and the reason."""
+        if self.local_extractor is None or self.policy is None or not run.use_case:
+            return self.extractor, self.extractor_name, ""
+        policy = self.policy()
+        uc = policy.use_cases.get(run.use_case) if policy is not None else None
+        if uc is None:
+            return self.extractor, self.extractor_name, ""
+        if getattr(uc, "pii", "allow") != "allow":
+            return self.local_extractor, "typed", "PII_POLICY"
+        allowed = getattr(uc, "allowed_models", None)
+        if allowed is not None and self.extractor_name not in allowed:
+            return self.local_extractor, "typed", "MODEL_NOT_ALLOWED"
+        return self.extractor, self.extractor_name, ""
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -131,7 +158,7 @@ class RunSteps:
             action=action,
             outcome=outcome,
             document_ids=list(details.pop("document_ids", ())),
-            model=self.extractor_name if action == "DOSSIER_EXTRACT" else "",
+            model=str(details.pop("model", "")),
             details={"run_id": run.run_id, "flow": run.flow_ref, **details},
         )
 
@@ -167,11 +194,12 @@ class RunSteps:
             return {}
         ctx, t0 = begun
         docs = self.repo.dossier_pages(ctx.run.dossier_id)
+        extractor, model, why = self.extractor_for(ctx.run)
         out: list[dict[str, Any]] = []
         types: dict[str, str] = {}
         for d in docs:
             text = "\n".join(d.pages)
-            name, confidence = self.extractor.classify(text, ctx.flow.documents)
+            name, confidence = extractor.classify(text, ctx.flow.documents)
             types[d.document_id] = name
             out.append(
                 {
@@ -190,6 +218,8 @@ class RunSteps:
             "DOSSIER_CLASSIFY",
             document_ids=list(types),
             types={k: v or "unknown" for k, v in types.items()},
+            model=model,
+            **({"model_not_used": why} if why else {}),
         )
         summary = ", ".join(f"{d['filename']}={d['type'] or '?'}" for d in out)
         self._end(ctx, "classify", t0, summary)
@@ -241,7 +271,8 @@ class RunSteps:
             ),
             [],
         )
-        fields = self.extractor.extract(document_id, pages, spec.field_schema)
+        extractor, model, why = self.extractor_for(ctx.run)
+        fields = extractor.extract(document_id, pages, spec.field_schema)
         entry["fields"] = [
             {
                 "name": f.name,
@@ -271,6 +302,8 @@ class RunSteps:
             document_ids=[document_id],
             type=spec.name,
             fields={f.name: f.status for f in fields},
+            model=model,
+            **({"model_not_used": why} if why else {}),
         )
         metrics.FIELDS_EXTRACTED.labels(ctx.flow.name).inc(len(fields))
         self._end(ctx, step, t0, f"{found}/{len(fields)} fields found")
