@@ -470,30 +470,36 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
                 log.exception("heartbeat/reaper failed")
             stop.wait(settings.jobs.heartbeat_seconds)
     finally:
-        _drain(settings, repo, executor_id)
-        channel.close()
-        engine.dispose()
-        _RT = None
+        if _drain(settings, repo, executor_id):
+            # Nothing runs any more: close. Otherwise the steps still running are abandoned
+            # with the process (main() exits without joining them); closing their channel
+            # under them would only make them fail and retry here for nothing.
+            channel.close()
+            engine.dispose()
+            _RT = None
 
 
-def _drain(settings: Settings, repo: JobsRepository, executor_id: str) -> None:
+def _drain(settings: Settings, repo: JobsRepository, executor_id: str) -> bool:
     """Graceful stop: no new work is dequeued, the in-flight workflows get
     ``shutdown_grace_seconds`` to finish; what is still unfinished is handed back (the
-    heartbeat row is left expired, so another worker's reaper recovers it at once)."""
+    heartbeat row is left expired, so another worker's reaper recovers it at once). True when
+    everything finished."""
     from dbos import DBOS
 
     grace = max(0, math.ceil(settings.jobs.shutdown_grace_seconds))
     DBOS.destroy(workflow_completion_timeout_sec=grace)
     try:
         left = pending_of(system_database_url(settings), executor_id, APP_VERSION)
-        if left:
-            _expire(repo, executor_id)
-            print(f"worker {executor_id} stopped: {left} workflow(s) handed back", flush=True)
-        else:
-            repo.remove_executor(executor_id)
-            print(f"worker {executor_id} stopped: drained", flush=True)
     except Exception:  # database gone: the row stays and expires, the reaper recovers
         log.exception("worker %s: hand-back failed", executor_id)
+        return False
+    if left:
+        _expire(repo, executor_id)
+        print(f"worker {executor_id} stopped: {left} workflow(s) handed back", flush=True)
+        return False
+    repo.remove_executor(executor_id)
+    print(f"worker {executor_id} stopped: drained", flush=True)
+    return True
 
 
 def _expire(repo: JobsRepository, executor_id: str) -> None:
