@@ -35,7 +35,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).served += 1
-        port = self.server.server_address[1]
+        port = self.server.server_port  # type: ignore[attr-defined]
         (self.markers / f"streaming-{port}-{type(self).served}").touch()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")

@@ -53,7 +53,8 @@ def _note(i: int) -> bytes:
 
 
 async def _progress(stub: pb_grpc.JobsServiceStub, name: str) -> pb.Job:
-    return (await stub.GetJob(pb.GetJobRequest(name=name), metadata=MD)).job
+    resp: pb.GetJobResponse = await stub.GetJob(pb.GetJobRequest(name=name), metadata=MD)
+    return resp.job
 
 
 async def _until(stub: pb_grpc.JobsServiceStub, name: str, indexed: int) -> pb.Job:
