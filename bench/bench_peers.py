@@ -227,12 +227,18 @@ print(json.dumps({"files": len(files) - failed, "failed": failed, "chunks": poin
 
 
 # -- measurement ------------------------------------------------------------------------------
+class PipelineFailed(Exception):
+    """A pipeline's process ended with an error: reported in the table, the run goes on."""
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str, str]:
+def run_measured(
+    cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)
+) -> tuple[float, float, float, str, str]:
     """Wall seconds, CPU seconds (user + system of the process and the children it waited
     for), peak RSS MB of the process tree, stdout, stderr tail."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -257,8 +263,8 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, flo
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:3]} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    if proc.returncode not in ok:
+        raise PipelineFailed(f"exit {proc.returncode} after {wall:.0f} s: {stderr[-3000:]}")
     return wall, cpu, peak / 1e6, stdout, stderr[-2000:]
 
 
@@ -267,7 +273,10 @@ def run_docfactory(corpus: Path, env: dict[str, str]) -> dict[str, float]:
         cmd = [str(ROOT / ".venv" / "bin" / "docfactory"), "--data-dir", data]
         # in this process, not through a background server left running after the command
         env = {**env, "DOCFACTORY_NO_DAEMON": "1"}
-        wall, cpu, rss, out, _ = run_measured([*cmd, "ingest", str(corpus), "--json"], env)
+        # exit status 1: some files failed (counted from the JSON lines)
+        wall, cpu, rss, out, _ = run_measured(
+            [*cmd, "ingest", str(corpus), "--json"], env, ok=(0, 1)
+        )
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     ok = [r for r in rows if r["status"] != "failed"]
     return {
@@ -316,14 +325,20 @@ def main() -> int:
         n_files = sum(1 for _ in corpus.iterdir())
         print(f"corpus {args.corpus}: {n_files} files; cores {os.cpu_count()}", flush=True)
         results: dict[str, dict[str, float]] = {}
+        failures: dict[str, str] = {}
         scripts = {"langchain": LANGCHAIN, "llamaindex": LLAMAINDEX}
         for name in args.only.split(","):
             load = " ".join(f"{x:.1f}" for x in os.getloadavg())
             print(f"running {name} ... (load average {load})", flush=True)
-            if name == "docfactory":
-                results[name] = run_docfactory(corpus, env)
-            else:
-                results[name] = run_peer(python, scripts[name], corpus, env)
+            try:
+                if name == "docfactory":
+                    results[name] = run_docfactory(corpus, env)
+                else:
+                    results[name] = run_peer(python, scripts[name], corpus, env)
+            except PipelineFailed as exc:
+                failures[name] = str(exc)
+                print(f"  {name} FAILED: {exc}"[:3000], flush=True)
+                continue
             print(f"  {name}: {json.dumps({k: round(v, 2) for k, v in results[name].items()})}")
     base = results.get("docfactory")
     print()
@@ -344,6 +359,9 @@ def main() -> int:
                 f" {r['rss'] / base['rss']:.2f}x |"
             )
         print(row)
+    for name, why in failures.items():
+        last = why.strip().splitlines()[-1] if why.strip() else why
+        print(f"| {name} | failed: {last[:200]} |")
     peers = [r for n, r in results.items() if n != "docfactory"]
     if base and peers:
         fastest = min(peers, key=lambda r: r["wall"])
@@ -353,8 +371,8 @@ def main() -> int:
             f"{base['rss']:.0f} vs {fastest['rss']:.0f} MB (target: no higher)"
         )
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(results, indent=2))
-    return 0
+        Path(args.json_out).write_text(json.dumps({**results, "failed": failures}, indent=2))
+    return 1 if "docfactory" in failures else 0
 
 
 if __name__ == "__main__":
