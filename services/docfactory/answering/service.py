@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -231,9 +232,14 @@ class AnsweringService:
             with tracing.span("retrieve"):
                 passages, took = await self._retrieve(principal.tenant, params, grant)
         except DocfactoryError as err:
-            self._audit(principal, AUDIT_SEARCH, params, grant, err.reason, (), started)
+            await asyncio.to_thread(
+                self._audit, principal, AUDIT_SEARCH, params, grant, err.reason, (), started
+            )
             raise
-        self._audit(
+        # The audit append (a database commit) runs off the event loop: other requests of this
+        # process go on meanwhile, and appends of different tenants' chains overlap.
+        await asyncio.to_thread(
+            self._audit,
             principal,
             AUDIT_SEARCH,
             params,
@@ -376,16 +382,19 @@ class AnsweringService:
                     # The answer is audited before its summary leaves, so the summary can
                     # carry the record's id (clients quote it when giving feedback).
                     audited = True
-                    seq = self._audit(
-                        principal,
-                        AUDIT_ANSWER,
-                        params,
-                        grant,
-                        outcome,
-                        [c.document_id for c in used],
-                        started,
-                        model=model,
-                        details=details,
+                    seq = await asyncio.to_thread(
+                        functools.partial(
+                            self._audit,
+                            principal,
+                            AUDIT_ANSWER,
+                            params,
+                            grant,
+                            outcome,
+                            [c.document_id for c in used],
+                            started,
+                            model=model,
+                            details=details,
+                        )
                     )
                     event = dataclasses.replace(event, answer_id=seq)
                 yield event
