@@ -1,6 +1,7 @@
 """The embedded default's background server (docfactory/cli/daemon.py): started by the first
-command, reused by the next ones (same pid), replaced when killed, stopped by ``docfactory stop``
-and when idle; ``--no-daemon`` runs in-process; no process is left behind."""
+command, reused by the next ones (same pid), replaced when killed, one for two commands started
+at once, stopped by ``docfactory stop`` and when idle; ``--no-daemon`` runs in-process; no
+process is left behind."""
 
 from __future__ import annotations
 
@@ -110,21 +111,37 @@ def test_reused_replaced_when_killed_stopped_and_idle(data: Path, tmp_path: Path
     os.kill(first, signal.SIGKILL)
     _wait_gone(first)
     assert sock.exists()
-    r = _run(data, "search", "cantine", "--json", DOCFACTORY_DAEMON_IDLE_S="3")
+    r = _run(data, "search", "cantine", "--json", DOCFACTORY_DAEMON_IDLE_S="8")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["results"][0]["citation"]["document_name"] == "cantine.txt"
     second = _pid(data)
     assert second != first and _alive(second)
 
-    # it stops by itself once idle (3 s), and removes its socket
+    # it stops by itself once idle (8 s), and removes its socket
     _wait_gone(second, timeout=90)
     assert daemon.running_pid(data) is None and not sock.exists()
-    assert "idle for 3 s" in (folder / "server.log").read_text()
+    assert "idle for 8 s" in (folder / "server.log").read_text()
+
+    # two commands at once start one server between them
+    log = folder / "server.log"
+    starts = log.read_text().count(" on unix:")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "docfactory.cli", *args],
+            env=_env(data),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in (["ask", "Quand ouvre la cantine ?"], ["search", "cantine"])
+    ]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    assert "cantine" in outs[0][0] and "cantine.txt" in outs[1][0]
+    assert log.read_text().count(" on unix:") == starts + 1
+    third = _pid(data)
 
     # `docfactory stop`
-    r = _run(data, "ask", "Quand ouvre la cantine ?")
-    assert r.returncode == 0 and "cantine" in r.stdout, r.stderr
-    third = _pid(data)
     assert third not in (first, second)
     r = _run(data, "stop")
     assert r.returncode == 0 and f"stopped the background server {third}" in r.stdout

@@ -52,6 +52,7 @@ IDLE_ENV = "DOCFACTORY_DAEMON_IDLE_S"
 NO_DAEMON_ENV = "DOCFACTORY_NO_DAEMON"
 DEFAULT_IDLE_S = 600.0
 START_TIMEOUT_S = 600.0
+BUSY_WAIT_S = 120.0  # a live server with the same settings that does not answer is waited for
 # Variables that do not change what the server does: not part of the fingerprint.
 _NOT_SETTINGS = frozenset(
     {"DOCFACTORY_API_KEY", "DOCFACTORY_ADDRESS", "DOCFACTORY_DATA_DIR", NO_DAEMON_ENV, IDLE_ENV}
@@ -206,9 +207,16 @@ def ensure(settings: Settings) -> str:
     if p.socket.parent != p.folder:
         _private_dir(p.socket.parent)
     with _flocked(p.start_lock):
-        if _usable(p, fp):  # another CLI started it meanwhile
-            return p.address
-        stop(settings.data_dir)  # other settings, or alive but not answering
+        pid = running_pid(settings.data_dir)
+        state = _read_state(p)
+        if pid and state.get("pid") == pid and state.get("fingerprint") == fp:
+            # started by another CLI meanwhile, or busy (a large ingest): wait, do not replace
+            deadline = time.monotonic() + BUSY_WAIT_S
+            while time.monotonic() < deadline and running_pid(settings.data_dir) == pid:
+                if _serving(p, 5.0):
+                    return p.address
+                time.sleep(0.2)
+        stop(settings.data_dir)  # other settings, exiting, or not answering for minutes
         _spawn(settings, p)
     return p.address
 
