@@ -8,6 +8,7 @@ from docfactory.answering.sentences import (
     ITEM,
     QUESTION,
     SENTENCE,
+    SelectionConfig,
     answer_type,
     order_passages,
     select,
@@ -186,7 +187,7 @@ def test_a_unit_longer_than_the_budget_is_cut_around_its_matches() -> None:
     sel = select("Qui décide de réunir le CSE en visioconférence ?", [text], "fr")
     (_, quote), *_ = sel.quotes
     assert quote.startswith("… ") and quote.endswith(" …")
-    assert len(quote.split()) <= 72  # 70 words and the two cut marks
+    assert len(quote.split()) <= SelectionConfig().unit_words + 2  # and the two cut marks
     assert "le CSE se réunit en visioconférence sur décision de l'employeur" in quote
 
 
