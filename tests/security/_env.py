@@ -12,7 +12,8 @@ from typing import Any
 
 import grpc
 import yaml
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from docfactory.core.config import Settings, load_settings
 
@@ -113,19 +114,14 @@ def details(exc: grpc.aio.AioRpcError) -> tuple[str, list[tuple[str, str]]]:
     """(ErrorInfo reason, BadRequest field violations) of a failed call."""
     reason = ""
     violations: list[tuple[str, str]] = []
-    for key, value in exc.trailing_metadata() or ():
-        if key != "grpc-status-details-bin":
-            continue
-        st = status_pb2.Status.FromString(value)
-        for d in st.details:
-            if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                d.Unpack(info)
-                reason = info.reason
-            elif d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                d.Unpack(bad)
-                violations += [(v.field, v.description) for v in bad.field_violations]
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    for d in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        bad = error_details_pb2.BadRequest()
+        if d.Unpack(info):
+            reason = info.reason
+        elif d.Unpack(bad):
+            violations += [(v.field, v.description) for v in bad.field_violations]
     return reason, violations
 
 
