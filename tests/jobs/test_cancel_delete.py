@@ -119,3 +119,18 @@ async def test_list_jobs_keyset_pages(jobs_env: Any, jobs_server: Any, bucket: s
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_PAGE_TOKEN",
         )
+        # Job documents page by keyset too; a token of another job, a forged one, a negative
+        # size are refused.
+        other = await stub.ListJobDocuments(
+            pb.ListJobDocumentsRequest(name=names[1], page_token=""), metadata=MD
+        )
+        assert not other.next_page_token
+        foreign = first.next_page_token  # a ListJobs token is not a job-documents token
+        for req, reason in (
+            (pb.ListJobDocumentsRequest(name=names[0], page_token=foreign), "INVALID_PAGE_TOKEN"),
+            (pb.ListJobDocumentsRequest(name=names[0], page_token="%%%"), "INVALID_PAGE_TOKEN"),
+            (pb.ListJobDocumentsRequest(name=names[0], page_size=-1), "INVALID_PAGE_SIZE"),
+        ):
+            await _refused(
+                stub.ListJobDocuments(req, metadata=MD), grpc.StatusCode.INVALID_ARGUMENT, reason
+            )
