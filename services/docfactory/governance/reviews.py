@@ -114,7 +114,6 @@ class Review:
             return self.claimed_by
         return None
 
-
     def question(self, now: dt.datetime) -> str:
         """The requester's question, kept with the draft only where the use case's retention
         keeps questions, and only until that retention ends ("" otherwise)."""

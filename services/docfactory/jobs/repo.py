@@ -600,10 +600,7 @@ class JobsRepository:
             if after is not None:
                 cond.append(documents.c.source_uri > after)
             rows = conn.execute(
-                sa.select(documents)
-                .where(*cond)
-                .order_by(documents.c.source_uri)
-                .limit(limit)
+                sa.select(documents).where(*cond).order_by(documents.c.source_uri).limit(limit)
             ).mappings()
             out = [
                 DocOutcome(
