@@ -129,9 +129,11 @@ def test_pages_go_to_the_model_only_where_the_use_case_allows_it(tmp_path: Path)
     """A use case with a `pii` policy, or one whose `allowed_models` excludes the extractor's
     model, never sends the dossier's pages to the model (a real OpenAI-compatible stand-in on
     a socket receives nothing): the typed extractors run instead, and the audit says why."""
+    import functools
+
     import yaml
 
-    from docfactory.governance.policy import Policy
+    from docfactory.governance.contracts import model_refusal
     from docfactory.workflows.extract import vllm_extractor
     from tests.workflows.conftest import write_policy
     from tests.workflows.test_extract_vllm import StandIn
@@ -144,7 +146,6 @@ def test_pages_go_to_the_model_only_where_the_use_case_allows_it(tmp_path: Path)
         {**base, "id": "credit-other-model", "allowed_models": ["another-model"]},
     ]
     path.write_text(yaml.safe_dump(doc))
-    policy = Policy.load(path)
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     repo = WorkflowRepository(engine)
@@ -162,7 +163,7 @@ def test_pages_go_to_the_model_only_where_the_use_case_allows_it(tmp_path: Path)
             vllm_extractor(model.url, "mistral-small"),
             audit=audit,
             extractor_name="mistral-small",
-            policy=lambda: policy,
+            model_refusal=functools.partial(model_refusal, path),
             local_extractor=typed_extractor(),
         )
         for use_case, why in (

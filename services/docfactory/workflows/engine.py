@@ -17,6 +17,7 @@ checkpointed); the step in flight is, and its effects are idempotent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -330,18 +331,19 @@ def run_worker(
     key = _worker_key(settings)
     searcher = GrpcSearcher(address, key, settings.tls) if address and key else None
     extractor, extractor_name = make_extractor()
-    policy = None
+    refusal = None
     if settings.policy_file:  # the use cases decide whether pages may go to the model
-        from docfactory.governance.policy import PolicyStore
+        from docfactory.governance.contracts import model_refusal
 
-        policy = PolicyStore(settings.policy_file).current
+        policy_file = settings.policy_file
+        refusal = functools.partial(model_refusal, policy_file)
     _STEPS = RunSteps(
         repo,
         extractor,
         audit=AuditLog(engine),
         searcher=searcher,
         extractor_name=extractor_name,
-        policy=policy,
+        model_refusal=refusal,
         local_extractor=None if extractor_name == "typed" else _typed_extractor(),
     )
     _ensure_registered()

@@ -105,7 +105,7 @@ class RunSteps:
         searcher: Searcher | None = None,
         extractor_name: str = "typed",
         clock: Callable[[], float] = time.time,
-        policy: Callable[[], Any] | None = None,  # the current governance Policy
+        model_refusal: Callable[[str, str], str] | None = None,
         local_extractor: Any = None,
     ) -> None:
         self.repo = repo
@@ -114,7 +114,9 @@ class RunSteps:
         self.searcher = searcher
         self.extractor_name = extractor_name
         self.clock = clock
-        self.policy = policy
+        # (use case, model) -> why the use case may not send text to the model ("" = it may):
+        # governance.contracts.model_refusal on the policy file.
+        self.model_refusal = model_refusal
         # The embedded typed extractors: used instead of the model (vLLM) when the run's use
         # case may not send the dossier's pages to it.
         self.local_extractor = local_extractor
@@ -127,17 +129,11 @@ class RunSteps:
         other than ``allow``: no page holding personal data is sent to a model for such a use
         case). Otherwise the embedded typed extractors run in the worker, and the audit record
         of the step names them and the reason."""
-        if self.local_extractor is None or self.policy is None or not run.use_case:
+        if self.local_extractor is None or self.model_refusal is None or not run.use_case:
             return self.extractor, self.extractor_name, ""
-        policy = self.policy()
-        uc = policy.use_cases.get(run.use_case) if policy is not None else None
-        if uc is None:
-            return self.extractor, self.extractor_name, ""
-        if getattr(uc, "pii", "allow") != "allow":
-            return self.local_extractor, "typed", "PII_POLICY"
-        allowed = getattr(uc, "allowed_models", None)
-        if allowed is not None and self.extractor_name not in allowed:
-            return self.local_extractor, "typed", "MODEL_NOT_ALLOWED"
+        why = self.model_refusal(run.use_case, self.extractor_name)
+        if why:
+            return self.local_extractor, "typed", why
         return self.extractor, self.extractor_name, ""
 
     # -- plumbing ------------------------------------------------------------------------------
