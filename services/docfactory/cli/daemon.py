@@ -15,11 +15,12 @@ Files, in ``<data_dir>/daemon`` (mode 0700, so only this user can reach the sock
   variables and the config file): a CLI whose settings differ stops it and starts another.
 - ``server.sock`` (mode 0600), or, when that path is too long for a Unix socket, a socket of
   the same name in a private folder of the temporary directory (``docfactory-<uid>``, 0700).
-- ``server.log``: the server's output (why it failed to start, when it did).
+- ``server.log``: the server's output (why it failed to start, when it did; the previous
+  one kept as ``server.log.1`` past 1 MB).
 
-``--no-daemon`` / ``DOCFACTORY_NO_DAEMON=1`` runs the command in-process as before; that path,
-``serve`` and the other commands that open the embedded index stop the background server of
-their data directory first (one process owns the index).
+``--no-daemon`` / ``DOCFACTORY_NO_DAEMON=1`` runs the command in-process as before; that path
+(also used by ``dossier`` and ``eval-flow``), ``serve`` and ``console`` stop the background server
+of their data directory first (one process owns the embedded index).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ IDLE_ENV = "DOCFACTORY_DAEMON_IDLE_S"
 NO_DAEMON_ENV = "DOCFACTORY_NO_DAEMON"
 DEFAULT_IDLE_S = 600.0
 START_TIMEOUT_S = 600.0
+LOG_MAX_BYTES = 1024 * 1024
 BUSY_WAIT_S = 120.0  # a live server with the same settings that does not answer is waited for
 # Variables that do not change what the server does: not part of the fingerprint.
 _NOT_SETTINGS = frozenset(
@@ -223,6 +225,9 @@ def ensure(settings: Settings) -> str:
 
 def _spawn(settings: Settings, p: Paths) -> None:
     env = {**os.environ, "DOCFACTORY_DATA_DIR": str(settings.data_dir.expanduser().resolve())}
+    with contextlib.suppress(OSError):
+        if p.log.stat().st_size > LOG_MAX_BYTES:  # one previous log is kept
+            p.log.replace(p.log.with_suffix(".log.1"))
     with p.log.open("ab") as out:
         os.chmod(p.log, 0o600)
         proc = subprocess.Popen(
