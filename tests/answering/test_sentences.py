@@ -11,6 +11,7 @@ from docfactory.answering.sentences import (
     SelectionConfig,
     answer_type,
     order_passages,
+    score_units,
     select,
     split_sentences,
     split_units,
@@ -195,3 +196,30 @@ def test_empty_passages_and_questions_without_content_terms() -> None:
     assert select("Quelle est la règle ?", ["", "   \n\n "], "fr").insufficient
     assert select("Qui ?", ["Le CSE se réunit chaque mois."], "fr").insufficient
     assert order_passages("Qui ?", ["", "a"], "fr") == [0, 1]
+
+
+def test_the_sentence_after_a_matching_one_shares_its_score() -> None:
+    text = (
+        "Le traité de la Tafna est signé par l’émir Abdelkader. "
+        "Cette signature a lieu le 30 mai 1837. "
+        "La paix dure deux ans, jusqu'en 1839."
+    )
+    scored = score_units("Quand le traité de la Tafna est-il signé ?", [split_units(text)], "fr")
+    by_text = {s.unit.text: s for s in scored}
+    after = by_text["Cette signature a lieu le 30 mai 1837."]
+    later = by_text["La paix dure deux ans, jusqu'en 1839."]
+    assert after.own == later.own == 0
+    assert after.support > 0 and later.support == 0
+    assert after.score > later.score
+
+
+def test_sentences_of_several_passages_that_score_alike_are_all_quoted() -> None:
+    passages = [
+        "Le CSE est consulté sur la durée du travail. Il se réunit chaque mois.",
+        "La durée du travail est fixée par l’accord d’entreprise. Le texte est affiché.",
+    ]
+    sel = select("Qui fixe la durée du travail ?", passages, "fr")
+    assert sorted(p for p, _ in sel.quotes) == [0, 1]
+    words = sum(len(q.split()) for _, q in sel.quotes)
+    assert words <= SelectionConfig().max_words
+    assert all("affiché" not in q and "chaque mois" not in q for _, q in sel.quotes)

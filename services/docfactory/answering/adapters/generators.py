@@ -63,7 +63,7 @@ class Generator(Protocol):
 
 class ExtractiveGenerator:
     """Quotes the sentences of the passages that answer the question (``sentences.select``):
-    the best one, up to two more that score close to it, each with the minimum context to read
+    the best one, up to four more that score close to it, each with the minimum context to read
     correctly and its passage's marker; headings and titles are never quoted. When no sentence
     shares enough of the question's terms it says it does not know (insufficient context)."""
 
