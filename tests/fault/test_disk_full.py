@@ -192,3 +192,8 @@ def test_full_disk_errors_map_to_disk_full(small_disk: Path, tmp_path: Path) -> 
     assert mapped is not None and mapped.reason == "DATABASE_UNAVAILABLE"
     assert mapped.code == grpc.StatusCode.UNAVAILABLE
     assert infrastructure_error(ValueError("no")) is None
+    # a bug stays a bug (INTERNAL), not a retryable "database unavailable"
+    with pytest.raises(sa.exc.OperationalError) as bug, engine.connect() as conn:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+    engine.dispose()
+    assert infrastructure_error(bug.value) is None

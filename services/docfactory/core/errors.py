@@ -162,12 +162,17 @@ def infrastructure_error(exc: BaseException) -> DocfactoryError | None:
                 reason="DISK_FULL",
             )
     for e in chain:
-        if isinstance(e, sa_exc.DBAPIError) and (
-            e.connection_invalidated
-            or isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError)
+        if not isinstance(e, sa_exc.DBAPIError):
+            continue
+        text = str(e.orig if e.orig is not None else e)
+        if "database is locked" in text:
+            return Unavailable("the database is busy, retry", reason="DATABASE_BUSY")
+        # SQLite's OperationalError also means "no such table" and the like: bugs, left to
+        # INTERNAL; a server database's OperationalError/InterfaceError is its connection.
+        embedded = isinstance(e.orig, sqlite3.Error) and "unable to open" not in text
+        if e.connection_invalidated or (
+            isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError) and not embedded
         ):
-            if "locked" in str(e):
-                return Unavailable("the database is busy, retry", reason="DATABASE_BUSY")
             return Unavailable(
                 "the database is unavailable, retry with backoff", reason="DATABASE_UNAVAILABLE"
             )
