@@ -206,7 +206,7 @@ class JobsConfig:
     executor_timeout_seconds: float = 15.0
     queue_polling_seconds: float = 0.5
     # SIGTERM: in-flight workflows get this long to finish, the rest is handed back.
-    shutdown_grace_seconds: float = 20.0
+    shutdown_grace_seconds: float = 10.0
     # API key the workers present to IngestionService (default: DOCFACTORY_API_KEY, then the
     # embedded default's local key file).
     api_key: str = ""
