@@ -211,9 +211,7 @@ async def start_server(
         # other processes share this embedded index needs it, on its own listener.
         if owns_store and srv_cfg.index_listen:
             assert gate is not None
-            internal = await _start_index_listener(
-                settings, store, authenticator, gate, identity
-            )
+            internal = await _start_index_listener(settings, store, authenticator, gate, identity)
             closers.append(internal.stop)
             index_address = internal.address
 
