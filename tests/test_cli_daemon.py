@@ -68,6 +68,14 @@ def _wait_gone(pid: int, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def _wait_released(data: Path, timeout: float = 10.0) -> None:
+    """The server's lock is free: its leader thread shows as a zombie a moment before the
+    process's last thread has exited and released its files."""
+    deadline = time.monotonic() + timeout
+    while daemon.running_pid(data) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Iterator[Path]:
     """A data directory whose background servers are all gone at the end, whatever happened."""
@@ -119,6 +127,7 @@ def test_reused_replaced_when_killed_stopped_and_idle(data: Path, tmp_path: Path
 
     # it stops by itself once idle (8 s), and removes its socket
     _wait_gone(second, timeout=90)
+    _wait_released(data)
     assert daemon.running_pid(data) is None and not sock.exists()
     assert "idle for 8 s" in (folder / "server.log").read_text()
 
@@ -153,6 +162,7 @@ def test_reused_replaced_when_killed_stopped_and_idle(data: Path, tmp_path: Path
     r = _run(data, "--no-daemon", "search", "cantine", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["results"][0]["citation"]["document_name"] == "cantine.txt"
+    _wait_released(data)
     assert daemon.running_pid(data) is None and not (folder / "state.json").exists()
 
 

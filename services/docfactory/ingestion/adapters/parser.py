@@ -603,5 +603,6 @@ class ProcessPoolParser:
                 child.terminate()
         for child in children:
             child.join(timeout)
-            if child.is_alive():
+            if child.is_alive():  # busy in native code past SIGTERM: SIGKILL, then reap it
                 child.kill()
+                child.join(2.0)
