@@ -197,3 +197,10 @@ def test_full_disk_errors_map_to_disk_full(small_disk: Path, tmp_path: Path) -> 
         conn.exec_driver_sql("SELECT * FROM no_such_table")
     engine.dispose()
     assert infrastructure_error(bug.value) is None
+
+    # The request metrics count them under the code the client gets, not INTERNAL.
+    from docfactory.core.interceptors import _code_of
+
+    assert _code_of(enospc.value) == "RESOURCE_EXHAUSTED"
+    assert _code_of(down.value) == "UNAVAILABLE"
+    assert _code_of(bug.value) == _code_of(ValueError("no")) == "INTERNAL"

@@ -164,6 +164,8 @@ def _code_of(exc: BaseException) -> str:
         return str(exc.code.name)
     if isinstance(exc, grpc.aio.AioRpcError):
         return str(exc.code().name)
+    if (infra := infrastructure_error(exc)) is not None:  # disk full, database down
+        return str(infra.code.name)
     return "INTERNAL"
 
 
