@@ -233,7 +233,10 @@ async def test_postgres_restart_during_bulk_job(
         assert len(ids) == len(set(ids)) == len(expected) == await point_count(index)
         assert set(ids) == expected
         print(f"{len(indexed)} documents, {len(ids)} points")
-        # The outage hit work in flight: DBOS retried a step (as declared on it).
+        # The outage reached the workers mid-job: a step in flight was retried by DBOS (as
+        # declared on it), or, when none was in flight at that instant, their queue polling saw
+        # the database go away. Either way nothing was lost or duplicated (above).
         logs = "".join(p.read_text() for p in tmp_path.glob("worker*.log"))
-        assert "Step being automatically retried" in logs
+        markers = ("Step being automatically retried", "terminating connection", "refused")
+        assert any(m in logs for m in markers), logs[-2000:]
         assert await serving(ch)
