@@ -6,84 +6,20 @@ what was indexed before the crash is intact and searchable."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
-from tests.conftest import ROOT
+from tests.fault.support import Serve, free_port
 from tests.helpers import search
 
 pytestmark = pytest.mark.slow
 
 CHUNK = 16 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serve:
-    """``python -m docfactory.cli serve`` on a loopback port and a data directory."""
-
-    def __init__(self, data: Path, port: int, log: Path) -> None:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")},
-            "DOCFACTORY_DATA_DIR": str(data),
-            "DOCFACTORY_PORT": str(port),
-            "PYTHONPATH": str(ROOT / "services"),
-        }
-        self.address = f"127.0.0.1:{port}"
-        self._log = log.open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "docfactory.cli", "serve"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    async def ready(self, limit_s: float = 240) -> None:
-        deadline = time.monotonic() + limit_s
-        async with grpc.aio.insecure_channel(self.address) as ch:
-            while time.monotonic() < deadline:
-                assert self.proc.poll() is None, f"server exited: {self.proc.returncode}"
-                try:
-                    r = await health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(), timeout=2
-                    )
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.3)
-        raise AssertionError("server not ready in time")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
 
 
 @pytest.fixture
@@ -133,7 +69,7 @@ async def test_server_killed_mid_upload_then_retry_is_idempotent(
     tmp_path: Path, servers: list[Serve]
 ) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     first = Serve(data_dir, port, log)
     servers.append(first)
     await first.ready()
