@@ -3,8 +3,9 @@
 :func:`unit_features` describes every answer unit (sentence or list item) of the passages by
 what it shares with the question and where it sits: its BM25 score over the analysed terms
 (IDF over the units of the retrieved passages), the share of the question's term weight it
-matches (alone and with its headings), the score of its headings and of the sentences around
-it, the passage's retrieval rank and its own score, the unit's position and length, the kind
+matches (alone, with its headings, with its neighbours; the whole passage), the score of its
+headings and of the sentences around it (and whether it follows the passage's best match), the
+passage's retrieval rank and its own score, the unit's position and length, the kind
 of answer the question asks for (date, number, name) and whether the unit holds one, the
 question words it shares as written (the longest shared run of words, words sharing a prefix:
 French morphology the stemmer misses), how close together its matches are, and the names and
