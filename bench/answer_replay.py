@@ -87,12 +87,17 @@ def _dump(ns: argparse.Namespace) -> int:
     if args and args[0] == "--":
         args = args[1:]
     rc = cli_main(args)
-    i = args.index("--dataset")
-    path = Path(args[i + 1])
-    dataset = load_dataset(path)
+
+    def arg(name: str, default: str = "0") -> str:
+        return args[args.index(name) + 1] if name in args else default
+
+    path = Path(arg("--dataset"))
+    dataset = load_dataset(path, max_articles=int(arg("--max-articles")))
     titles = [str(a.get("title") or "") for a in json.loads(path.read_text("utf-8"))["data"]]
-    n = int(args[args.index("--answers") + 1])
-    qids = [q for q in dataset.queries if q in dataset.answers][:n]
+    qids = list(dataset.queries)
+    if int(arg("--max-queries")) > 0:
+        qids = qids[: int(arg("--max-queries"))]
+    qids = [q for q in qids if q in dataset.answers][: int(arg("--answers"))]
     records: list[Record] = []
     j = 0
     for qid in qids:
