@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 
 from docfactory.app import SERVICES, start_server
-from docfactory.cli import QUERY_SERVICES, Session, default_parse_processes
+from docfactory.cli import QUERY_SERVICES, Session
 from docfactory.core.config import Settings
 from tests.conftest import shared_data
 from tests.helpers import search, upload
@@ -108,32 +106,3 @@ async def test_query_services_give_the_same_results(
     assert [(r.citation.chunk_id, round(r.score, 6), r.text) for r in got.results] == [
         (r.citation.chunk_id, round(r.score, 6), r.text) for r in want.results
     ]
-
-
-def test_parse_processes_from_command_and_cores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("DOCFACTORY_PARSE_PROCESSES", raising=False)
-    one = tmp_path / "a.md"
-    one.write_text("# A\n\ntext\n")
-    cores = len(os.sched_getaffinity(0))
-    expect = 0 if cores < 4 else min(4, cores // 2)
-
-    def ns(command: str, *paths: str, address: str | None = None) -> argparse.Namespace:
-        return argparse.Namespace(command=command, paths=list(paths), address=address)
-
-    assert default_parse_processes(ns("ingest", str(one))) == 0  # one file: in-process
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
-    assert default_parse_processes(ns("ingest", str(tmp_path))) == 4
-    assert default_parse_processes(ns("ingest", str(one))) == 0
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
-    assert default_parse_processes(ns("serve")) == 0
-    monkeypatch.undo()
-    monkeypatch.delenv("DOCFACTORY_PARSE_PROCESSES", raising=False)
-    assert default_parse_processes(ns("ingest", str(tmp_path))) == expect
-    assert default_parse_processes(ns("ingest", str(one), str(one))) == expect
-    assert default_parse_processes(ns("serve")) == expect
-    assert default_parse_processes(ns("search")) == 0
-    assert default_parse_processes(ns("ingest", str(tmp_path), address="host:1")) == 0
-    monkeypatch.setenv("DOCFACTORY_PARSE_PROCESSES", "0")
-    assert default_parse_processes(ns("ingest", str(tmp_path))) == 0

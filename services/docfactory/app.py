@@ -237,30 +237,41 @@ async def start_server(
         from docfactory.embedding.v1 import embedding_service_pb2_grpc as emb_grpc
         from docfactory.ingestion import servicer as ing_servicer
         from docfactory.ingestion.adapters.documents import SqlDocumentRepository
-        from docfactory.ingestion.adapters.parser import ProcessPoolParser, UnstructuredParser
+        from docfactory.ingestion.adapters.parser import (
+            ElasticParser,
+            ProcessPoolParser,
+            UnstructuredParser,
+            burst_processes,
+        )
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
         from docfactory.ingestion.staging import prepare_staging_dir
 
         assert store is not None and engine is not None
         parsing = settings.parsing
-        parser: UnstructuredParser | ProcessPoolParser
+        parser: UnstructuredParser | ProcessPoolParser | ElasticParser
+        parse_options: dict[str, Any] = {
+            "pdf_strategy": parsing.pdf_strategy,
+            "ocr_fallback": parsing.ocr_fallback,
+            "ocr_languages": parsing.ocr_languages,
+        }
+        burst = burst_processes(parsing.burst_parse_processes)
         if parsing.parse_processes > 0:
-            parser = ProcessPoolParser(
-                parsing.parse_processes,
-                pdf_strategy=parsing.pdf_strategy,
-                ocr_fallback=parsing.ocr_fallback,
-                ocr_languages=parsing.ocr_languages,
+            pool = ProcessPoolParser(parsing.parse_processes, **parse_options)
+            closers.append(pool.close)
+            # The children import unstructured before this server reports SERVING.
+            await asyncio.to_thread(pool.warm_up)
+            parser = pool
+        elif burst > 0:
+            # In this process one document at a time, in children while a batch flows.
+            parser = ElasticParser(
+                UnstructuredParser(**parse_options),
+                ProcessPoolParser(burst, **parse_options),
+                idle_seconds=parsing.parse_idle_seconds,
             )
             closers.append(parser.close)
-            # The children import unstructured before this server reports SERVING.
-            await asyncio.to_thread(parser.warm_up)
         else:
-            parser = UnstructuredParser(
-                pdf_strategy=parsing.pdf_strategy,
-                ocr_fallback=parsing.ocr_fallback,
-                ocr_languages=parsing.ocr_languages,
-            )
+            parser = UnstructuredParser(**parse_options)
         ing = IngestionService(
             settings=settings,
             repo=SqlDocumentRepository(engine),

@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -60,7 +59,6 @@ __all__ = [
     "QUERY_SERVICES",
     "Session",
     "build_parser",
-    "default_parse_processes",
     "local_uri",
     "main",
 ]
@@ -236,25 +234,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-def default_parse_processes(ns: argparse.Namespace) -> int:
-    """Parse child processes when DOCFACTORY_PARSE_PROCESSES is not set: with 4 cores or more,
-    a server, or the embedded default ingesting a folder or several files, parses in
-    ``cores / 2`` children (at most 4) while this process chunks, embeds and indexes. One file
-    is parsed in-process (spawning a child would cost more than it saves), and so is everything
-    on fewer than 4 cores: there the embedding (2 BLAS threads) already takes both cores, and
-    a child measured slower (bench/README.md, bench_peers.py)."""
-    if "DOCFACTORY_PARSE_PROCESSES" in os.environ or getattr(ns, "address", None):
-        return 0
-    if ns.command == "ingest":
-        paths = [Path(p) for p in ns.paths if not p.startswith("s3://")]
-        if len(paths) < 2 and not any(p.is_dir() for p in paths):
-            return 0
-    elif ns.command not in ("serve", "daemon"):
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 0 if (cores or 1) < 4 else min(4, (cores or 1) // 2)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     ns = build_parser(_command_word(args)).parse_args(args)
@@ -282,9 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["server"] = server
         if ns.workers is not None:
             overrides["jobs"] = {"serve_workers": ns.workers}
-    processes = default_parse_processes(ns)
-    if processes:
-        overrides["parsing"] = {"parse_processes": processes}
     try:
         settings = load_settings(overrides=overrides)
         ns.daemon = ns.command in _DAEMON_COMMANDS and daemon.wanted(

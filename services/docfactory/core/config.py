@@ -145,6 +145,12 @@ class ParsingConfig:
     # Parse in this many child processes (0 = threads of the server process). Parsing holds the
     # GIL, so servers that ingest big documents should set it (e.g. to their CPU count).
     parse_processes: int = 0
+    # Without a fixed pool (parse_processes 0): child processes started while a batch is
+    # ingested (parses overlap) and let go after parse_idle_seconds without a parse; single
+    # documents are parsed in the process. -1 = from the cores (ingestion/adapters/parser.py
+    # burst_processes), 0 = never.
+    burst_parse_processes: int = -1
+    parse_idle_seconds: float = 60.0
     # IngestPath (the server reads files from its own disk) is off unless roots are listed:
     # only files whose real path (symlinks and '..' resolved) lies under one of them.
     ingest_path_roots: tuple[str, ...] = ()
@@ -365,6 +371,8 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_MAX_FILE_BYTES": ("parsing", "max_file_bytes"),
     "DOCFACTORY_MAX_CONCURRENT_PARSES": ("parsing", "max_concurrent_parses"),
     "DOCFACTORY_PARSE_PROCESSES": ("parsing", "parse_processes"),
+    "DOCFACTORY_PARSE_BURST_PROCESSES": ("parsing", "burst_parse_processes"),
+    "DOCFACTORY_PARSE_IDLE_SECONDS": ("parsing", "parse_idle_seconds"),
     "DOCFACTORY_SEARCH_TOP_K": ("search", "top_k"),
     "DOCFACTORY_SEARCH_MODE": ("search", "mode"),
     "DOCFACTORY_SEARCH_MIN_SCORE": ("search", "min_score"),

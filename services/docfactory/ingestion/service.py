@@ -42,7 +42,12 @@ from docfactory.ingestion.adapters.documents import (
     DocumentRecord,
     DocumentRepository,
 )
-from docfactory.ingestion.adapters.parser import ParsedDocument, ParsedElement, Parser
+from docfactory.ingestion.adapters.parser import (
+    ParsedDocument,
+    ParsedElement,
+    Parser,
+    burst_processes,
+)
 from docfactory.ingestion.contracts import (
     BackgroundSubmitter,
     BackgroundUpload,
@@ -255,7 +260,11 @@ class IngestionService:
         self._sparse = sparse or SparseEncoder()
         parsing = settings.parsing
         self._parse_slots = asyncio.Semaphore(
-            max(1, parsing.max_concurrent_parses, parsing.parse_processes)
+            max(
+                1,
+                parsing.max_concurrent_parses,
+                parsing.parse_processes or burst_processes(parsing.burst_parse_processes),
+            )
         )
         # One ingestion at a time per document id within this process.
         self._doc_locks: dict[str, asyncio.Lock] = {}

@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +31,8 @@ from docfactory.ingestion.adapters.tables import html_table_to_markdown
 
 if TYPE_CHECKING:
     from docfactory.ingestion.adapters.convert import LibreOfficePool
+
+log = logging.getLogger(__name__)
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
@@ -100,6 +104,7 @@ def _conversion_target(kind: str, filename: str) -> str | None:
     if kind in SUPPORTED:
         return None
     return TARGETS.get(Path(filename).suffix.lower())
+
 
 _NLP_LOCK = threading.Lock()
 _NLP_READY = False
@@ -283,9 +288,7 @@ class UnstructuredParser:
             with_images = set(range(1, count + 1))
         by_page: dict[int, list[ParsedElement]] = {}
         for el in elements:
-            by_page.setdefault(el.page_number if 1 <= el.page_number <= count else 0, []).append(
-                el
-            )
+            by_page.setdefault(el.page_number if 1 <= el.page_number <= count else 0, []).append(el)
         todo = set(ocr.pages_to_ocr(elements, count, with_images))
         can_ocr = self._ocr and ocr_available()
         out = list(by_page.get(0, []))
@@ -335,9 +338,7 @@ class UnstructuredParser:
             metadata=parsed.metadata,
         )
 
-    def _parse_converted(
-        self, path: Path, filename: str, kind: str, target: str
-    ) -> ParsedDocument:
+    def _parse_converted(self, path: Path, filename: str, kind: str, target: str) -> ParsedDocument:
         """Legacy format -> LibreOffice -> its modern equivalent, parsed as such."""
         from docfactory.ingestion.adapters.convert import converter_available, default_pool
 
@@ -588,6 +589,14 @@ class ProcessPoolParser:
                 reason="PARSER_CRASHED",
             ) from exc
 
+    def release(self) -> None:
+        """Let the children go (when idle): the next parse starts new ones. Parses already
+        submitted finish first."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=False)
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop the children without waiting for a parse in progress (a book can take
         minutes: longer than a pod's grace period); its caller gets ``PARSER_CRASHED``."""
@@ -606,3 +615,104 @@ class ProcessPoolParser:
             if child.is_alive():  # busy in native code past SIGTERM: SIGKILL, then reap it
                 child.kill()
                 child.join(2.0)
+
+
+def burst_processes(setting: int = -1, cores: int | None = None) -> int:
+    """Parse children for a batch: ``setting`` (``DOCFACTORY_PARSE_BURST_PROCESSES``) when it
+    is 0 or more, else from the cores: none on one core, else ``cores / 2``, at least 2 and at
+    most 4. On 2 cores, two children measured 1.45x faster than parsing in the process on the
+    796 files of bench_peers.py (bench/README.md): the process that embeds and indexes leaves
+    the parse to them."""
+    if setting >= 0:
+        return setting
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return 0 if cores < 2 else min(4, max(2, cores // 2))
+
+
+class ElasticParser:
+    """Parses in this process, and in child processes while a batch flows.
+
+    One document at a time (a user's ``docfactory ingest FILE``, a dossier's upload) is parsed
+    here at once: starting children (each imports unstructured, seconds) would cost more than
+    the parse. When parses overlap (``burst`` in flight: a folder, an archive, a bulk job),
+    the pool's children are started in the background while this process keeps parsing; once
+    they are up every parse goes to them, so parsing, which holds the GIL, no longer competes
+    with chunking, embedding and indexing here. After ``idle_seconds`` without a parse the
+    children exit (their memory is given back) and the next batch starts them again.
+    """
+
+    def __init__(
+        self,
+        inline: Parser,
+        pool: ProcessPoolParser,
+        *,
+        burst: int = 2,
+        idle_seconds: float = 60.0,
+    ) -> None:
+        self._inline = inline
+        self._pool = pool
+        self._burst = max(1, burst)
+        self._idle = max(0.05, idle_seconds)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last = time.monotonic()
+        self._state = "cold"  # cold -> warming -> ready -> cold ...
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def parse(self, path: Path, filename: str) -> ParsedDocument:
+        with self._lock:
+            self._in_flight += 1
+            self._last = time.monotonic()
+            use_pool = self._state == "ready"
+            if (
+                self._state == "cold"
+                and self._in_flight >= self._burst
+                and not self._closed.is_set()
+            ):
+                self._state = "warming"
+                self._thread = threading.Thread(
+                    target=self._run_pool, name="docfactory-parse-pool", daemon=True
+                )
+                self._thread.start()
+        try:
+            if use_pool:
+                return self._pool.parse(path, filename)
+            return self._inline.parse(path, filename)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._last = time.monotonic()
+
+    def _run_pool(self) -> None:
+        """Start the children, then let them go once no parse came for ``idle_seconds``."""
+        try:
+            self._pool.warm_up()
+        except Exception:  # the pool cannot start (resources): keep parsing in this process
+            log.exception("parse child processes could not start; parsing in-process")
+            with self._lock:
+                self._state = "cold"
+            return
+        with self._lock:
+            self._state = "ready"
+        while not self._closed.wait(min(1.0, self._idle / 4)):
+            with self._lock:
+                idle = self._in_flight == 0 and time.monotonic() - self._last >= self._idle
+                if idle:
+                    self._state = "cold"  # new parses go in-process from here
+            if idle:
+                self._pool.release()
+                return
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closed.set()
+        self._pool.close(timeout)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
