@@ -271,9 +271,15 @@ def run_measured(
             tree = _tree(proc.pid)
             extra = more() if more is not None else None
             others = _tree(extra) if extra else []
-            for p in tree + others:
+            seen: set[int] = set()
+            for p in tree + others:  # the server is the command's child too: count it once
+                if p.pid in seen:
+                    continue
+                seen.add(p.pid)
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
+            # The server is not waited for by the command: its CPU (and its children's, each
+            # process's own times) is not in RUSAGE_CHILDREN.
             for p in others:
                 with contextlib.suppress(psutil.Error):
                     t = p.cpu_times()

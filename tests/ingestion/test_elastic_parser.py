@@ -75,47 +75,76 @@ def test_one_document_at_a_time_stays_in_process() -> None:
         parser.close()
 
 
+def _overlapping(
+    parser: ElasticParser, n: int
+) -> tuple[list[threading.Thread], list[ParsedDocument]]:
+    results: list[ParsedDocument] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(parser.parse(GUIDE, GUIDE.name)))
+        for _ in range(n)
+    ]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def test_batch_on_a_fresh_process_never_parses_here() -> None:
+    inline = Gated()
+    inline.gate.set()
+    pool = ProcessPoolParser(2)
+    parser = ElasticParser(inline, pool, idle_seconds=30, batch_window=5.0)
+    expected = UnstructuredParser().parse(GUIDE, GUIDE.name)
+    try:
+        threads, results = _overlapping(parser, 2)
+        for t in threads:
+            t.join(120)
+        # The first parse waited for company; both went to the children.
+        assert inline.calls == 0
+        assert [list(r.elements) for r in results] == [list(expected.elements)] * 2
+        pids = _children(pool)
+        assert pids and os.getpid() not in pids
+    finally:
+        parser.close()
+
+
 def test_batch_moves_to_children_then_lets_them_go() -> None:
     inline = Gated()
     pool = ProcessPoolParser(1)
     parser = ElasticParser(inline, pool, idle_seconds=1.0)
     expected = UnstructuredParser().parse(GUIDE, GUIDE.name)
-    results: list[ParsedDocument] = []
     try:
-        threads = [
-            threading.Thread(target=lambda: results.append(parser.parse(GUIDE, GUIDE.name)))
-            for _ in range(2)
-        ]
-        for t in threads:
-            t.start()
+        inline.gate.set()
+        parser.parse(GUIDE, GUIDE.name)  # a single document: here (the parser is loaded now)
+        assert inline.calls == 1 and parser.state == "cold"
+        inline.gate.clear()
+        threads, results = _overlapping(parser, 2)
         # Two parses in flight: the children start in the background, the parses go on here.
         _until(lambda: parser.state in ("warming", "ready"))
         inline.gate.set()
         for t in threads:
             t.join(60)
-        assert inline.calls == 2 and len(results) == 2
+        assert inline.calls == 3 and len(results) == 2
         _until(lambda: parser.state == "ready")
         pids = _children(pool)
         assert pids and os.getpid() not in pids
         got = parser.parse(GUIDE, GUIDE.name)  # in a child now
-        assert inline.calls == 2
+        assert inline.calls == 3
         assert list(got.elements) == list(expected.elements)
         # Idle: the children exit, the next document is parsed here again.
         _until(lambda: parser.state == "cold", timeout=30)
-        _until(
-            lambda: (
-                not any(
-                    psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                    for p in pids
-                )
-            ),
-            timeout=30,
-        )
+        _until(lambda: not any(_alive(p) for p in pids), timeout=30)
         parser.parse(GUIDE, GUIDE.name)
-        assert inline.calls == 3
+        assert inline.calls == 4
     finally:
         inline.gate.set()
         parser.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_close_stops_children_and_later_parses_fail_cleanly() -> None:

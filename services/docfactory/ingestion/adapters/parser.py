@@ -637,10 +637,14 @@ class ElasticParser:
     One document at a time (a user's ``docfactory ingest FILE``, a dossier's upload) is parsed
     here at once: starting children (each imports unstructured, seconds) would cost more than
     the parse. When parses overlap (``burst`` in flight: a folder, an archive, a bulk job),
-    the pool's children are started in the background while this process keeps parsing; once
-    they are up every parse goes to them, so parsing, which holds the GIL, no longer competes
-    with chunking, embedding and indexing here. After ``idle_seconds`` without a parse the
-    children exit (their memory is given back) and the next batch starts them again.
+    the pool's children are started in the background; once they are up every parse goes to
+    them, so parsing, which holds the GIL, no longer competes with chunking, embedding and
+    indexing here. While they start, parses go on here if this process has its parser loaded
+    already, else they wait for the children: a process that has not parsed yet waits up to
+    ``batch_window`` seconds on its first parse for company, so that a batch arriving on a
+    fresh server never loads unstructured and spaCy (~215 MB, seconds of CPU) in it as well.
+    After ``idle_seconds`` without a parse the children exit (their memory is given back) and
+    the next batch starts them again.
     """
 
     def __init__(
@@ -650,15 +654,18 @@ class ElasticParser:
         *,
         burst: int = 2,
         idle_seconds: float = 60.0,
+        batch_window: float = 0.2,
     ) -> None:
         self._inline = inline
         self._pool = pool
         self._burst = max(1, burst)
         self._idle = max(0.05, idle_seconds)
-        self._lock = threading.Lock()
+        self._window = max(0.0, batch_window)
+        self._cond = threading.Condition()
         self._in_flight = 0
         self._last = time.monotonic()
         self._state = "cold"  # cold -> warming -> ready -> cold ...
+        self._inline_loaded = False  # this process has parsed (its parser stack is loaded)
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -666,27 +673,34 @@ class ElasticParser:
     def state(self) -> str:
         return self._state
 
+    def _start_if_burst(self) -> None:
+        """Under the lock: start the children when enough parses overlap."""
+        if self._state == "cold" and self._in_flight >= self._burst and not self._closed.is_set():
+            self._state = "warming"
+            self._thread = threading.Thread(
+                target=self._run_pool, name="docfactory-parse-pool", daemon=True
+            )
+            self._thread.start()
+
     def parse(self, path: Path, filename: str) -> ParsedDocument:
-        with self._lock:
+        with self._cond:
             self._in_flight += 1
             self._last = time.monotonic()
-            use_pool = self._state == "ready"
-            if (
-                self._state == "cold"
-                and self._in_flight >= self._burst
-                and not self._closed.is_set()
-            ):
-                self._state = "warming"
-                self._thread = threading.Thread(
-                    target=self._run_pool, name="docfactory-parse-pool", daemon=True
-                )
-                self._thread.start()
+            self._cond.notify_all()
+            self._start_if_burst()
+            if self._state == "cold" and not self._inline_loaded and self._window:
+                self._cond.wait_for(lambda: self._state != "cold", self._window)
+            use_pool = self._state == "ready" or (
+                self._state == "warming" and not self._inline_loaded
+            )
+            if not use_pool:
+                self._inline_loaded = True
         try:
             if use_pool:
-                return self._pool.parse(path, filename)
+                return self._pool.parse(path, filename)  # queued until the children are up
             return self._inline.parse(path, filename)
         finally:
-            with self._lock:
+            with self._cond:
                 self._in_flight -= 1
                 self._last = time.monotonic()
 
@@ -696,13 +710,13 @@ class ElasticParser:
             self._pool.warm_up()
         except Exception:  # the pool cannot start (resources): keep parsing in this process
             log.exception("parse child processes could not start; parsing in-process")
-            with self._lock:
+            with self._cond:
                 self._state = "cold"
             return
-        with self._lock:
+        with self._cond:
             self._state = "ready"
         while not self._closed.wait(min(1.0, self._idle / 4)):
-            with self._lock:
+            with self._cond:
                 idle = self._in_flight == 0 and time.monotonic() - self._last >= self._idle
                 if idle:
                     self._state = "cold"  # new parses go in-process from here
