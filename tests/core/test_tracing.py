@@ -91,7 +91,13 @@ def _ancestors(span: ReadableSpan, spans: list[ReadableSpan]) -> list[ReadableSp
 async def test_one_trace_per_request(
     exporter: InMemorySpanExporter, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    running = await start_server(make_settings(), port=0)
+    # Split as in production: chunking and embedding in their own server, so that ingestion
+    # and answering reach them over gRPC (in one process, ingestion calls them directly).
+    models = await start_server(make_settings(), ("chunking", "embedding"), port=0)
+    remote = {"chunking": models.address, "embedding": models.address}
+    running = await start_server(
+        make_settings(addresses=remote), ("ingestion", "answering"), port=0
+    )
     try:
         doc = tmp_path / "report.txt"
         doc.write_text(TEXT)
@@ -162,6 +168,7 @@ async def test_one_trace_per_request(
             assert "docfactory.tenant" not in dict(failed.attributes or {})
     finally:
         await running.stop(0.5)
+        await models.stop(0.5)
 
 
 async def test_off_records_nothing(
