@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ N_OBJECTS = 10
 def _note(i: int) -> bytes:
     body = " ".join(
         f"Article {i}.{j} : le mandataire rend compte de sa gestion et restitue les fonds reçus."
-        for j in range(300)
+        for j in range(1200)  # a second or two per object: a worker's slots stay busy
     )
     return f"Mandat {i}\n\n{body}\n".encode()
 
@@ -65,6 +66,25 @@ async def _until(stub: pb_grpc.JobsServiceStub, name: str, indexed: int) -> pb.J
         await asyncio.sleep(0.1)
         job = await _progress(stub, name)
     return job
+
+
+async def _busy(worker: Worker, data_dir: Path) -> int:
+    """Wait until the worker runs at least one object's workflow; how many it runs."""
+    from docfactory.core.config import load_settings
+    from docfactory.core.durable import pending_of, system_database_url
+    from docfactory.jobs.runtime import APP_VERSION
+
+    url = system_database_url(load_settings(env={"DOCFACTORY_DATA_DIR": str(data_dir)}))
+    executor = ""
+    for _ in range(600):
+        if not executor:
+            m = re.search(r"docfactory worker (\S+) ready", worker.log_path.read_text())
+            executor = m.group(1) if m else ""
+        n = pending_of(url, executor, APP_VERSION) if executor else 0
+        if n:
+            return n
+        await asyncio.sleep(0.05)
+    raise AssertionError("the worker never ran an object")
 
 
 def _terminate(worker: Worker, limit_s: float) -> float:
@@ -141,8 +161,8 @@ async def test_worker_sigterm_drains_or_hands_back(
         # 1. No grace period: the in-flight objects are handed back, the worker exits at once.
         first = worker("w1", grace_s=0)
         cur = await _until(stub, job.name, 1)
-        await asyncio.sleep(0.8)  # past a queue poll: both of its slots are busy again
         assert 1 <= cur.documents_indexed < N_OBJECTS, cur
+        await _busy(first, data_dir)  # objects in flight (not between two queue polls)
         took = _terminate(first, limit_s=10)
         log1 = first.log_path.read_text()
         print(f"w1 exited {took:.1f} s after SIGTERM, rc {first.proc.returncode}")
