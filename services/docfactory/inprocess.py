@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from docfactory.chunking.service import Chunker, Element
 from docfactory.embedding.service import EmbeddingService
 from docfactory.ingestion.adapters.parser import ParsedElement
-from docfactory.ingestion.adapters.remote import EMBED_BATCH, EMBED_BATCH_CHARS, batches
+from docfactory.ingestion.adapters.remote import (
+    EMBED_BATCH,
+    EMBED_BATCH_CHARS,
+    batches,
+    chunk_data,
+)
 from docfactory.ingestion.service import ChunkData
 
 
@@ -38,18 +43,7 @@ class InProcessChunker:
         chunks = await asyncio.to_thread(
             self._chunker.chunk, document_id, version, items, self._chunker.options()
         )
-        return [
-            ChunkData(
-                id=c.id,
-                index=c.index,
-                text=c.text,
-                page_numbers=tuple(c.page_numbers),
-                section_path=tuple(c.section_path),
-                element_types=tuple(c.element_types),
-                token_count=c.token_count,
-            )
-            for c in chunks
-        ]
+        return [chunk_data(c) for c in chunks]
 
 
 class InProcessEmbedder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from docfactory.chunking.v1 import chunking_service_pb2 as chunk_pb
 from docfactory.chunking.v1 import chunking_service_pb2_grpc as chunk_grpc
@@ -39,18 +40,38 @@ class GrpcChunker:
             ],
         )
         resp = await self._stub().ChunkElements(req, **call_options())
-        return [
-            ChunkData(
-                id=c.id,
-                index=c.index,
-                text=c.text,
-                page_numbers=tuple(c.page_numbers),
-                section_path=tuple(c.section_path),
-                element_types=tuple(c.element_types),
-                token_count=c.token_count,
-            )
-            for c in resp.chunks
-        ]
+        return [chunk_data(c) for c in resp.chunks]
+
+
+class ChunkLike(Protocol):
+    """A chunk as the chunking service gives it: its proto message or its domain object."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def page_numbers(self) -> Sequence[int]: ...
+    @property
+    def section_path(self) -> Sequence[str]: ...
+    @property
+    def element_types(self) -> Sequence[str]: ...
+    @property
+    def token_count(self) -> int: ...
+
+
+def chunk_data(c: ChunkLike) -> ChunkData:
+    return ChunkData(
+        id=c.id,
+        index=c.index,
+        text=c.text,
+        page_numbers=tuple(c.page_numbers),
+        section_path=tuple(c.section_path),
+        element_types=tuple(c.element_types),
+        token_count=c.token_count,
+    )
 
 
 def batches(texts: Sequence[str], max_items: int, max_chars: int) -> list[list[str]]:
