@@ -414,9 +414,12 @@ def evaluate(
     opts: EvalOptions,
     reranker: Reranker | None = None,
     out: TextIO | None = None,
+    generator: ExtractiveGenerator | None = None,
 ) -> dict[str, Any]:
     """Index ``dataset`` once, run every mode; the JSON-ready report (progress to ``out``,
-    default stderr)."""
+    default stderr). ``generator`` answers the ``--answers`` questions (default: the
+    extractive answer with its default selection; ``bench/bench_sentences.py`` passes one that
+    records what it was given)."""
     out = sys.stderr if out is None else out
     modes = list(opts.modes)
     if reranker is not None and "hybrid+rerank" not in modes:
@@ -480,14 +483,14 @@ def evaluate(
                 "single_p50_ms": round(percentile(single, 50), 2),
             }
             embedder = _PrecomputedEmbedder(vectors)
-            generator = ExtractiveGenerator()
+            answerer = generator if generator is not None else ExtractiveGenerator()
 
             def service(with_reranker: Reranker | None) -> AnsweringService:
                 return AnsweringService(
                     settings=settings,
                     embedder=embedder,
                     store=store,
-                    generator=generator,
+                    generator=answerer,
                     sparse=query_encoder,
                     reranker=with_reranker,
                 )
