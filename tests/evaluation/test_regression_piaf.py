@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,41 @@ def test_piaf_slice_hybrid_recall_floor(model: Usem3Model, tmp_path: Path) -> No
     )
     assert again["index"]["embed_cached"] == 1.0
     assert again["modes"][0]["queries"] == 200
+
+
+def test_the_given_generator_answers_the_questions(model: Usem3Model, tmp_path: Path) -> None:
+    """``evaluate(generator=...)`` answers with the generator it is given (what
+    ``bench/bench_sentences.py`` uses to record the passages of each answer)."""
+    if not PIAF.exists():
+        pytest.skip(f"../shared/data absent ({PIAF} not found): PIAF regression skipped")
+    from docfactory.answering.adapters.generators import ExtractiveGenerator
+    from docfactory.answering.prompt import PromptPassage
+    from docfactory.answering.sentences import Selection, SelectionConfig
+
+    class Counting(ExtractiveGenerator):
+        def __init__(self) -> None:
+            # one sentence at most, so its answers differ from the default's
+            super().__init__(SelectionConfig(max_units=1))
+            self.questions: list[str] = []
+
+        def select(
+            self, question: str, passages: Sequence[PromptPassage], language: str
+        ) -> Selection:
+            self.questions.append(question)
+            return super().select(question, passages, language)
+
+    dataset = load_dataset(PIAF, max_articles=3)
+    generator = Counting()
+    report = evaluate(
+        dataset,
+        model,
+        settings=Settings(data_dir=tmp_path),
+        opts=EvalOptions(modes=("hybrid",), answers=12, max_queries=12),
+        out=io.StringIO(),
+        generator=generator,
+    )
+    asked = [dataset.queries[q] for q in list(dataset.queries)[:12]]
+    assert generator.questions == asked
+    assert report["answers"]["questions"] == 12
+    # one sentence per answer: far fewer words than the default's two or more
+    assert report["answers"]["quote_words_p90"] <= 80
