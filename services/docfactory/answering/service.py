@@ -227,7 +227,7 @@ class AnsweringService:
         A bare tenant string is accepted for in-process callers (evaluation, benchmarks)."""
         principal = _as_principal(principal)
         started = time.perf_counter()
-        grant = self._authorize(principal, params, model="")
+        grant = await self._authorized(principal, params, model="")
         try:
             with tracing.span("retrieve"):
                 passages, took = await self._retrieve(principal.tenant, params, grant)
@@ -249,6 +249,15 @@ class AnsweringService:
             started,
         )
         return passages, took
+
+    async def _authorized(
+        self, principal: Principal, params: SearchParams, model: str
+    ) -> Grant | None:
+        """The use case's grant. Its checks touch the database (the quota counters; a
+        refusal's audit record), so they run off the event loop like the audit appends."""
+        if self._gov is None:
+            return None
+        return await asyncio.to_thread(self._authorize, principal, params, model)
 
     def _authorize(self, principal: Principal, params: SearchParams, model: str) -> Grant | None:
         if self._gov is None:
@@ -355,7 +364,7 @@ class AnsweringService:
         principal = _as_principal(principal)
         started = time.perf_counter()
         model = getattr(self.generator, "model", "") or ""
-        grant = self._authorize(principal, params, model=model)
+        grant = await self._authorized(principal, params, model=model)
         held = grant is not None and grant.human_review
         outcome = "ERROR"
         used: list[Citation] = []
@@ -376,8 +385,11 @@ class AnsweringService:
                         "generator": event.generator,
                     }
                     if grant is not None and self._gov is not None:
-                        self._gov.record_tokens(
-                            grant, principal, event.prompt_tokens + event.completion_tokens
+                        await asyncio.to_thread(
+                            self._gov.record_tokens,
+                            grant,
+                            principal,
+                            event.prompt_tokens + event.completion_tokens,
                         )
                     # The answer is audited before its summary leaves, so the summary can
                     # carry the record's id (clients quote it when giving feedback).
@@ -401,18 +413,28 @@ class AnsweringService:
         except DocfactoryError as err:
             outcome = err.reason
             raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "CANCELLED"  # the caller went away before the summary
+            raise
         finally:
             if not audited:
-                self._audit(
-                    principal,
-                    AUDIT_ANSWER,
-                    params,
-                    grant,
-                    outcome,
-                    [c.document_id for c in used],
-                    started,
-                    model=model,
-                    details=details,
+                # Off the event loop like the answer's own record, and shielded: the record
+                # is written even when the caller's task is cancelled again meanwhile.
+                await asyncio.shield(
+                    asyncio.to_thread(
+                        functools.partial(
+                            self._audit,
+                            principal,
+                            AUDIT_ANSWER,
+                            params,
+                            grant,
+                            outcome,
+                            [c.document_id for c in used],
+                            started,
+                            model=model,
+                            details=details,
+                        )
+                    )
                 )
 
     async def _answer(
