@@ -123,8 +123,15 @@ class IndexService:
         self._store = store
         self._gate = gate
 
-    def _audit(self, principal: Principal, rpc: str, **details: Any) -> None:
-        self._gate.record(principal, action="INDEX", outcome="OK", details={"rpc": rpc, **details})
+    async def _audit(self, principal: Principal, rpc: str, **details: Any) -> None:
+        # A database commit: off the event loop, like the store's own calls.
+        await asyncio.to_thread(
+            self._gate.record,
+            principal,
+            action="INDEX",
+            outcome="OK",
+            details={"rpc": rpc, **details},
+        )
 
     async def upsert(
         self, principal: Principal, points: Sequence[ChunkPoint], dimension: int
@@ -142,7 +149,7 @@ class IndexService:
                 )
         n = await asyncio.to_thread(self._store.upsert, checked, dimension)
         docs = sorted({str(p.payload["document_id"]) for p in checked})
-        self._audit(principal, "UpsertPoints", points=n, document_ids=docs[:50])
+        await self._audit(principal, "UpsertPoints", points=n, document_ids=docs[:50])
         return n
 
     async def delete(self, principal: Principal, document_id: str, keep_version: int) -> int:
@@ -152,7 +159,7 @@ class IndexService:
         n = await asyncio.to_thread(
             self._store.delete_document, principal.tenant, document_id, keep_version
         )
-        self._audit(principal, "DeletePoints", points=n, document_ids=[document_id])
+        await self._audit(principal, "DeletePoints", points=n, document_ids=[document_id])
         return n
 
     async def query(
@@ -168,7 +175,9 @@ class IndexService:
     ) -> list[Hit]:
         """Search under ``use_case``: its ceiling and collections narrow ``scope``."""
         scope = checked_scope(scope)
-        grant = self._gate.authorize(principal, use_case, list(scope.collections), "")
+        grant = await asyncio.to_thread(
+            self._gate.authorize, principal, use_case, list(scope.collections), ""
+        )
         ceiling = scope.max_classification
         if grant.max_classification:
             ceiling = min(ceiling or grant.max_classification, grant.max_classification)
@@ -191,12 +200,12 @@ class IndexService:
                 scope, dense=dense or None, sparse=sparse, limit=limit or 10, mode=mode
             )
         )
-        self._audit(principal, "QueryPoints", use_case=use_case, hits=len(hits))
+        await self._audit(principal, "QueryPoints", use_case=use_case, hits=len(hits))
         return list(hits)
 
     async def count(self, principal: Principal, scope: Scope) -> int:
         n = await asyncio.to_thread(self._store.count, checked_scope(scope))
-        self._audit(principal, "CountPoints")
+        await self._audit(principal, "CountPoints")
         return n
 
     async def point_ids(
@@ -220,7 +229,7 @@ class IndexService:
         if req.after is not None and ids and ids[0] == req.after:
             ids = ids[1:]
         page, token = next_page(ids, req, lambda i: [i])
-        self._audit(principal, "ListPointIds", ids=len(page))
+        await self._audit(principal, "ListPointIds", ids=len(page))
         return page, token
 
     async def set_classification(
@@ -235,7 +244,7 @@ class IndexService:
         n = await asyncio.to_thread(
             self._store.set_classification, principal.tenant, document_id, classification
         )
-        self._audit(
+        await self._audit(
             principal,
             "SetDocumentClassification",
             points=n,
