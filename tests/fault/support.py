@@ -2,6 +2,7 @@
 
 * :class:`Serve`: ``python -m docfactory.cli serve`` in its own process group;
 * :class:`Worker`: a jobs worker (``python -m docfactory.jobs.runtime``);
+* :func:`start_chat_standin`: the OpenAI-compatible chat stand-in (``chat_standin.py``);
 * :class:`PrivatePostgres`: a PostgreSQL cluster of the test's own (``initdb`` in a temp dir, a
   free port, its unix socket in the temp dir), so that it can be stopped and restarted without
   touching the shared server on 5432.
@@ -22,12 +23,32 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import ROOT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def start_chat_standin(port: int, markers: Path) -> subprocess.Popen[bytes]:
+    """``python -m tests.fault.chat_standin`` on ``port`` in its own process group, once its
+    ``/health`` answers (the caller kills the group)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fault.chat_standin", str(port), str(markers)],
+        cwd=str(ROOT),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    raise AssertionError(f"chat stand-in on {port} not ready")
 
 
 def free_port() -> int:

@@ -14,25 +14,22 @@ tests/fault/chat_standin.py):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 
 from docfactory.answering.v1 import answering_service_pb2 as ans_pb
 from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
-from tests.conftest import ROOT, write_keys
+from tests.conftest import write_keys
 from tests.fault.chat_standin import REPLY
-from tests.fault.support import Serve, free_port, serving
+from tests.fault.support import Serve, free_port, serving, start_chat_standin
 from tests.helpers import answer, error_reason, md, upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -47,18 +44,7 @@ class Replica:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fault.chat_standin", str(self.port), str(self.markers)],
-            cwd=str(ROOT),
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"stand-in on {self.port} not ready")
+        self.proc = start_chat_standin(self.port, self.markers)
 
     def streams(self) -> int:
         return len(list(self.markers.glob(f"streaming-{self.port}-*")))

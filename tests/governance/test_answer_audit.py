@@ -7,17 +7,14 @@ server's database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 
 from docfactory.answering.v1 import answering_service_pb2 as ans_pb
@@ -26,8 +23,7 @@ from docfactory.app import RunningServer, start_server
 from docfactory.core.config import Settings
 from docfactory.core.db import make_engine
 from docfactory.governance.audit import AuditLog
-from tests.conftest import ROOT
-from tests.fault.support import free_port
+from tests.fault.support import free_port, start_chat_standin
 from tests.helpers import error_reason, md, search, upload
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,20 +36,8 @@ def replica(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     markers = tmp_path / "markers"
     markers.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fault.chat_standin", str(port), str(markers)],
-        cwd=str(ROOT),
-        start_new_session=True,
-    )
+    proc = start_chat_standin(port, markers)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("chat stand-in not ready")
         yield f"http://127.0.0.1:{port}/v1", proc
     finally:
         if proc.poll() is None:

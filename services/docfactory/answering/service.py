@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -370,6 +369,14 @@ class AnsweringService:
         used: list[Citation] = []
         details: dict[str, Any] = {}
         audited = False
+
+        def record(outcome: str) -> int:
+            """The ANSWER audit record (a database commit: run in a thread)."""
+            ids = [c.document_id for c in used]
+            return self._audit(
+                principal, AUDIT_ANSWER, params, grant, outcome, ids, started, model, details
+            )
+
         try:
             async for event in self._answer(principal, params, grant, held, started):
                 if isinstance(event, CitationsUsed):
@@ -394,20 +401,7 @@ class AnsweringService:
                     # The answer is audited before its summary leaves, so the summary can
                     # carry the record's id (clients quote it when giving feedback).
                     audited = True
-                    seq = await asyncio.to_thread(
-                        functools.partial(
-                            self._audit,
-                            principal,
-                            AUDIT_ANSWER,
-                            params,
-                            grant,
-                            outcome,
-                            [c.document_id for c in used],
-                            started,
-                            model=model,
-                            details=details,
-                        )
-                    )
+                    seq = await asyncio.to_thread(record, outcome)
                     event = dataclasses.replace(event, answer_id=seq)
                 yield event
         except DocfactoryError as err:
@@ -420,22 +414,7 @@ class AnsweringService:
             if not audited:
                 # Off the event loop like the answer's own record, and shielded: the record
                 # is written even when the caller's task is cancelled again meanwhile.
-                await asyncio.shield(
-                    asyncio.to_thread(
-                        functools.partial(
-                            self._audit,
-                            principal,
-                            AUDIT_ANSWER,
-                            params,
-                            grant,
-                            outcome,
-                            [c.document_id for c in used],
-                            started,
-                            model=model,
-                            details=details,
-                        )
-                    )
-                )
+                await asyncio.shield(asyncio.to_thread(record, outcome))
 
     async def _answer(
         self,
