@@ -67,7 +67,7 @@ class Usem3Model:
     #: of at most 384 tokens: matrices that small lose more to OpenBLAS's thread hand-offs than
     #: a second thread gains (200 passages of ~260 tokens on 2 busy cores: one thread 3.1 s CPU
     #: and 14 s wall, two threads 16 s CPU and 51-61 s wall), and one thread leaves the other
-    #: cores to parsing. The vectors are the same bytes with one thread or two.
+    #: cores to parsing. The vectors are the same with one thread or two (to float32 rounding).
     blas_threads = 1
 
     def __init__(self, threads: int = 2) -> None:
