@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.conftest import shared_data
+from tests.conftest import ROOT, shared_data
 from tests.helpers import answer, upload
 
 DEMO_QUESTION = "Quelles sont les conditions pour réunir le CSE en visioconférence ?"
@@ -73,3 +73,26 @@ async def test_demo_question_quotes_conditions_and_unrelated_questions_are_refus
         assert summary.insufficient_context, (question, text)
         assert list(cits) == [] and "[1]" not in text
         assert text.startswith(("Je ne sais pas", "I don't know")), text
+
+
+DOCS_QUESTION = "Comment ingérer une archive de documents depuis MinIO ?"
+
+
+@pytest.mark.slow
+async def test_demo_on_the_project_guides_quotes_the_answer_not_the_question(
+    channel: grpc.aio.Channel, tmp_path: Path
+) -> None:
+    """What ``make demo`` asks where ``../shared`` is absent (a user's machine): the guides'
+    sentence on bulk ingestion from MinIO, not docs/README.md's example command, which holds
+    the question word for word."""
+    guides = sorted((ROOT / "docs").rglob("*.md"))
+    assert len(guides) >= 9, guides
+    for src in guides:
+        dst = tmp_path / src.name
+        dst.write_bytes(src.read_bytes())
+        await upload(channel, dst, collection="demo")
+    text, cits, summary = await answer(channel, DOCS_QUESTION, collections=["demo"])
+    assert summary.extractive and not summary.insufficient_context, text
+    quoted = " ".join(c.quote for c in cits)
+    assert "docfactory ask" not in quoted, quoted
+    assert "MinIO" in quoted and ("JobsService" in quoted or "IngestPrefix" in quoted), quoted

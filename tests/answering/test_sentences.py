@@ -123,6 +123,27 @@ def test_selects_the_answering_sentence_not_the_heading() -> None:
     assert sel.quotes[0][0] == 0
 
 
+def test_a_unit_that_holds_the_question_itself_is_not_an_answer() -> None:
+    """An example command or an FAQ line that contains the question word for word is an echo of
+    it: the sentence that answers is quoted instead (the demo on the project's own guides)."""
+    question = "Comment ingérer une archive de documents depuis MinIO ?"
+    passages = [
+        "Ces guides servent aussi de corpus de démonstration :\n"
+        "docfactory ingest docs --collection demo\n"
+        f'docfactory ask "{question}" --collection demo',
+        "Les archives (.zip, .tar.gz) déposées dans un bucket MinIO s'ingèrent par des tâches "
+        "de JobsService, exécutées par les workers. Les tâches se suivent avec GetJob.",
+    ]
+    sel = select(question, passages, "fr")
+    quoted = " ".join(q for _, q in sel.quotes)
+    assert "déposées dans un bucket MinIO" in quoted
+    assert "docfactory ask" not in quoted
+    # two words are too few to call a unit an echo: such a unit can still answer
+    assert not select(
+        "Fichiers acceptés ?", ["Fichiers acceptés : PDF, DOCX et HTML."], "fr"
+    ).insufficient
+
+
 def test_list_item_is_quoted_with_the_line_that_introduces_it() -> None:
     text = (
         "Le président ouvre la séance. Le dispositif technique doit garantir :\n"

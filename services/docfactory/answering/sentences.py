@@ -470,6 +470,13 @@ class _Bm25:
         return s
 
 
+def _plain(text: str) -> str:
+    """Words only, case-folded, space-padded: ``" comment ingérer une archive "``; empty for
+    fewer than three words (too short to tell an echo of the question from an answer)."""
+    words = re.findall(r"\w+", text.casefold())
+    return f" {' '.join(words)} " if len(words) >= 3 else ""
+
+
 def score_units(
     question: str,
     passages: Sequence[Sequence[Unit]],
@@ -484,6 +491,7 @@ def score_units(
     q_mass = sum(bm25.idf(t) for t in q_terms) or 1.0
     out: list[Scored] = []
     kind = answer_type(question)
+    echo = _plain(question)
     for pi, (units, toks) in enumerate(zip(passages, tokens, strict=True)):
         own = [bm25.score(q_terms, t) for t in toks]
         if kind:
@@ -494,8 +502,8 @@ def score_units(
                 for o, u in zip(own, units, strict=True)
             ]
         for u, t, s in zip(units, toks, own, strict=True):
-            if not u.answer:
-                continue
+            if not u.answer or (echo and echo in _plain(u.text)):
+                continue  # context, or the question itself (an example, an FAQ entry)
             head = max((own[h] for h in u.headings), default=0.0)
             if u.lead >= 0:
                 head = max(head, own[u.lead])
