@@ -14,6 +14,8 @@ answer-bearing first). Three steps:
    opening quote, except after an abbreviation (``M.``, ``art.``, ``cf.``, ``n°``, ``e.g.``...),
    an initial (``J. Dupont``) or a list number (``1.``). List items (``-``, ``•``, ``1°``,
    ``a)``...) are units of their own, tied to the line that introduces them (``...:``).
+   A unit that holds the question itself word for word (an example command, an FAQ line that
+   does not end on its ``?``) is an echo of it, never an answer.
 2. ``score_units``: each answer unit gets the BM25 score of the question's analysed terms
    (``docfactory.core.lexical``; IDF and length normalisation over the units of the retrieved
    passages), plus a share of the score of the headings above it (a heading that matches the
