@@ -41,9 +41,15 @@ UNRELATED = (
 )
 
 
+async def _upload_all(channel: grpc.aio.Channel, paths: list[Path]) -> None:
+    """Upload each file into the ``demo`` collection, as ``scripts/demo.sh`` ingests them."""
+    for path in paths:
+        await upload(channel, path, collection="demo")
+
+
 @pytest.mark.slow
 async def test_demo_question_quotes_conditions_and_unrelated_questions_are_refused(
-    channel: grpc.aio.Channel, tmp_path: Path
+    channel: grpc.aio.Channel,
 ) -> None:
     sources = [
         shared_data("travail-docs", "pdf", "reunion-cse-visio.pdf"),
@@ -51,10 +57,7 @@ async def test_demo_question_quotes_conditions_and_unrelated_questions_are_refus
         shared_data("travail-docs", "docx", "entretien_prealable_au_licenciement_personnel.docx"),
         shared_data("travail-docs", "docx", "demande_rdv_rupture_conventionnelle.docx"),
     ]
-    for src in sources:
-        dst = tmp_path / src.name
-        dst.write_bytes(src.read_bytes())
-        await upload(channel, dst, collection="demo")
+    await _upload_all(channel, sources)
 
     text, cits, summary = await answer(channel, DEMO_QUESTION, collections=["demo"])
     assert summary.extractive and not summary.insufficient_context, text
@@ -80,17 +83,14 @@ DOCS_QUESTION = "Comment ingérer une archive de documents depuis MinIO ?"
 
 @pytest.mark.slow
 async def test_demo_on_the_project_guides_quotes_the_answer_not_the_question(
-    channel: grpc.aio.Channel, tmp_path: Path
+    channel: grpc.aio.Channel,
 ) -> None:
     """What ``make demo`` asks where ``../shared`` is absent (a user's machine): the guides'
     sentence on bulk ingestion from MinIO, not docs/README.md's example command, which holds
     the question word for word."""
     guides = sorted((ROOT / "docs").rglob("*.md"))
     assert len(guides) >= 9, guides
-    for src in guides:
-        dst = tmp_path / src.name
-        dst.write_bytes(src.read_bytes())
-        await upload(channel, dst, collection="demo")
+    await _upload_all(channel, guides)
     text, cits, summary = await answer(channel, DOCS_QUESTION, collections=["demo"])
     assert summary.extractive and not summary.insufficient_context, text
     quoted = " ".join(c.quote for c in cits)
