@@ -249,11 +249,12 @@ async def start_server(
         )
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
-        from docfactory.ingestion.staging import prepare_staging_dir
+        from docfactory.ingestion.staging import prepare_staging_dir, staged_prefix
         from docfactory.inprocess import InProcessChunker, InProcessEmbedder
 
         assert store is not None and engine is not None
         parsing = settings.parsing
+        staging_dir = prepare_staging_dir(settings.data_dir / "staging")
         parser: UnstructuredParser | ProcessPoolParser | ElasticParser
         parse_options: dict[str, Any] = {
             "pdf_strategy": parsing.pdf_strategy,
@@ -305,13 +306,25 @@ async def start_server(
                 ing,
                 settings.parsing.max_file_bytes,
                 background=jobs_service,
-                staging_dir=prepare_staging_dir(settings.data_dir / "staging"),
+                staging_dir=staging_dir,
             )
         )
         names.append(jobs_name)
         from docfactory.workflows.app import attach as attach_workflows
 
-        names.append(attach_workflows(server, settings, engine, closers, ing, parser, gate))
+        names.append(
+            attach_workflows(
+                server,
+                settings,
+                engine,
+                closers,
+                ing,
+                parser,
+                gate,
+                staging=staging_dir,
+                staging_prefix=staged_prefix(),
+            )
+        )
 
     if "answering" in services:
         from docfactory.answering import servicer as ans_servicer
@@ -473,13 +486,23 @@ async def serve_forever(settings: Settings, services: Sequence[str] = SERVICES) 
         + (f", metrics on :{running.metrics_port}/metrics" if running.metrics_port else ""),
         flush=True,
     )
-    supervisor = None
+    supervisors = []
     if settings.jobs.serve_workers > 0 and "ingestion" in services:
-        from docfactory.jobs.app import WorkerSupervisor
+        from docfactory.jobs.app import worker_supervisor
 
-        supervisor = WorkerSupervisor(settings, running.address, settings.jobs.serve_workers)
+        supervisors.append(
+            worker_supervisor(settings, running.address, settings.jobs.serve_workers)
+        )
+    if settings.workflows.serve_workers > 0 and "ingestion" in services:
+        # Dossier runs are accepted wherever ingestion is served: run them there too.
+        from docfactory.workflows.app import worker_supervisor as dossier_supervisor
+
+        supervisors.append(
+            dossier_supervisor(settings, running.address, settings.workflows.serve_workers)
+        )
+    for supervisor in supervisors:
         await supervisor.start()
-        print(f"docfactory: {settings.jobs.serve_workers} worker process(es) started", flush=True)
+        print(f"docfactory: {supervisor.count} {supervisor.name} process(es) started", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -488,8 +511,8 @@ async def serve_forever(settings: Settings, services: Sequence[str] = SERVICES) 
     waiter = asyncio.ensure_future(running.server.wait_for_termination())
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    if supervisor is not None:  # workers first: they finish their step against the server
-        await supervisor.stop()
+    # Workers first: they finish their step against the server.
+    await asyncio.gather(*(s.stop() for s in supervisors))
     await running.stop(settings.server.grace_seconds)
     waiter.cancel()
     stopper.cancel()

@@ -110,21 +110,29 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
             **{"demande.montant_demande": "120 000 €"},
         )
         assert amended.decision.amendments == {"demande.montant_demande": "120000.00"}
-        # the run re-checks: one approval now (120 000 <= 150 000)
+        # the run re-checks; 120 000 <= 150 000, but an amendment never lowers the approvals
+        # the run started with (four-eyes cannot be amended away)
         for _ in range(100):
             got = (
                 await stub(ch).GetRun(pb.GetRunRequest(name=run.name), metadata=md("key-rev1"))
             ).run
             f = _fields(got).get("demande.montant_demande")
-            if f is not None and f.status == "AMENDED" and got.approvals_required == 1:
+            checks = {c.rule: c for c in got.result.checks}
+            passed = checks["montant-sous-total-projet"].outcome == pb.CHECK_OUTCOME_PASSED
+            if f is not None and f.status == "AMENDED" and passed:
                 break
             import asyncio
 
             await asyncio.sleep(0.2)
         assert f is not None and f.value == "120000.00" and f.amended_by == "reviewer-1"
-        checks = {c.rule: c for c in got.result.checks}
-        assert checks["montant-sous-total-projet"].outcome == pb.CHECK_OUTCOME_PASSED
+        assert passed and got.approvals_required == 2
         await _decide(ch, run, "key-rev2", pb.DECISION_KIND_APPROVE, "ok")
+        await asyncio.sleep(1.0)
+        still = (
+            await stub(ch).GetRun(pb.GetRunRequest(name=run.name), metadata=md("key-rev1"))
+        ).run
+        assert still.state == pb.RUN_STATE_AWAITING_SIGNOFF  # one approval of two
+        await _decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "ok")
         done = await wait_state(ch, run.name, "key-analyst", ENDED)
         assert done.state == pb.RUN_STATE_COMPLETED
         f = _fields(done)["demande.montant_demande"]

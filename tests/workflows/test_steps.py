@@ -100,11 +100,16 @@ def test_steps_signoff_bookkeeping(tmp_path: Path) -> None:
     steps.check(rid, 1)
     steps.draft(rid, 1)
     got = repo.get_run(rid)
-    assert got is not None and got.approvals_required == 1  # 120 000 <= 150 000
+    # 120 000 <= 150 000, yet an amendment never lowers the approvals the run started with
+    assert got is not None and got.approvals_required == 2
     assert "corrigé par r2" in got.result["note"]
     assert steps.evaluate_decisions(rid) == WAIT  # r1's approval predates the amendment
     repo.add_decision(
         run_id=rid, tenant="acme", kind=APPROVE, reviewer="r1", comment="", amendments={}
+    )
+    assert steps.evaluate_decisions(rid) == WAIT  # one distinct approval after the amendment
+    repo.add_decision(
+        run_id=rid, tenant="acme", kind=APPROVE, reviewer="r3", comment="", amendments={}
     )
     assert steps.evaluate_decisions(rid) == APPROVED
     steps.release(rid)

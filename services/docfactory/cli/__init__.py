@@ -153,6 +153,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "(default DOCFACTORY_SERVE_WORKERS, 0)",
     )
 
+    s.add_argument(
+        "--dossier-workers",
+        type=int,
+        help="dossier worker processes to run beside the server (default "
+        "DOCFACTORY_WORKFLOWS_SERVE_WORKERS, 1; 0 = none: run `docfactory dossier worker`)",
+    )
     s.add_argument("--console-port", type=int, help="also serve the web console on this port")
     s.add_argument("--console-host", default="127.0.0.1")
 
@@ -162,6 +168,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--auth-header", help="header of an authenticating proxy carrying the key")
     c.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     c.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    c.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without --tls-cert: plain HTTP, keys and session "
+        "cookies in clear (DOCFACTORY_INSECURE)",
+    )
 
     i = sub.add_parser("ingest", help="ingest files or folders")
     i.add_argument("paths", nargs="+")
@@ -261,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["server"] = server
         if ns.workers is not None:
             overrides["jobs"] = {"serve_workers": ns.workers}
+        if ns.dossier_workers is not None:
+            overrides["workflows"] = {"serve_workers": ns.dossier_workers}
     try:
         settings = load_settings(overrides=overrides)
         ns.daemon = ns.command in _DAEMON_COMMANDS and daemon.wanted(

@@ -87,6 +87,18 @@ class EmbeddingConfig:
     batch_size: int = 64
     max_batch_wait_ms: float = 4.0
     max_texts_per_request: int = 512
+    # Fairness on the shared model (embedding/service.py): a request of at most
+    # query_max_texts texts of input type QUERY (Search/Answer queries) goes ahead of every
+    # passage batch; bulk work is cut into micro-batches of at most batch_size texts and
+    # batch_chars characters (0: 4,096 for an in-process model, none for a remote one), taken
+    # round-robin across tenants; a tenant holds at most tenant_max_texts passage texts (and
+    # tenant_max_query_texts query texts) in flight, the rest wait in its own queue. While
+    # queries flow, a bulk micro-batch is cut to about query_wait_ms of model time.
+    query_max_texts: int = 8
+    query_wait_ms: float = 10.0
+    batch_chars: int = 0
+    tenant_max_texts: int = 1024
+    tenant_max_query_texts: int = 64
     threads: int = 2
     timeout_seconds: float = 120.0
     # Endpoint pool over `urls` (docfactory.core.pool): entries may be "dns+http://name:port/v1"
@@ -151,6 +163,15 @@ class ParsingConfig:
     # burst_processes), 0 = never.
     burst_parse_processes: int = -1
     parse_idle_seconds: float = 60.0
+    # Zip-based documents (.docx .xlsx .pptx .odt .ods .odp .epub, any zip by content) are
+    # checked before they are parsed with the archive limits of `jobs` (max_archive_members,
+    # max_member_bytes, max_archive_bytes, max_compression_ratio). Parse child processes run
+    # under this address-space cap (RLIMIT_AS, bytes; 0 = none): a document that needs more
+    # fails alone (PARSE_MEMORY_EXCEEDED, or PARSER_CRASHED), never the server.
+    parse_memory_limit_bytes: int = 4 * 1024**3
+    # Without a fixed pool: a container declaring more inflated bytes than this is parsed in a
+    # burst child (under the cap above) even when it comes alone (0 = never).
+    inline_container_bytes: int = 64 * 1024**2
     # IngestPath (the server reads files from its own disk) is off unless roots are listed:
     # only files whose real path (symlinks and '..' resolved) lies under one of them.
     ingest_path_roots: tuple[str, ...] = ()
@@ -236,6 +257,28 @@ class JobsConfig:
 
 
 @dataclass(frozen=True)
+class WorkflowsConfig:
+    """Dossier runs (docfactory.workflows): the workers that run them and their scheduling."""
+
+    # Dossier worker processes `docfactory serve` starts beside a server that accepts runs
+    # (0 = none: run `docfactory dossier worker` elsewhere, as the Kubernetes base does).
+    serve_workers: int = 1
+    # Runs analysed at once per worker process (extraction is CPU-bound).
+    concurrency: int = 2
+    # At most this many runs of one tenant analysed at once per worker (0 = half the worker's
+    # slots, at least 1): no tenant takes every slot. Waiting for a decision holds no slot.
+    tenant_concurrency: int = 0
+    # Liveness of workers (heartbeat period; silence after which a survivor recovers a
+    # worker's runs).
+    heartbeat_seconds: float = 2.0
+    executor_timeout_seconds: float = 10.0
+    queue_polling_seconds: float = 0.5
+    # A run still QUEUED after this long while no worker is alive is reported as such (console,
+    # `docfactory dossier run`, GetRun's queue notice).
+    queued_notice_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class TracingConfig:
     """OpenTelemetry tracing (docfactory.core.tracing). Off while ``exporter`` is empty; the
     standard OTEL_* variables (service name, sampler, OTLP headers, ...) are read by the SDK."""
@@ -288,6 +331,7 @@ class Settings:
     search: SearchConfig = field(default_factory=SearchConfig)
     s3: S3Config = field(default_factory=S3Config)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    workflows: WorkflowsConfig = field(default_factory=WorkflowsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
 
@@ -339,6 +383,9 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_EMBEDDING_URLS": ("embedding", "urls"),
     "DOCFACTORY_EMBEDDING_API_KEY": ("embedding", "api_key"),
     "DOCFACTORY_EMBEDDING_BATCH_SIZE": ("embedding", "batch_size"),
+    "DOCFACTORY_EMBEDDING_BATCH_CHARS": ("embedding", "batch_chars"),
+    "DOCFACTORY_EMBEDDING_TENANT_MAX_TEXTS": ("embedding", "tenant_max_texts"),
+    "DOCFACTORY_EMBEDDING_QUERY_WAIT_MS": ("embedding", "query_wait_ms"),
     "DOCFACTORY_CHUNK_STRATEGY": ("chunking", "strategy"),
     "DOCFACTORY_CHUNK_MAX_TOKENS": ("chunking", "max_tokens"),
     "DOCFACTORY_CHUNK_OVERLAP_TOKENS": ("chunking", "overlap_tokens"),
@@ -373,6 +420,8 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_PARSE_PROCESSES": ("parsing", "parse_processes"),
     "DOCFACTORY_PARSE_BURST_PROCESSES": ("parsing", "burst_parse_processes"),
     "DOCFACTORY_PARSE_IDLE_SECONDS": ("parsing", "parse_idle_seconds"),
+    "DOCFACTORY_PARSE_MEMORY_LIMIT_BYTES": ("parsing", "parse_memory_limit_bytes"),
+    "DOCFACTORY_INLINE_CONTAINER_BYTES": ("parsing", "inline_container_bytes"),
     "DOCFACTORY_SEARCH_TOP_K": ("search", "top_k"),
     "DOCFACTORY_SEARCH_MODE": ("search", "mode"),
     "DOCFACTORY_SEARCH_MIN_SCORE": ("search", "min_score"),
@@ -397,6 +446,13 @@ _ENV: dict[str, tuple[str | None, str]] = {
     "DOCFACTORY_WORKER_TIMEOUT_SECONDS": ("jobs", "executor_timeout_seconds"),
     "DOCFACTORY_WORKER_GRACE_SECONDS": ("jobs", "shutdown_grace_seconds"),
     "DOCFACTORY_WORKER_API_KEY": ("jobs", "api_key"),
+    "DOCFACTORY_WORKFLOWS_SERVE_WORKERS": ("workflows", "serve_workers"),
+    "DOCFACTORY_WORKFLOWS_CONCURRENCY": ("workflows", "concurrency"),
+    "DOCFACTORY_WORKFLOWS_TENANT_CONCURRENCY": ("workflows", "tenant_concurrency"),
+    "DOCFACTORY_WORKFLOWS_HEARTBEAT_SECONDS": ("workflows", "heartbeat_seconds"),
+    "DOCFACTORY_WORKFLOWS_EXECUTOR_TIMEOUT_SECONDS": ("workflows", "executor_timeout_seconds"),
+    "DOCFACTORY_WORKFLOWS_POLLING_SECONDS": ("workflows", "queue_polling_seconds"),
+    "DOCFACTORY_WORKFLOWS_QUEUED_NOTICE_SECONDS": ("workflows", "queued_notice_seconds"),
     "DOCFACTORY_WEBHOOK_PORT": ("jobs", "webhook_port"),
     "DOCFACTORY_WEBHOOK_HOST": ("jobs", "webhook_host"),
     "DOCFACTORY_WEBHOOK_TOKEN": ("jobs", "webhook_token"),
@@ -491,3 +547,21 @@ def load_settings(
 def env_names() -> dict[str, str]:
     """Environment variable -> dotted setting name (for docs and `docfactory config`)."""
     return {k: (f"{s}.{f}" if s else f) for k, (s, f) in _ENV.items()}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The variables a child process (a worker beside ``docfactory serve``) needs to see the
+    same data, database, keys, policy and TLS as this process, whatever set them (file,
+    environment or command-line flags)."""
+    env = {
+        "DOCFACTORY_DATA_DIR": str(settings.data_dir),
+        "DOCFACTORY_DATABASE_URL": settings.resolved_database_url,
+        "DOCFACTORY_KEYS_FILE": str(settings.resolved_keys_file),
+        "DOCFACTORY_POLICY_FILE": settings.policy_file,
+        "DOCFACTORY_JOBS_DATABASE_URL": settings.jobs.system_database_url,
+        "DOCFACTORY_TLS_CERT": settings.tls.cert,
+        "DOCFACTORY_TLS_KEY": settings.tls.key,
+        "DOCFACTORY_TLS_CA": settings.tls.ca,
+        "DOCFACTORY_TLS_SERVER_NAME": settings.tls.server_name,
+    }
+    return {k: v for k, v in env.items() if v}

@@ -39,8 +39,8 @@ class LazyRunQueue:
                 self._queue = RunQueue(system_database_url(self._settings))
             return self._queue
 
-    def start(self, run_id: str) -> None:
-        self._get().start(run_id)
+    def start(self, run_id: str, tenant: str) -> None:
+        self._get().start(run_id, tenant)
 
     def notify(self, run_id: str, decision_id: str) -> None:
         self._get().notify(run_id, decision_id)
@@ -63,6 +63,9 @@ def attach(
     ingestion: Any,
     parser: Any,
     gate: Any,
+    *,
+    staging: Path | None = None,
+    staging_prefix: str = "docfactory-dossier-",
 ) -> str:
     """Register WorkflowService; return its full name."""
     from docfactory.workflows import servicer
@@ -79,5 +82,26 @@ def attach(
         ingestion=ingestion,
         parser=parser,
         max_file_bytes=settings.parsing.max_file_bytes,
+        source_roots=settings.parsing.ingest_path_roots,
+        queued_notice_seconds=settings.workflows.queued_notice_seconds,
+        worker_timeout_seconds=settings.workflows.executor_timeout_seconds,
+        staging_dir=staging,
+        staging_prefix=staging_prefix,
     )
     return servicer.register(server, service)
+
+
+def worker_supervisor(settings: Settings, address: str, count: int) -> Any:
+    """``docfactory serve``: ``count`` dossier worker processes beside the server, pointed at
+    it for retrieval (docfactory.core.supervisor), sharing its database and policy."""
+    from docfactory.core.config import settings_env
+    from docfactory.core.durable import worker_api_key
+    from docfactory.core.supervisor import WorkerSupervisor
+
+    env = dict(os.environ) | settings_env(settings)
+    env["DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS"] = address
+    try:
+        env["DOCFACTORY_WORKER_API_KEY"] = worker_api_key(settings)
+    except Exception:  # no worker key: runs still progress, without rule retrieval
+        env.pop("DOCFACTORY_WORKER_API_KEY", None)
+    return WorkerSupervisor("docfactory.workflows.engine", env, count, name="dossier worker")

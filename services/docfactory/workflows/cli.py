@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,12 @@ def _embedded_worker(settings: Settings, address: str | None) -> Iterator[None]:
 
     def target() -> None:
         try:
-            run_worker(settings, stop, WorkerOptions(executor_timeout_seconds=5.0), ready=ready)
+            run_worker(
+                settings,
+                stop,
+                WorkerOptions.from_settings(settings, executor_timeout_seconds=5.0),
+                ready=ready,
+            )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
             ready.set()
@@ -120,6 +125,11 @@ def run_dict(run: Any) -> dict[str, Any]:
         "flow": run.flow,
         "state": pb.RunState.Name(run.state).removeprefix("RUN_STATE_"),
         "missing_documents": list(run.missing_documents),
+        **(
+            {"notice": {"reason": run.notice.reason, "message": run.notice.message}}
+            if run.notice.reason
+            else {}
+        ),
         "documents": [
             {
                 "document_id": d.document_id,
@@ -192,16 +202,50 @@ def print_run(data: dict[str, Any]) -> None:
         )
 
 
-async def _wait(stub: Any, name: str, md: Any, seconds: float) -> Any:
-    """Follow WatchRun until the run ends or waits for a decision; return the run."""
+async def _wait(stub: Any, name: str, md: Any, seconds: float, poll: float = 3.0) -> Any:
+    """Follow WatchRun until the run ends or waits for a decision; return the run. Says
+    plainly (and stops) when the server reports that no worker is there to take the run, and
+    names the run when the time is up instead of a bare DEADLINE_EXCEEDED."""
+    import grpc
+
     from docfactory.workflows.v1 import workflows_service_pb2 as pb
 
-    async def events() -> AsyncIterator[Any]:
-        async for e in stub.WatchRun(pb.WatchRunRequest(name=name), metadata=md, timeout=seconds):
-            yield e
+    async def follow() -> None:
+        async for _ in stub.WatchRun(pb.WatchRunRequest(name=name), metadata=md, timeout=seconds):
+            pass
 
-    async for _ in events():
-        pass
+    async def no_worker() -> Any:
+        while True:
+            await asyncio.sleep(poll)
+            run = (await stub.GetRun(pb.GetRunRequest(name=name), metadata=md)).run
+            if run.state == pb.RUN_STATE_QUEUED and run.notice.reason:
+                return run
+
+    watch = asyncio.ensure_future(follow())
+    guard = asyncio.ensure_future(no_worker())
+    try:
+        done, _ = await asyncio.wait({watch, guard}, return_when=asyncio.FIRST_COMPLETED)
+        if guard in done:
+            stuck = guard.result()
+            raise SystemExit(
+                f"docfactory: {name} is still QUEUED: {stuck.notice.message} "
+                f"({stuck.notice.reason})"
+            )
+        try:
+            watch.result()
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            run = (await stub.GetRun(pb.GetRunRequest(name=name), metadata=md)).run
+            state = pb.RunState.Name(run.state).removeprefix("RUN_STATE_")
+            raise SystemExit(
+                f"docfactory: {name} is still {state} after {seconds:.0f} s (--timeout); it "
+                f"goes on in the background: `docfactory dossier show {name}`"
+            ) from None
+    finally:
+        for task in (watch, guard):
+            task.cancel()
+        await asyncio.gather(watch, guard, return_exceptions=True)
     return (await stub.GetRun(pb.GetRunRequest(name=name), metadata=md)).run
 
 

@@ -1,12 +1,16 @@
 """Durable execution of dossier runs on DBOS Transact (the job engine's runtime).
 
-One run = one DBOS workflow (``docfactory.workflows.run``, workflow id = run id) on the
-``docfactory-dossier`` queue; each step (start, classify, required, extract per document, check,
-retrieve, draft, sign-off bookkeeping, release) is a DBOS step with declared retries
-(``retries_allowed``, ``max_attempts``, exponential backoff). The wait for a decision is
-durable: ``DBOS.recv`` on the ``decision`` topic with the sign-off deadline as timeout; the
-server records each decision in the database and wakes the run with ``DBOSClient.send``. On
-timeout the run is ESCALATED and waits again.
+A run's analysis = one DBOS workflow (``docfactory.workflows.run``, workflow id = run id) on
+the ``docfactory-dossier`` queue, partitioned by tenant (a tenant gets at most
+``workflows.tenant_concurrency`` of a worker's slots; DBOS dequeues across the partitions);
+each step (start, classify, required, extract per document, check, retrieve, draft, sign-off
+bookkeeping, release) is a DBOS step with declared retries (``retries_allowed``,
+``max_attempts``, exponential backoff). The analysis workflow ends when the run waits for
+people: the wait is the run's state in the database, not a workflow holding a worker slot.
+The server records each decision and enqueues a short ``docfactory.workflows.decide`` workflow
+on ``docfactory-dossier-decisions`` (partitioned by run, concurrency 1: one run's decisions are
+applied one at a time, in order); the sign-off deadline is a delayed decide workflow (a durable
+timer) that escalates the run and arms the next one.
 
 Workers (``python -m docfactory.workflows.engine``, or ``docfactory dossier worker``) are DBOS
 executors. As in docfactory.jobs, each heartbeats (``workflow_executors``); survivors claim an
@@ -26,7 +30,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from docfactory.core.config import Settings, TlsConfig
@@ -41,11 +45,15 @@ log = logging.getLogger("docfactory.workflows")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The runs' analysis (classify, extract, check, retrieve, draft), one partition per tenant.
 QUEUE = "docfactory-dossier"
+#: Decisions and deadline timers of waiting runs, one partition per run (applied in order).
+DECISIONS_QUEUE = "docfactory-dossier-decisions"
 APP_NAME = "docfactory"
-APP_VERSION = "docfactory-workflows-1"
+APP_VERSION = "docfactory-workflows-2"
 RUN_WORKFLOW = "docfactory.workflows.run"
-DECISION_TOPIC = "decision"
+DECIDE_WORKFLOW = "docfactory.workflows.decide"
+TIMER = "deadline"
 # Step retry policy (DBOS): transient failures (database busy, search unavailable) are retried.
 MAX_ATTEMPTS = 3
 RETRY_INTERVAL_SECONDS = 1.0
@@ -64,19 +72,31 @@ class RunQueue:
         DBOS.migrate(url)
         self._client = DBOSClient(system_database_url=url, application_name=APP_NAME)
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str, tenant: str) -> None:
         self._client.enqueue(
             {
                 "workflow_name": RUN_WORKFLOW,
                 "queue_name": QUEUE,
                 "workflow_id": run_id,
                 "app_version": APP_VERSION,
+                "queue_partition_key": tenant,  # per-tenant caps, fair dequeue
             },
             run_id,
         )
 
     def notify(self, run_id: str, decision_id: str) -> None:
-        self._client.send(run_id, decision_id, DECISION_TOPIC)
+        """Apply a decision (or a cancellation) recorded in the database."""
+        self._client.enqueue(
+            {
+                "workflow_name": DECIDE_WORKFLOW,
+                "queue_name": DECISIONS_QUEUE,
+                "workflow_id": f"{run_id}:decision:{decision_id}",
+                "app_version": APP_VERSION,
+                "queue_partition_key": run_id,
+            },
+            run_id,
+            "decision",
+        )
 
     def cancel(self, run_id: str) -> None:
         self._client.cancel_workflow(run_id)
@@ -166,7 +186,7 @@ def _steps() -> RunSteps:
 
 
 def _register() -> Any:
-    from dbos import DBOS
+    from dbos import DBOS, SetEnqueueOptions
 
     def step(name: str) -> Callable[[F], F]:
         return DBOS.step(  # type: ignore[return-value]
@@ -209,13 +229,14 @@ def _register() -> Any:
     def await_step(run_id: str) -> float:
         return _steps().await_signoff(run_id)
 
-    @step("docfactory.workflows.escalate")
-    def escalate_step(run_id: str) -> None:
-        _steps().escalate(run_id)
+    @step("docfactory.workflows.deadline")
+    def deadline_step(run_id: str) -> float:
+        return _steps().deadline(run_id)
 
     @step("docfactory.workflows.decisions")
-    def decisions_step(run_id: str) -> str:
-        return _steps().evaluate_decisions(run_id)
+    def decisions_step(run_id: str) -> list[Any]:
+        outcome = _steps().evaluate_decisions(run_id)
+        return [outcome, _steps().round_of(run_id)]
 
     @step("docfactory.workflows.release")
     def release_step(run_id: str) -> None:
@@ -229,28 +250,18 @@ def _register() -> Any:
     def fail_step(run_id: str, reason: str, message: str) -> None:
         _steps().fail(run_id, reason, message)
 
-    @DBOS.workflow(name=RUN_WORKFLOW)
-    def run_workflow(run_id: str) -> str:
-        try:
-            if not start_step(run_id):
-                return CANCELLED
-            types = classify_step(run_id)
-            if required_step(run_id, types):
-                return "INCOMPLETE"
-            for document_id, doc_type in types.items():
-                if doc_type:
-                    extract_step(run_id, document_id)
-            round_ = 0
-            check_step(run_id, round_)
-            retrieve_step(run_id)
-            draft_step(run_id, round_)
-        except Exception as exc:  # a step out of retries: the run fails with its reason
-            fail_step(run_id, "STEP_FAILED", f"{type(exc).__name__}: {exc}")
-            return "FAILED"
+    def arm_timer(run_id: str, seconds: float) -> None:
+        """A durable timer: a decide workflow delayed until the sign-off deadline (it holds no
+        worker slot while it waits)."""
+        with SetEnqueueOptions(queue_partition_key=run_id, delay_seconds=max(1.0, seconds)):
+            _queue(DECISIONS_QUEUE).enqueue(decide_workflow, run_id, TIMER)
+
+    def settle(run_id: str) -> str:
+        """Apply the decisions recorded so far: amendments (checks and note recomputed),
+        release, rejection; WAIT while the run needs more decisions."""
         while True:
-            outcome = decisions_step(run_id)
+            outcome, round_ = decisions_step(run_id)
             if outcome == AMENDED:
-                round_ += 1
                 check_step(run_id, round_)
                 draft_step(run_id, round_)
                 continue
@@ -260,14 +271,49 @@ def _register() -> Any:
             if outcome == REJECTED:
                 reject_step(run_id)
                 return REJECTED
-            if outcome != WAIT:
-                return outcome  # cancelled or ended elsewhere
-            remaining = await_step(run_id)
-            if remaining <= 0:
-                continue
-            message = DBOS.recv(DECISION_TOPIC, timeout_seconds=remaining)
-            if message is None:
-                escalate_step(run_id)
+            return str(outcome)  # WAIT, or cancelled/ended elsewhere
+
+    @DBOS.workflow(name=RUN_WORKFLOW)
+    def run_workflow(run_id: str) -> str:
+        """The analysis of a dossier, up to the sign-off. The run then waits for people
+        without a workflow: each decision (and the deadline timer) starts a short
+        ``decide`` workflow, so a run waiting for a person never holds a worker slot."""
+        try:
+            if not start_step(run_id):
+                return CANCELLED
+            types = classify_step(run_id)
+            if required_step(run_id, types):
+                return "INCOMPLETE"
+            for document_id, doc_type in types.items():
+                if doc_type:
+                    extract_step(run_id, document_id)
+            check_step(run_id, 0)
+            retrieve_step(run_id)
+            draft_step(run_id, 0)
+            outcome = settle(run_id)
+            if outcome == WAIT:
+                left = await_step(run_id)
+                if left > 0:
+                    arm_timer(run_id, left)
+            return outcome
+        except Exception as exc:  # a step out of retries: the run fails with its reason
+            fail_step(run_id, "STEP_FAILED", f"{type(exc).__name__}: {exc}")
+            return "FAILED"
+
+    @DBOS.workflow(name=DECIDE_WORKFLOW)
+    def decide_workflow(run_id: str, trigger: str) -> str:
+        """One decision (or the deadline) of a waiting run; the decisions of one run are
+        applied one at a time (its own partition of the decisions queue, concurrency 1)."""
+        try:
+            if trigger == TIMER:
+                left = deadline_step(run_id)  # escalates once the deadline has passed
+                if left > 0:
+                    arm_timer(run_id, left)
+                return WAIT if left > 0 else "ENDED"
+            return settle(run_id)
+        except Exception as exc:
+            fail_step(run_id, "STEP_FAILED", f"{type(exc).__name__}: {exc}")
+            return "FAILED"
 
     return run_workflow
 
@@ -295,6 +341,55 @@ class WorkerOptions:
     executor_timeout_seconds: float = 10.0
     concurrency: int = 2
     polling_seconds: float = 0.5
+    tenant_concurrency: int = 0  # 0: half the slots, at least 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerOptions:
+        wf = settings.workflows
+        opts = cls(
+            heartbeat_seconds=wf.heartbeat_seconds,
+            executor_timeout_seconds=wf.executor_timeout_seconds,
+            concurrency=max(1, wf.concurrency),
+            polling_seconds=wf.queue_polling_seconds,
+            tenant_concurrency=wf.tenant_concurrency,
+        )
+        return replace(opts, **overrides)
+
+    @property
+    def per_tenant(self) -> int:
+        """Runs of one tenant analysed at once by this worker: never every slot when there are
+        two or more."""
+        wanted = self.tenant_concurrency or max(1, self.concurrency // 2)
+        return max(1, min(wanted, self.concurrency))
+
+
+_QUEUES: dict[str, Any] = {}
+
+
+def _queue(name: str) -> Any:
+    return _QUEUES[name]
+
+
+def register_queues(opts: WorkerOptions) -> None:
+    """The two queues, partitioned: runs by tenant (a tenant gets at most ``per_tenant`` of a
+    worker's slots, and DBOS dequeues across the tenants' partitions), decisions by run (one at
+    a time per run, in the order they were recorded)."""
+    from dbos import DBOS
+
+    _QUEUES[QUEUE] = DBOS.register_queue(
+        QUEUE,
+        worker_concurrency=opts.concurrency,
+        partition_worker_concurrency=opts.per_tenant,
+        polling_interval_sec=opts.polling_seconds,
+        on_conflict="always_update",
+    )
+    _QUEUES[DECISIONS_QUEUE] = DBOS.register_queue(
+        DECISIONS_QUEUE,
+        worker_concurrency=opts.concurrency,
+        partition_concurrency=1,
+        polling_interval_sec=opts.polling_seconds,
+        on_conflict="always_update",
+    )
 
 
 def run_worker(
@@ -309,12 +404,7 @@ def run_worker(
     from docfactory.governance.audit import AuditLog
 
     global _STEPS
-    opts = options or WorkerOptions(
-        heartbeat_seconds=float(os.environ.get("DOCFACTORY_WORKFLOWS_HEARTBEAT_SECONDS", "2")),
-        executor_timeout_seconds=float(
-            os.environ.get("DOCFACTORY_WORKFLOWS_EXECUTOR_TIMEOUT_SECONDS", "10")
-        ),
-    )
+    opts = options or WorkerOptions.from_settings(settings)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -357,11 +447,7 @@ def run_worker(
         }
     )
     DBOS.launch()
-    DBOS.register_queue(
-        QUEUE,
-        worker_concurrency=max(1, opts.concurrency),
-        polling_interval_sec=opts.polling_seconds,
-    )
+    register_queues(opts)
     metrics_port = os.environ.get("DOCFACTORY_WORKFLOWS_METRICS_PORT", "")
     if metrics_port:  # step timings live in the workers: expose them to Prometheus
         from docfactory.core.metrics import start_metrics_server
@@ -401,9 +487,9 @@ def main() -> None:
 
 
 def exit_now(code: int) -> None:
-    """End this process once the worker stopped. A run waiting for its decision keeps a DBOS
-    executor thread blocked in ``recv`` (non-daemon, up to the sign-off deadline); its state
-    is durable and another worker recovers it, so the process exits without joining it."""
+    """End this process once the worker stopped: a step still in flight past the drain is
+    recovered by another worker (its state is durable), so the process exits without joining
+    DBOS's executor threads."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -49,6 +49,8 @@ dossiers = sa.Table(
     sa.Column("latest_state", sa.String(32), nullable=False, default=""),
     sa.Column("latest_flow", sa.String(128), nullable=False, default=""),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The key (person) that created the dossier: never one of its approvers (four-eyes).
+    sa.Column("created_by", sa.String(128), nullable=False, default=""),
 )
 
 documents = sa.Table(
@@ -72,6 +74,8 @@ runs = sa.Table(
     sa.Column("flow_json", sa.Text, nullable=False),
     sa.Column("use_case", sa.String(128), nullable=False, default=""),
     sa.Column("requester", sa.String(128), nullable=False, default=""),
+    # Who submitted the dossier the run works on (workflow_dossiers.created_by at the start).
+    sa.Column("submitted_by", sa.String(128), nullable=False, default=""),
     sa.Column("state", sa.String(32), nullable=False, index=True),
     sa.Column("step", sa.String(64), nullable=False, default=""),
     sa.Column("missing_json", sa.Text, nullable=False, default="[]"),
@@ -149,6 +153,7 @@ class DossierRow:
     latest_flow: str
     created_at: float
     documents: list[DocRow] = field(default_factory=list)
+    created_by: str = ""
 
 
 @dataclass
@@ -180,6 +185,12 @@ class RunRow:
     created_at: float
     updated_at: float
     finished_at: float | None
+    submitted_by: str = ""
+
+    @property
+    def submitters(self) -> frozenset[str]:
+        """The people who asked for this run: none of them may approve it."""
+        return frozenset(k for k in (self.requester, self.submitted_by) if k)
 
 
 @dataclass
@@ -224,6 +235,7 @@ def _run(row: Any) -> RunRow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
+        submitted_by=row.submitted_by,
     )
 
 
@@ -239,6 +251,7 @@ def _dossier(row: Any) -> DossierRow:
         latest_state=row.latest_state,
         latest_flow=row.latest_flow,
         created_at=row.created_at,
+        created_by=row.created_by,
     )
 
 
@@ -263,6 +276,7 @@ class WorkflowRepository:
         metadata: dict[str, str],
         docs: Sequence[DocRow],
         dossier_id: str = "",
+        created_by: str = "",
     ) -> DossierRow:
         did = dossier_id or new_id()
         now = time.time()
@@ -279,6 +293,7 @@ class WorkflowRepository:
                     latest_state="",
                     latest_flow="",
                     created_at=now,
+                    created_by=created_by,
                 )
             )
             for i, d in enumerate(docs):
@@ -382,6 +397,12 @@ class WorkflowRepository:
         rid = new_id()
         now = time.time()
         with self.engine.begin() as conn:
+            submitted_by = (
+                conn.execute(
+                    sa.select(dossiers.c.created_by).where(dossiers.c.dossier_id == dossier_id)
+                ).scalar()
+                or ""
+            )
             conn.execute(
                 runs.insert().values(
                     run_id=rid,
@@ -391,6 +412,7 @@ class WorkflowRepository:
                     flow_json=flow_json,
                     use_case=use_case,
                     requester=requester,
+                    submitted_by=submitted_by,
                     state=QUEUED,
                     step="",
                     missing_json="[]",
@@ -733,3 +755,14 @@ class WorkflowRepository:
                 if n:
                     claimed.append(r.executor_id)
         return claimed
+
+    def live_executors(self, timeout: float) -> int:
+        """Workers that heartbeated in the last ``timeout`` seconds."""
+        limit = time.time() - timeout
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(executors.c.heartbeat >= limit)
+                ).scalar()
+                or 0
+            )

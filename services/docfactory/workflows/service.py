@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ from docfactory.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from docfactory.core.methods import method_names
 from docfactory.core.pagination import next_page, page_request
+from docfactory.ingestion.v1 import ingestion_service_pb2 as ingestion_pb
 from docfactory.workflows import metrics
 from docfactory.workflows.flows import FlowRegistry, FlowSpec
 from docfactory.workflows.repo import (
@@ -40,6 +43,7 @@ from docfactory.workflows.repo import (
     CANCELLED,
     COMPLETED,
     ESCALATED,
+    QUEUED,
     REJECT,
     TERMINAL,
     WAITING,
@@ -82,7 +86,7 @@ class PageParser(Protocol):
 
 
 class Queue(Protocol):
-    def start(self, run_id: str) -> None: ...
+    def start(self, run_id: str, tenant: str) -> None: ...
     def notify(self, run_id: str, decision_id: str) -> None: ...
     def cancel(self, run_id: str) -> None: ...
 
@@ -92,6 +96,16 @@ class RunView:
     run: RunRow
     result_visible: bool
     decisions: list[DecisionRow]
+    notice: RunNotice | None = None
+
+
+@dataclass(frozen=True)
+class RunNotice:
+    """Why a run is not progressing (``NO_WORKER``: queued, and no worker is alive)."""
+
+    reason: str
+    message: str
+    queued_seconds: float
 
 
 def pages_of(parsed: Any) -> list[str]:
@@ -107,6 +121,28 @@ def pages_of(parsed: Any) -> list[str]:
     return ["\n".join(pages.get(i, [])) for i in range(1, last + 1)]
 
 
+#: A dossier's files are stored as documents: the same authorization as an upload.
+(UPLOAD_METHOD,) = method_names(ingestion_pb.DESCRIPTOR, "IngestionService", "UploadDocument")
+
+
+def granted_source(uri: str, roots: Sequence[str]) -> Path | None:
+    """The server file behind a document's source URI, when the server may open it: only a
+    ``file:`` URI (reserved to the server's own IngestPath, refused from clients) whose real
+    path is, today, under one of the granted ``roots``. Any other source URI (``local:``,
+    ``s3:``, ...) is the client's label and is never opened."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not roots:
+        return None
+    path = Path(os.path.realpath(unquote(parts.path)))
+    for root in roots:
+        real_root = Path(os.path.realpath(Path(root).expanduser()))
+        if path == real_root or real_root in path.parents:
+            return path if path.is_file() else None
+    return None
+
+
 class WorkflowService:
     def __init__(
         self,
@@ -118,6 +154,11 @@ class WorkflowService:
         ingestion: Ingestor | None = None,
         parser: PageParser | None = None,
         max_file_bytes: int = 100 * 1024 * 1024,
+        source_roots: Sequence[str] = (),
+        queued_notice_seconds: float = 30.0,
+        worker_timeout_seconds: float = 10.0,
+        staging_dir: Path | None = None,
+        staging_prefix: str = "docfactory-dossier-",
     ) -> None:
         self.repo = repo
         self.queue = queue
@@ -126,6 +167,14 @@ class WorkflowService:
         self.ingestion = ingestion
         self.parser = parser
         self.max_file_bytes = max_file_bytes
+        # IngestPath's granted roots: the only server files a dossier may read back.
+        self.source_roots = tuple(source_roots)
+        # A QUEUED run older than this while no worker heartbeats gets a NO_WORKER notice.
+        self.queued_notice_seconds = queued_notice_seconds
+        self.worker_timeout_seconds = worker_timeout_seconds
+        # Where a dossier's uploaded files wait for their parse (under the data folder).
+        self.staging_dir = staging_dir
+        self.staging_prefix = staging_prefix
 
     # -- governance ----------------------------------------------------------------------------
 
@@ -234,6 +283,10 @@ class WorkflowService:
                 "this server has no ingestion service: dossiers cannot be created here",
                 reason="INGESTION_UNAVAILABLE",
             )
+        if files and self.gate is not None:
+            # The files become documents of the tenant: the ingester role where the policy
+            # asks for it, exactly as UploadDocument (refusal audited by the gate).
+            await asyncio.to_thread(self.gate.authorize_method, UPLOAD_METHOD, principal)
         from docfactory.workflows.repo import new_id
 
         dossier_id = new_id()
@@ -259,6 +312,7 @@ class WorkflowService:
             metadata=dict(metadata),
             docs=docs,
             dossier_id=dossier_id,
+            created_by=principal.key_id,
         )
         await asyncio.to_thread(
             self._record,
@@ -280,7 +334,14 @@ class WorkflowService:
         classification: int,
     ) -> DocRow:
         assert self.ingestion is not None and self.parser is not None
-        fd, tmp = tempfile.mkstemp(prefix="docfactory-dossier-", suffix=Path(filename).suffix)
+        # Under the data folder (private, 0700), named so that the server removes what a killed
+        # process left at its next start (ingestion's staging folder).
+        staging = self.staging_dir
+        fd, tmp = tempfile.mkstemp(
+            prefix=self.staging_prefix,
+            suffix=Path(filename).suffix,
+            dir=None if staging is None else str(staging),
+        )
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(content)
@@ -325,11 +386,13 @@ class WorkflowService:
                 reason="DOCUMENT_ABOVE_DOSSIER_CLASSIFICATION",
             )
             raise self._refuse(principal, above, action, document_id=document_id)
-        path = Path(rec.source_uri.removeprefix("local:")) if rec.source_uri else None
-        if path is None or not path.is_absolute() or not path.is_file():
+        path = granted_source(rec.source_uri, self.source_roots) if rec.source_uri else None
+        if path is None:
+            # A client's source URI is a label: the server never opens it.
             raise FailedPrecondition(
-                f"document {document_id}: its source ({rec.source_uri or 'upload'}) is not "
-                "readable by the server; add the file to the dossier instead",
+                f"document {document_id}: its text is not held by the server (only files "
+                "ingested with IngestPath under a granted root can be reused); add the file "
+                "to the dossier instead",
                 reason="DOCUMENT_TEXT_UNAVAILABLE",
                 metadata={"document_id": document_id},
             )
@@ -397,7 +460,7 @@ class WorkflowService:
                 signoff_role=flow.signoff.role,
             )
         )
-        await asyncio.to_thread(self.queue.start, run.run_id)
+        await asyncio.to_thread(self.queue.start, run.run_id, run.tenant)
         await asyncio.to_thread(
             self._record,
             principal,
@@ -426,7 +489,26 @@ class WorkflowService:
             run.state in WAITING and self._may_sign(principal, run, flow)
         )
         decisions = await asyncio.to_thread(self.repo.decisions_of, run.run_id)
-        return RunView(run, visible, decisions)
+        return RunView(run, visible, decisions, await self._notice(run))
+
+    async def _notice(self, run: RunRow) -> RunNotice | None:
+        """A NO_WORKER notice for a run QUEUED for ``queued_notice_seconds`` while no worker
+        has heartbeated within its liveness timeout (the run starts as soon as one does)."""
+        if run.state != QUEUED:
+            return None
+        waited = time.time() - run.created_at
+        if waited < self.queued_notice_seconds:
+            return None
+        live = await asyncio.to_thread(self.repo.live_executors, self.worker_timeout_seconds)
+        if live:
+            return None
+        return RunNotice(
+            "NO_WORKER",
+            f"no dossier worker has taken this run for {int(waited)} s and none is running: "
+            "start one (`docfactory serve` runs them unless --dossier-workers 0; "
+            "`docfactory dossier worker`; the docfactory-dossier-worker deployment)",
+            waited,
+        )
 
     async def pending(
         self, principal: Principal, *, page_size: int, page_token: str
@@ -532,6 +614,14 @@ class WorkflowService:
                         metadata={"field": ref},
                     )
                 clean[ref] = normalise(spec.kind_of(name), value, ref)
+        if kind == APPROVE and principal.key_id in run.submitters:
+            err = PermissionDenied(
+                "four-eyes: the person who submitted a dossier or requested its run never "
+                f"approves it ({principal.key_id!r} did); another reviewer must sign off",
+                reason="SUBMITTER_CANNOT_APPROVE",
+                metadata={"reviewer": principal.key_id},
+            )
+            raise self._refuse(principal, err, action, run_id=run_id)
         if kind == APPROVE:
             decisions = await asyncio.to_thread(self.repo.decisions_of, run_id)
             last_amend = max((i for i, d in enumerate(decisions) if d.kind == AMEND), default=-1)

@@ -13,6 +13,7 @@ from docfactory.core.auth import current_principal
 from docfactory.core.errors import InvalidArgument
 from docfactory.workflows.repo import DecisionRow, DossierRow, RunRow
 from docfactory.workflows.service import RunView, WorkflowService
+from docfactory.workflows.steps import qualifying_approvers
 from docfactory.workflows.v1 import workflows_service_pb2 as pb
 from docfactory.workflows.v1 import workflows_service_pb2_grpc as pb_grpc
 
@@ -157,7 +158,8 @@ def result_to_proto(
 
 def run_to_proto(view: RunView, timings: Mapping[str, tuple[int, int, float]]) -> pb.Run:
     r: RunRow = view.run
-    approvals = len({d.reviewer for d in view.decisions if d.kind == "APPROVE"})
+    # Approvals that count: after the last amendment, never the submitter's.
+    approvals = len(qualifying_approvers(view.decisions, r))
     return pb.Run(
         name=f"runs/{r.run_id}",
         run_id=r.run_id,
@@ -180,6 +182,13 @@ def run_to_proto(view: RunView, timings: Mapping[str, tuple[int, int, float]]) -
         ],
         create_time=_ts(r.created_at),
         update_time=_ts(r.updated_at),
+        notice=pb.RunNotice(
+            reason=view.notice.reason,
+            message=view.notice.message,
+            queued_seconds=view.notice.queued_seconds,
+        )
+        if view.notice is not None
+        else None,
     )
 
 

@@ -356,6 +356,10 @@ class RunSteps:
             # Unknown amount: four-eyes too (never fewer controls for missing data).
             if amount is None or amount > Decimal(str(signoff.four_eyes_above)):
                 approvals = 2
+        if round_ > 0:
+            # After an amendment the rule is never weaker than at the first check: amending
+            # the amount below the four-eyes threshold cannot cut the approvals needed.
+            approvals = max(approvals, ctx.run.approvals_required)
         self.repo.update_run(run_id, result=result, approvals_required=approvals)
         failed = [c.rule for c in checks if c.outcome == "FAIL"]
         self._audit(
@@ -452,6 +456,26 @@ class RunSteps:
         metrics.ESCALATIONS.labels(ctx.flow.name).inc()
         self._audit(ctx.run, "DOSSIER_ESCALATE", role=ctx.flow.signoff.escalation_role)
 
+    def round_of(self, run_id: str) -> int:
+        """How many rounds of amendments have been applied to the run (0: none)."""
+        run = self.repo.get_run(run_id)
+        return int(run.result.get("round", 0)) if run is not None else 0
+
+    def deadline(self, run_id: str) -> float:
+        """The sign-off deadline's timer fired: escalate the run when its deadline has passed.
+        Returns the seconds left until the (possibly new) deadline, 0 when the run no longer
+        waits for a decision."""
+        run = self.repo.get_run(run_id)
+        if run is None or run.state not in (AWAITING_SIGNOFF, ESCALATED):
+            return 0.0
+        if run.deadline is not None and run.deadline > self.clock():
+            return run.deadline - self.clock()
+        self.escalate(run_id)
+        fresh = self.repo.get_run(run_id)
+        if fresh is None or fresh.deadline is None or fresh.state in TERMINAL:
+            return 0.0
+        return max(1.0, fresh.deadline - self.clock())
+
     def evaluate_decisions(self, run_id: str) -> str:
         """Apply the decisions recorded so far: amendments not yet applied -> AMENDED (checks
         and note are recomputed), a rejection -> REJECTED, enough distinct approvals ->
@@ -475,14 +499,12 @@ class RunSteps:
             applied.add(d.decision_id)
         if amended:
             result["applied_decisions"] = sorted(applied)
+            result["round"] = int(result.get("round", 0)) + 1  # checks and note redone
             self.repo.update_run(run_id, result=result)
             return AMENDED
         if any(d.kind == REJECT for d in decisions):
             return REJECTED
-        # Approvals count once the last amendment is in: an approval before it is void.
-        last_amend = max((i for i, d in enumerate(decisions) if d.kind == AMEND), default=-1)
-        approvers = {d.reviewer for d in decisions[last_amend + 1 :] if d.kind == APPROVE}
-        if len(approvers) >= run.approvals_required:
+        if len(qualifying_approvers(decisions, run)) >= run.approvals_required:
             return APPROVED
         return WAIT
 
@@ -504,9 +526,7 @@ class RunSteps:
             self._audit(
                 ctx.run,
                 "DOSSIER_RELEASE",
-                approvers=sorted(
-                    {d.reviewer for d in self.repo.decisions_of(run_id) if d.kind == APPROVE}
-                ),
+                approvers=sorted(qualifying_approvers(self.repo.decisions_of(run_id), ctx.run)),
             )
 
     def reject(self, run_id: str) -> None:
@@ -533,6 +553,18 @@ class RunSteps:
         ):
             metrics.RUNS_FINISHED.labels(ctx.flow.name, FAILED).inc()
             self._audit(ctx.run, "DOSSIER_RUN_FAIL", reason, message=message[:500])
+
+
+def qualifying_approvers(decisions: Sequence[Any], run: RunRow) -> set[str]:
+    """The distinct people whose approval counts towards the run's sign-off: approvals given
+    after the last amendment (an amendment changes what is approved, so the approvals before
+    it are void), never the person who requested the run or submitted its dossier."""
+    last_amend = max((i for i, d in enumerate(decisions) if d.kind == AMEND), default=-1)
+    return {
+        d.reviewer
+        for d in decisions[last_amend + 1 :]
+        if d.kind == APPROVE and d.reviewer not in run.submitters
+    }
 
 
 def _json(value: Any) -> str:

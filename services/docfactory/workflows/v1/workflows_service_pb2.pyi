@@ -236,7 +236,7 @@ class StepTiming(_message.Message):
     def __init__(self, step: _Optional[str] = ..., duration_ms: _Optional[float] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("name", "run_id", "dossier", "flow", "state", "step", "missing_documents", "error_reason", "error_message", "result", "signoff_role", "approvals_required", "approvals", "signoff_deadline", "timings", "create_time", "update_time")
+    __slots__ = ("name", "run_id", "dossier", "flow", "state", "step", "missing_documents", "error_reason", "error_message", "result", "signoff_role", "approvals_required", "approvals", "signoff_deadline", "timings", "create_time", "update_time", "notice")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DOSSIER_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +254,7 @@ class Run(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     name: str
     run_id: str
     dossier: str
@@ -271,7 +272,18 @@ class Run(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[StepTiming]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., dossier: _Optional[str] = ..., flow: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., step: _Optional[str] = ..., missing_documents: _Optional[_Iterable[str]] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., result: _Optional[_Union[RunResult, _Mapping]] = ..., signoff_role: _Optional[str] = ..., approvals_required: _Optional[int] = ..., approvals: _Optional[int] = ..., signoff_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StepTiming, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    notice: RunNotice
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., dossier: _Optional[str] = ..., flow: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., step: _Optional[str] = ..., missing_documents: _Optional[_Iterable[str]] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., result: _Optional[_Union[RunResult, _Mapping]] = ..., signoff_role: _Optional[str] = ..., approvals_required: _Optional[int] = ..., approvals: _Optional[int] = ..., signoff_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StepTiming, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., notice: _Optional[_Union[RunNotice, _Mapping]] = ...) -> None: ...
+
+class RunNotice(_message.Message):
+    __slots__ = ("reason", "message", "queued_seconds")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    queued_seconds: float
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., queued_seconds: _Optional[float] = ...) -> None: ...
 
 class CreateDossierRequest(_message.Message):
     __slots__ = ("display_name", "use_case", "document_ids", "files", "metadata", "classification")
