@@ -323,8 +323,9 @@ def test_services_down_gives_a_clear_page() -> None:
         dead = f"127.0.0.1:{s.getsockname()[1]}"
     app = create_app(ConsoleConfig(address=dead))
     with TestClient(app, base_url="http://console.test") as client:
-        page = client.get("/signin")
-        token = page.cookies.get("docfactory_console_signin") or ""
+        page = client.get("/signin")  # the form's token, issued by the server
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        token = found.group(1) if found else ""
         resp = client.post("/signin", data={"api_key": "key-rev-a", "csrf_token": token})
         assert resp.status_code == 503
         assert "Service indisponible" in resp.text and dead in resp.text

@@ -4,6 +4,7 @@ unavailable (no stack trace)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,9 @@ def _leaf(ca: trustme.CA, cn: str, folder: Path) -> tuple[str, str]:
 
 def _sign_in(config: ConsoleConfig, key: str) -> tuple[int, str]:
     with TestClient(create_app(config), base_url="http://console.test") as client:
-        client.get("/signin")
-        token = client.cookies.get("docfactory_console_signin") or ""
+        page = client.get("/signin")  # the form's token, issued by the server
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        token = found.group(1) if found else ""
         resp = client.post(
             "/signin", data={"api_key": key, "csrf_token": token}, follow_redirects=False
         )

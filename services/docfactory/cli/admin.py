@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from docfactory.cli.session import Session
 from docfactory.core.config import Settings
@@ -92,11 +93,38 @@ async def cmd_serve(ns: argparse.Namespace, settings: Settings) -> int:
         from docfactory.console.app import serve_beside
 
         await serve_beside(
-            serve_forever(settings, services), settings, host=ns.console_host, port=ns.console_port
+            serve_forever(settings, services),
+            settings,
+            host=ns.console_host,
+            port=ns.console_port,
+            audit_sink=signin_audit_sink,
         )
         return 0
     await serve_forever(settings, services)
     return 0
+
+
+def signin_audit_sink(database_url: str) -> Any:
+    """The console's failed sign-ins and lockouts, appended to the audit chain of
+    ``database_url`` (tenant ``-``): the composition root gives it to the console, which
+    itself reaches no database."""
+    from docfactory.console.auth import SIGNIN_AUDIT_TENANT
+    from docfactory.core.db import make_engine
+    from docfactory.governance.audit import AuditLog
+
+    audit = AuditLog(make_engine(database_url), create_tables=False)
+
+    def sink(action: str, outcome: str, details: dict[str, Any]) -> None:
+        audit.append(
+            tenant=SIGNIN_AUDIT_TENANT,
+            key_id="",
+            use_case="",
+            action=action,
+            outcome=outcome,
+            details=details,
+        )
+
+    return sink
 
 
 async def cmd_console(ns: argparse.Namespace, settings: Settings) -> int:
@@ -110,6 +138,8 @@ async def cmd_console(ns: argparse.Namespace, settings: Settings) -> int:
         auth_header=ns.auth_header,
         certfile=ns.tls_cert,
         keyfile=ns.tls_key,
+        insecure=bool(ns.insecure),
+        audit_sink=signin_audit_sink,
     )
     return 0
 

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from docfactory.console import i18n
-from docfactory.console.auth import COOKIE, PERMISSIONS, Session, SessionStore
+from docfactory.console.auth import (
+    COOKIE,
+    PERMISSIONS,
+    PRE_COOKIE,
+    AuditSink,
+    Session,
+    SessionStore,
+    SignInAudit,
+    SignInLimits,
+    SignInThrottle,
+    SignInTokens,
+    foreign_origin,
+    safe_next,
+)
 from docfactory.console.backend import Backend, ServiceError
 
 log = logging.getLogger("docfactory.console")
@@ -64,7 +78,12 @@ SECURITY_HEADERS = {
 class ConsoleConfig:
     """Console settings. ``auth_header``: a header set by an authenticating reverse proxy that
     carries the person's API key (trusted only when configured; strip it at the proxy).
-    ``cookie_secure``: "auto" (Secure when the request came over TLS), "always" or "never"."""
+    ``cookie_secure``: "auto" (Secure when the request came over TLS), "always" or "never".
+    ``signin_*``: failed sign-ins that lock an address or a key, the window they are counted
+    in and how long the lock lasts. ``allowed_origins``: public origins of the console
+    (``https://console.example``) accepted on the sign-in form besides the one the request
+    reached (a reverse proxy that rewrites Host). ``audit_database_url``: the metadata database
+    where failed sign-ins and lockouts are audited (empty: only logged)."""
 
     address: str
     session_ttl_seconds: float = 8 * 3600
@@ -73,6 +92,14 @@ class ConsoleConfig:
     dossiers: bool = True
     tls: Any = None  # TlsConfig of the gRPC client side (None: plain text)
     max_message_bytes: int = 64 * 1024 * 1024
+    signin_max_failures: int = 5
+    signin_window_seconds: float = 300.0
+    signin_lockout_seconds: float = 900.0
+    allowed_origins: tuple[str, ...] = ()
+    audit_database_url: str = ""
+    # Given by the composition root (docfactory.cli): appends sign-in failures and lockouts to
+    # the audit chain (console.auth.SignInAudit). None: they are only logged.
+    audit_sink: AuditSink | None = None
 
 
 class SignInRequired(Exception):
@@ -100,6 +127,15 @@ class Console:
         self.config = config
         self.backend = backend
         self.sessions = SessionStore(config.session_ttl_seconds)
+        self.signin_tokens = SignInTokens()
+        self.throttle = SignInThrottle(
+            SignInLimits(
+                max_failures=config.signin_max_failures,
+                window_seconds=config.signin_window_seconds,
+                lockout_seconds=config.signin_lockout_seconds,
+            )
+        )
+        self.signin_audit = SignInAudit(config.audit_sink)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["fmt_time"] = fmt_time
         self.templates.env.globals["pct"] = pct
@@ -186,6 +222,130 @@ class Console:
             {"title_key": title_key, "message": message},
             status_code=status_code,
         )
+
+    # -- sign-in -------------------------------------------------------------------------------
+
+    async def signin_page(self, request: Request) -> Response:
+        """``GET /signin``: the form, with a pre-session and form token issued here (a cookie
+        the browser brings is kept only when this process issued it)."""
+        nxt = safe_next(request.query_params.get("next"))
+        header = self.config.auth_header
+        if header and request.headers.get(header):
+            return await self._sign_in(request, request.headers[header].strip(), nxt)
+        return self._signin_form(
+            request, nxt, signed_out="out" in request.query_params, status_code=200
+        )
+
+    async def signin_submit(self, request: Request) -> Response:
+        """``POST /signin``: same origin, then the server-issued token, then the throttle, then
+        the key (``GetCaller`` with it)."""
+        t = i18n.translator(self.lang(request))
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        foreign = foreign_origin(
+            own,
+            request.headers.get("origin"),
+            request.headers.get("referer"),
+            self.config.allowed_origins,
+        )
+        if foreign is not None:
+            log.warning("console: sign-in from a foreign origin refused: %r", foreign)
+            return self.error_page(request, 403, "origin_title", t("origin", origin=foreign))
+        try:
+            raw = await request.form()
+        except Exception as exc:
+            raise BadForm(f"malformed form: {type(exc).__name__}") from None
+        form = {k: v for k, v in raw.items() if isinstance(v, str)}
+        if not self.signin_tokens.check(request.cookies.get(PRE_COOKIE), form.get("csrf_token")):
+            raise CsrfRefused()
+        key = form.get("api_key", "").strip()
+        nxt = safe_next(form.get("next"))
+        if not key:
+            error = t("signin_failed", message=t("api_key"))
+            return self._signin_form(request, nxt, error=error, status_code=400)
+        return await self._sign_in(request, key, nxt)
+
+    async def _sign_in(self, request: Request, key: str, nxt: str) -> Response:
+        client = request.client.host if request.client else "unknown"
+        fingerprint = self.throttle.fingerprint(key)
+        wait = self.throttle.begin(client, fingerprint)
+        if wait > 0:
+            return self._too_many(request, wait)
+        try:
+            return await self._try_key(request, key, nxt, client, fingerprint)
+        finally:
+            self.throttle.end(client, fingerprint)
+
+    async def _try_key(
+        self, request: Request, key: str, nxt: str, client: str, fingerprint: str
+    ) -> Response:
+        try:
+            caller = await self.backend.caller(key)
+        except ServiceError as exc:
+            if exc.code not in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
+                raise
+            locked = self.throttle.failed(client, fingerprint)
+            who = {"client": client, "key_fingerprint": fingerprint}
+            await self.signin_audit.record(
+                "CONSOLE_SIGNIN_FAILED", exc.code, {**who, "reason": exc.reason}
+            )
+            if locked:
+                seconds = self.config.signin_lockout_seconds
+                await self.signin_audit.record(
+                    "CONSOLE_SIGNIN_LOCKED",
+                    "LOCKED",
+                    {**who, "locked": ",".join(locked), "seconds": seconds},
+                )
+                return self._too_many(request, seconds)
+            t = i18n.translator(self.lang(request))
+            error = t("signin_failed", message=f"{exc.reason}: {exc.message}")
+            return self._signin_form(request, nxt, error=error, status_code=401)
+        self.throttle.succeeded(fingerprint)
+        # A new session id at every sign-in; the one the browser held (if any) ends.
+        self.sessions.end(request.cookies.get(COOKIE))
+        session = self.sessions.create(key, caller)
+        response = RedirectResponse(nxt, status_code=303)
+        response.set_cookie(
+            COOKIE, session.session_id, max_age=int(self.config.session_ttl_seconds),
+            httponly=True, samesite="strict", secure=self.secure(request), path="/",
+        )  # fmt: skip
+        response.delete_cookie(PRE_COOKIE)
+        return response
+
+    def _signin_form(
+        self,
+        request: Request,
+        nxt: str,
+        *,
+        status_code: int,
+        error: str = "",
+        signed_out: bool = False,
+    ) -> Response:
+        pre = self.signin_tokens.pre_session(request.cookies.get(PRE_COOKIE))
+        response = self.render(
+            request,
+            "signin.html",
+            {
+                "signin_csrf": self.signin_tokens.token(pre),
+                "next": nxt,
+                "signed_out": signed_out,
+                "error": error,
+            },
+            status_code=status_code,
+            session=None,
+        )
+        response.set_cookie(
+            PRE_COOKIE, pre, max_age=int(self.signin_tokens.ttl), httponly=True,
+            samesite="strict", secure=self.secure(request),
+        )  # fmt: skip
+        return response
+
+    def _too_many(self, request: Request, seconds: float) -> Response:
+        t = i18n.translator(self.lang(request))
+        minutes = max(1, math.ceil(seconds / 60))
+        message = t("too_many_one") if minutes == 1 else t("too_many", minutes=minutes)
+        response = self.error_page(request, 429, "too_many_title", message)
+        response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+        return response
 
 
 def fmt_time(ts: Any) -> str:
@@ -363,6 +523,31 @@ async def serve_console(
             watcher.cancel()
 
 
+def check_listener(host: str, *, tls: bool, insecure: bool) -> None:
+    """Plain HTTP is served on a loopback address only: API keys are typed into the sign-in
+    form and session cookies carry the person's rights. A non-loopback ``host`` without TLS is
+    refused (ConfigError) unless ``insecure`` (``--insecure``, DOCFACTORY_INSECURE), then a
+    warning is logged."""
+    from docfactory.core.tls import is_loopback
+
+    if tls or is_loopback(host):
+        return
+    if not insecure:
+        from docfactory.core.errors import ConfigError
+
+        raise ConfigError(
+            f"refusing to serve the console on {host} over plain HTTP: API keys and session "
+            "cookies would cross the network in clear. Serve HTTPS (--tls-cert and --tls-key), "
+            "bind a loopback address (127.0.0.1, ::1) behind a TLS reverse proxy, or pass "
+            "--insecure (DOCFACTORY_INSECURE=1) if the network is encrypted otherwise"
+        )
+    log.warning(
+        "INSECURE: the console serves plain HTTP on %s (--insecure): API keys typed at sign-in "
+        "and session cookies cross the network in clear; put TLS in front of it",
+        host,
+    )
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to host:port and listening (IPv6 when the host is one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -404,10 +589,29 @@ def console_config_from_env(address: str, **overrides: Any) -> ConsoleConfig:
             os.environ.get("DOCFACTORY_CONSOLE_SESSION_SECONDS", 8 * 3600)
         ),
     }
+    from docfactory.core.errors import ConfigError
+
+    signin = (
+        ("signin_max_failures", "DOCFACTORY_CONSOLE_SIGNIN_MAX_FAILURES", int),
+        ("signin_window_seconds", "DOCFACTORY_CONSOLE_SIGNIN_WINDOW_SECONDS", float),
+        ("signin_lockout_seconds", "DOCFACTORY_CONSOLE_SIGNIN_LOCKOUT_SECONDS", float),
+    )
+    for name, variable, kind in signin:
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            number = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{variable} must be a number, not {raw!r}") from None
+        if not number > 0 or not math.isfinite(number):
+            raise ConfigError(f"{variable} must be positive, not {raw!r}")
+        values[name] = number
+    origins = os.environ.get("DOCFACTORY_CONSOLE_ORIGINS", "")
+    values["allowed_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
+    values["audit_database_url"] = os.environ.get("DOCFACTORY_CONSOLE_AUDIT_DATABASE_URL", "")
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["cookie_secure"] not in ("auto", "always", "never"):
-        from docfactory.core.errors import ConfigError
-
         raise ConfigError("DOCFACTORY_CONSOLE_COOKIE_SECURE must be auto, always or never")
     return ConsoleConfig(**values)
 
@@ -421,15 +625,21 @@ async def run_console(
     auth_header: str | None = None,
     certfile: str | None = None,
     keyfile: str | None = None,
+    insecure: bool = False,
+    audit_sink: Callable[[str], AuditSink] | None = None,
 ) -> None:
     """``docfactory console``: the console on ``host:port``; without ``address`` it first starts
-    the embedded default in-process (same gRPC path as the CLI) and stops it on exit."""
+    the embedded default in-process (same gRPC path as the CLI) and stops it on exit. Plain HTTP
+    on a non-loopback ``host`` is refused unless ``insecure`` (:func:`check_listener`)."""
+    check_listener(host, tls=bool(certfile), insecure=insecure or settings.tls.insecure)
     running = None
+    audit_url = None
     if not address:
         from docfactory.app import start_server
 
         running = await start_server(settings, port=0)
         address = running.address
+        audit_url = settings.resolved_database_url  # same process: failed sign-ins audited
         key_file = settings.data_dir / "api-key"
         hint = f"; sign in with the key in {key_file}" if key_file.exists() else ""
         print(f"docfactory: embedded server on {address}{hint}", flush=True)
@@ -440,6 +650,9 @@ async def run_console(
             tls=settings.tls,
             max_message_bytes=settings.server.max_message_bytes,
         )
+        audit_url = config.audit_database_url or audit_url
+        if audit_url and audit_sink is not None:
+            config = replace(config, audit_sink=audit_sink(audit_url))
         scheme = "https" if certfile else "http"
         # Bound (and listening) before the line is printed: a client that reads it and
         # connects at once is queued, never refused.
@@ -459,13 +672,21 @@ async def run_console(
             await running.stop(2.0)
 
 
-async def serve_beside(main: Any, settings: Any, *, host: str, port: int) -> None:
+async def serve_beside(
+    main: Any,
+    settings: Any,
+    *,
+    host: str,
+    port: int,
+    audit_sink: Callable[[str], AuditSink] | None = None,
+) -> None:
     """``docfactory serve --console-port``: the console next to the gRPC server, in the same
     process, stopped when the server stops."""
     from docfactory.core.errors import ConfigError
 
     if not settings.server.port:
         raise ConfigError("--console-port needs a fixed gRPC port (--port), not 0")
+    check_listener(host, tls=False, insecure=settings.tls.insecure)
     grpc_host = (
         settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
     )
@@ -474,13 +695,14 @@ async def serve_beside(main: Any, settings: Any, *, host: str, port: int) -> Non
         tls=settings.tls,
         max_message_bytes=settings.server.max_message_bytes,
     )
+    if audit_sink is not None:  # same process as the server: failed sign-ins audited
+        url = config.audit_database_url or settings.resolved_database_url
+        config = replace(config, audit_sink=audit_sink(url))
     sock = listening_socket(host, port)
     print(f"docfactory: console on http://{host}:{port}/", flush=True)
     stop = asyncio.Event()
     console = asyncio.ensure_future(
-        serve_console(
-            config, host=host, port=port, sockets=[sock], handle_signals=False, stop=stop
-        )
+        serve_console(config, host=host, port=port, sockets=[sock], handle_signals=False, stop=stop)
     )
     try:
         await main

@@ -50,6 +50,20 @@ STRINGS: dict[str, dict[str, str]] = {
             "Le jeton de sécurité du formulaire manque ou a expiré : rechargez la page "
             "et recommencez."
         ),
+        "too_many_title": "Trop de tentatives (429)",
+        "too_many": (
+            "Trop de tentatives de connexion échouées depuis cette adresse ou avec cette clé : "
+            "réessayez dans {minutes} minutes."
+        ),
+        "too_many_one": (
+            "Trop de tentatives de connexion échouées depuis cette adresse ou avec cette clé : "
+            "réessayez dans une minute."
+        ),
+        "origin_title": "Connexion refusée (403)",
+        "origin": (
+            "Cette demande de connexion vient d'un autre site ({origin}) : elle est refusée. "
+            "Ouvrez la console directement à son adresse et connectez-vous depuis sa page."
+        ),
         "bad_form_title": "Formulaire incomplet",
         "back": "Retour",
         "home": "Accueil",
@@ -224,6 +238,19 @@ STRINGS: dict[str, dict[str, str]] = {
         "internal": "An unexpected error occurred; it has been logged.",
         "csrf_title": "Form refused",
         "csrf": "The form's security token is missing or expired: reload the page and retry.",
+        "too_many_title": "Too many attempts (429)",
+        "too_many": (
+            "Too many failed sign-ins from this address or with this key: "
+            "try again in {minutes} minutes."
+        ),
+        "too_many_one": (
+            "Too many failed sign-ins from this address or with this key: try again in a minute."
+        ),
+        "origin_title": "Sign-in refused (403)",
+        "origin": (
+            "This sign-in request comes from another site ({origin}): it is refused. "
+            "Open the console at its own address and sign in from its page."
+        ),
         "bad_form_title": "Incomplete form",
         "back": "Back",
         "home": "Home",

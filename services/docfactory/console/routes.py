@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -15,7 +14,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Route
 
 from docfactory.console import i18n
-from docfactory.console.auth import COOKIE, PRE_COOKIE
+from docfactory.console.auth import COOKIE
 from docfactory.console.backend import ServiceError
 from docfactory.governance.v1 import governance_service_pb2 as gov_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
@@ -44,12 +43,6 @@ def _valid_id(value: str) -> str:
     return value
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
-
-
 def _job_state(state: int) -> str:
     return jobs_pb.JobState.Name(state).removeprefix("JOB_STATE_")  # type: ignore[arg-type]
 
@@ -59,8 +52,6 @@ def _doc_state(state: int) -> str:
 
 
 def build(console: Console) -> list[Route]:
-    from docfactory.console.app import BadForm
-
     backend = console.backend
 
     # -- health, home, sign-in ---------------------------------------------------------------
@@ -73,79 +64,6 @@ def build(console: Console) -> list[Route]:
         if session is None:
             return RedirectResponse("/signin", status_code=303)
         return console.render(request, "home.html", session=session)
-
-    async def signin_form(request: Request) -> Response:
-        nxt = _safe_next(request.query_params.get("next"))
-        header = console.config.auth_header
-        if header and request.headers.get(header):
-            return await _sign_in(request, request.headers[header].strip(), nxt)
-        token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(32)
-        response = console.render(
-            request,
-            "signin.html",
-            {"signin_csrf": token, "next": nxt, "signed_out": "out" in request.query_params},
-            session=None,
-        )
-        response.set_cookie(
-            PRE_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
-            secure=console.secure(request),
-        )  # fmt: skip
-        return response
-
-    async def _sign_in(request: Request, key: str, nxt: str) -> Response:
-        t = i18n.translator(console.lang(request))
-        try:
-            caller = await backend.caller(key)
-        except ServiceError as exc:
-            if exc.code in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
-                return console.render(
-                    request,
-                    "signin.html",
-                    {
-                        "signin_csrf": request.cookies.get(PRE_COOKIE, ""),
-                        "next": nxt,
-                        "error": t("signin_failed", message=f"{exc.reason}: {exc.message}"),
-                    },
-                    status_code=401,
-                    session=None,
-                )
-            raise
-        session = console.sessions.create(key, caller)
-        response = RedirectResponse(nxt, status_code=303)
-        response.set_cookie(
-            COOKIE, session.session_id, max_age=int(console.config.session_ttl_seconds),
-            httponly=True, samesite="strict", secure=console.secure(request), path="/",
-        )  # fmt: skip
-        response.delete_cookie(PRE_COOKIE)
-        return response
-
-    async def signin(request: Request) -> Response:
-        from docfactory.console.app import CsrfRefused
-
-        try:
-            raw = await request.form()
-        except Exception as exc:
-            raise BadForm(f"malformed form: {type(exc).__name__}") from None
-        form = {k: v for k, v in raw.items() if isinstance(v, str)}
-        expected = request.cookies.get(PRE_COOKIE, "")
-        if not expected or not secrets.compare_digest(expected, form.get("csrf_token", "")):
-            raise CsrfRefused()
-        key = form.get("api_key", "").strip()
-        nxt = _safe_next(form.get("next"))
-        if not key:
-            t = i18n.translator(console.lang(request))
-            return console.render(
-                request,
-                "signin.html",
-                {
-                    "signin_csrf": expected,
-                    "next": nxt,
-                    "error": t("signin_failed", message=t("api_key")),
-                },
-                status_code=400,
-                session=None,
-            )
-        return await _sign_in(request, key, nxt)
 
     async def signout(request: Request) -> Response:
         from docfactory.console.app import CsrfRefused, SignInRequired
@@ -458,8 +376,9 @@ def build(console: Console) -> list[Route]:
     routes = [
         Route("/healthz", healthz),
         Route("/", home),
-        Route("/signin", signin_form, methods=["GET"]),
-        Route("/signin", signin, methods=["POST"]),
+        # sign-in (CSRF token, Origin check, throttle, audit): Console.signin_* in app.py
+        Route("/signin", console.signin_page, methods=["GET"]),
+        Route("/signin", console.signin_submit, methods=["POST"]),
         Route("/signout", signout, methods=["POST"]),
         Route("/inbox", inbox),
         Route("/inbox/{review_id}", review),

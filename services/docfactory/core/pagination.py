@@ -6,6 +6,11 @@ fingerprint): rows inserted between two pages neither shift nor repeat the follo
 refused with INVALID_ARGUMENT / INVALID_PAGE_TOKEN; a negative page size with
 INVALID_ARGUMENT / INVALID_PAGE_SIZE.
 
+A forged token may carry any string: whatever ``parse`` raises on it (OverflowError included)
+is INVALID_PAGE_TOKEN, and the typed key it returns is checked before it reaches a query --
+every integer fits a signed 64-bit column, every float is finite -- so no List RPC needs its
+own range checks.
+
 Usage, in a service::
 
     req = page_request(page_size, page_token, fingerprint=f"jobs:{state}",
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -30,6 +36,9 @@ T = TypeVar("T")
 
 #: Longest value a token may carry (a sort key: a timestamp, an id, a source URI).
 MAX_KEY_CHARS = 4096
+#: The range of a sort key's integers: a signed 64-bit column (SQLite INTEGER, SQL BIGINT).
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1
 
 
 def _invalid() -> InvalidArgument:
@@ -60,8 +69,25 @@ def decode_cursor(token: str, fingerprint: str) -> list[str] | None:
         ):
             raise ValueError("token does not match the request")
         return values
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the interpreter's limit ("[[[[...").
         raise _invalid() from exc
+
+
+def _check_key(value: object) -> None:
+    """ValueError unless every integer of a parsed sort key fits 64 bits and every float is
+    finite (tuples and lists are checked item by item)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not MIN_INT64 <= value <= MAX_INT64:
+            raise ValueError("page token integer out of range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("page token number is not finite")
+    elif isinstance(value, tuple | list):
+        for item in value:
+            _check_key(item)
 
 
 def page_size(value: int, *, default: int = 50, maximum: int = 1000) -> int:
@@ -91,15 +117,18 @@ def page_request(
     maximum: int = 1000,
 ) -> PageRequest[K]:
     """Validate ``page_size`` / ``page_token``; ``parse`` turns the token's strings into the
-    typed sort key (any ValueError/IndexError/TypeError -> INVALID_PAGE_TOKEN)."""
+    typed sort key (any ValueError/IndexError/TypeError/ArithmeticError, OverflowError
+    included -> INVALID_PAGE_TOKEN), whose integers must fit 64 bits and floats be finite."""
     n = page_size(size, default=default, maximum=maximum)
     values = decode_cursor(token, fingerprint)
     if values is None:
         return PageRequest(n, None, fingerprint)
     try:
-        return PageRequest(n, parse(values), fingerprint)
-    except (ValueError, IndexError, TypeError) as exc:
+        after = parse(values)
+        _check_key(after)
+    except (ValueError, IndexError, TypeError, ArithmeticError) as exc:
         raise _invalid() from exc
+    return PageRequest(n, after, fingerprint)
 
 
 def next_page(

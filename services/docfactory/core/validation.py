@@ -5,13 +5,20 @@ Generic rules, driven by the protobuf descriptors so a new field is covered the 
 - every enum value must be one the enum declares (proto3 keeps unknown numbers silently);
 - every float/double must be finite (NaN and infinities are refused);
 - every 64-bit integer must fit a signed 64-bit column (SQLite and PostgreSQL ``BIGINT``);
+- every ``google.protobuf.Timestamp`` must lie in 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+  with nanos in [0, 999999999] (what ``datetime`` and RFC 3339 can hold), every
+  ``google.protobuf.Duration`` within +-10,000 years with nanos of the same sign;
 - every string has a length cap, every repeated field and map a count cap, checked before any
   work; the default caps are overridden per field in :data:`FIELD_LIMITS`.
 
 A violation raises :class:`~docfactory.core.errors.InvalidArgument` with a ``BadRequest`` field
 violation naming the field path (``metadata.filename``) and reason ``REQUEST_FIELD_INVALID`` (or
-``UNKNOWN_ENUM_VALUE`` / ``VALUE_OUT_OF_RANGE`` / ``FIELD_TOO_LONG`` / ``TOO_MANY_ITEMS``).
-Messages never echo caller input beyond a short prefix.
+``UNKNOWN_ENUM_VALUE`` / ``VALUE_OUT_OF_RANGE`` / ``INVALID_TIMESTAMP`` / ``INVALID_DURATION`` /
+``FIELD_TOO_LONG`` / ``TOO_MANY_ITEMS``). Messages never echo caller input beyond a short prefix.
+
+Document metadata supplied by a client has one cap (:data:`METADATA_LIMIT`), the same for the
+upload and the update request fields; :func:`check_metadata` applies it to the paths that store a
+document without a request of their own (dossier files, background and mail ingestion).
 """
 
 from __future__ import annotations
@@ -29,7 +36,20 @@ from docfactory.core.errors import InvalidArgument
 DEFAULT_MAX_STRING_CHARS = 4096
 DEFAULT_MAX_ITEMS = 10_000
 DEFAULT_MAX_MAP_ENTRIES = 256
+MAX_MAP_KEY_CHARS = 256
 MAX_INT64 = 2**63 - 1
+MIN_INT64 = -(2**63)
+
+#: google.protobuf.Timestamp: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+#: google.protobuf.Duration: +-10,000 years.
+MAX_DURATION_SECONDS = 315_576_000_000
+MAX_NANOS = 999_999_999
+
+#: Document metadata supplied by a client (entries, characters per value).
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_VALUE_CHARS = 2_048
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,9 @@ class Limit:
     max_items: int | None = None  # repeated fields and maps
     max_total_chars: int | None = None  # sum over the items of a repeated string
 
+
+#: The one cap of client-supplied document metadata: upload, update and every other path.
+METADATA_LIMIT = Limit(max_items=MAX_METADATA_ENTRIES, max_chars=MAX_METADATA_VALUE_CHARS)
 
 #: Per-field overrides, keyed by the field's full name (``package.Message.field``).
 FIELD_LIMITS: dict[str, Limit] = {
@@ -63,7 +86,8 @@ FIELD_LIMITS: dict[str, Limit] = {
     "docfactory.ingestion.v1.UploadMetadata.filename": Limit(max_chars=1_024),
     "docfactory.ingestion.v1.UploadMetadata.collection": Limit(max_chars=128),
     "docfactory.ingestion.v1.UploadMetadata.source_uri": Limit(max_chars=2_048),
-    "docfactory.ingestion.v1.UploadMetadata.metadata": Limit(max_items=64, max_chars=2_048),
+    "docfactory.ingestion.v1.UploadMetadata.metadata": METADATA_LIMIT,
+    "docfactory.ingestion.v1.Document.metadata": METADATA_LIMIT,  # UpdateDocumentRequest
     "docfactory.ingestion.v1.IngestPathRequest.paths": Limit(max_chars=4_096, max_items=1_000),
     "docfactory.ingestion.v1.IngestPathRequest.collection": Limit(max_chars=128),
     "docfactory.ingestion.v1.ListDocumentsRequest.collection": Limit(max_chars=128),
@@ -95,6 +119,9 @@ _WELL_KNOWN_STRUCTS = (
     "google.protobuf.Value",
     "google.protobuf.ListValue",
 )
+_MAP_KEY_LIMIT = Limit(max_chars=MAX_MAP_KEY_CHARS)
+_TIMESTAMP = "google.protobuf.Timestamp"
+_DURATION = "google.protobuf.Duration"
 
 
 def shorten(value: object, limit: int = 48) -> str:
@@ -121,12 +148,8 @@ def _limit(fd: FieldDescriptor) -> Limit:
 def _check_scalar(fd: FieldDescriptor, value: object, path: str, lim: Limit) -> None:
     t = fd.type
     if t == FieldDescriptor.TYPE_STRING:
-        cap = lim.max_chars or DEFAULT_MAX_STRING_CHARS
         assert isinstance(value, str)
-        if len(value) > cap:
-            raise _Violation(
-                path, f"{path} is {len(value)} characters long; at most {cap}", "FIELD_TOO_LONG"
-            )
+        _check_chars(value, path, lim.max_chars or DEFAULT_MAX_STRING_CHARS)
     elif t == FieldDescriptor.TYPE_ENUM:
         if fd.full_name in _OPEN_ENUMS:
             return
@@ -148,26 +171,73 @@ def _check_scalar(fd: FieldDescriptor, value: object, path: str, lim: Limit) -> 
             raise _Violation(path, f"{path} must be at most {MAX_INT64}", "VALUE_OUT_OF_RANGE")
 
 
+def _check_timestamp(seconds: int, nanos: int, prefix: str) -> None:
+    if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
+        path = f"{prefix}seconds"
+        raise _Violation(
+            path,
+            f"{path} must lie in [{MIN_TIMESTAMP_SECONDS}, {MAX_TIMESTAMP_SECONDS}] "
+            "(0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z)",
+            "INVALID_TIMESTAMP",
+        )
+    if not 0 <= nanos <= MAX_NANOS:
+        path = f"{prefix}nanos"
+        raise _Violation(path, f"{path} must lie in [0, {MAX_NANOS}]", "INVALID_TIMESTAMP")
+
+
+def _check_duration(seconds: int, nanos: int, prefix: str) -> None:
+    if not -MAX_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS:
+        path = f"{prefix}seconds"
+        raise _Violation(
+            path,
+            f"{path} must lie in [-{MAX_DURATION_SECONDS}, {MAX_DURATION_SECONDS}]",
+            "INVALID_DURATION",
+        )
+    mixed_signs = seconds != 0 and nanos != 0 and (seconds < 0) != (nanos < 0)
+    if not -MAX_NANOS <= nanos <= MAX_NANOS or mixed_signs:
+        path = f"{prefix}nanos"
+        raise _Violation(
+            path,
+            f"{path} must lie in [-{MAX_NANOS}, {MAX_NANOS}] with the sign of seconds",
+            "INVALID_DURATION",
+        )
+
+
+def _check_chars(value: str, path: str, cap: int) -> None:
+    if len(value) > cap:
+        raise _Violation(
+            path, f"{path} is {len(value)} characters long; at most {cap}", "FIELD_TOO_LONG"
+        )
+
+
+def _check_entries(count: int, path: str, lim: Limit) -> None:
+    cap = lim.max_items or DEFAULT_MAX_MAP_ENTRIES
+    if count > cap:
+        raise _Violation(path, f"{path} has {count} entries; at most {cap}", "TOO_MANY_ITEMS")
+
+
 def _walk(msg: Message, prefix: str, depth: int) -> None:
     if depth > 32:
         raise _Violation(prefix or "request", "request nested too deeply", "REQUEST_TOO_DEEP")
     desc = msg.DESCRIPTOR
     if desc.full_name in _WELL_KNOWN_STRUCTS:
         return
+    if desc.full_name == _TIMESTAMP:
+        _check_timestamp(msg.seconds, msg.nanos, prefix)  # type: ignore[attr-defined]
+        return
+    if desc.full_name == _DURATION:
+        _check_duration(msg.seconds, msg.nanos, prefix)  # type: ignore[attr-defined]
+        return
     for fd, value in msg.ListFields():
         path = f"{prefix}{fd.name}"
         lim = _limit(fd)
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             assert isinstance(value, Mapping)
-            cap = lim.max_items or DEFAULT_MAX_MAP_ENTRIES
-            if len(value) > cap:
-                raise _Violation(
-                    path, f"{path} has {len(value)} entries; at most {cap}", "TOO_MANY_ITEMS"
-                )
+            _check_entries(len(value), path, lim)
             key_fd = fd.message_type.fields_by_name["key"]
             val_fd = fd.message_type.fields_by_name["value"]
             for k, v in value.items():
-                _check_scalar(key_fd, k, f"{path}[key]", Limit(max_chars=256))
+                _check_scalar(key_fd, k, f"{path}[key]", _MAP_KEY_LIMIT)
                 if val_fd.message_type is not None:
                     _walk(v, f"{path}[{shorten(k, 16)}].", depth + 1)
                 else:
@@ -202,14 +272,39 @@ def _walk(msg: Message, prefix: str, depth: int) -> None:
             _check_scalar(fd, value, path, lim)
 
 
+def _error(v: _Violation) -> InvalidArgument:
+    return InvalidArgument(
+        v.description,
+        reason=v.reason,
+        metadata={"field": v.field[:128]},
+        field_violations=[(v.field[:256], v.description)],
+    )
+
+
 def validate_request(msg: Message) -> None:
     """Raise InvalidArgument (with a BadRequest field violation) when ``msg`` breaks a rule."""
     try:
         _walk(msg, "", 0)
     except _Violation as v:
-        raise InvalidArgument(
-            v.description,
-            reason=v.reason,
-            metadata={"field": v.field[:128]},
-            field_violations=[(v.field[:256], v.description)],
-        ) from None
+        raise _error(v) from None
+
+
+def check_metadata(metadata: Mapping[str, str], path: str = "metadata") -> None:
+    """Client-supplied document metadata within :data:`METADATA_LIMIT` (the rule a request field
+    declared with it gets), for the paths that store a document without such a request."""
+    try:
+        _check_entries(len(metadata), path, METADATA_LIMIT)
+        for k, v in metadata.items():
+            _check_chars(k, f"{path}[key]", MAX_MAP_KEY_CHARS)
+            _check_chars(v, f"{path}[{shorten(k, 16)}]", METADATA_LIMIT.max_chars or 0)
+    except _Violation as v:
+        raise _error(v) from None
+
+
+def check_timestamp(seconds: int, nanos: int, path: str) -> None:
+    """A timestamp within what ``google.protobuf.Timestamp`` (and ``datetime``) can hold, for a
+    value converted outside :func:`validate_request`; ``path`` names the field."""
+    try:
+        _check_timestamp(seconds, nanos, f"{path}.")
+    except _Violation as v:
+        raise _error(v) from None

@@ -85,6 +85,7 @@ class ReviewRow(Base):
 
 
 _REVIEWS = cast(Table, ReviewRow.__table__)
+_MAX_SEQ = 2**63 - 1  # the seq column: a signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,9 @@ class ReviewStore:
             .where(_REVIEWS.c.state == PENDING_REVIEW)
         )
         if after is not None:
-            query = query.where(_REVIEWS.c.seq > after)
+            # Clamped to the column's range (a sequence is a signed 64-bit integer): the same
+            # rows, and no OverflowError from the driver for a key beyond it.
+            query = query.where(_REVIEWS.c.seq > max(min(after, _MAX_SEQ), -_MAX_SEQ - 1))
         if use_case:
             query = query.where(_REVIEWS.c.use_case == use_case)
         with self._engine.connect() as conn:

@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from docfactory.common.v1 import common_pb2
 from docfactory.core.auth import current_principal
+from docfactory.core.validation import check_timestamp
 from docfactory.governance.gate import GovernanceGate
 from docfactory.governance.reviews import Review
 from docfactory.governance.service import GovernanceService, UseCaseView
@@ -22,6 +23,17 @@ _DECISIONS = {
     pb.REVIEW_DECISION_AMEND: "AMENDED",
     pb.REVIEW_DECISION_REJECT: "REJECTED",
 }
+
+
+def _since(request: pb.ExportAuditRequest) -> dt.datetime | None:
+    """``start_time`` as an aware datetime (None when unset). The interceptor has refused a
+    timestamp out of range already; checked again here so that a direct call never turns
+    ``ToDatetime``'s ValueError into INTERNAL."""
+    if not request.HasField("start_time"):
+        return None
+    ts = request.start_time
+    check_timestamp(ts.seconds, ts.nanos, "start_time")
+    return ts.ToDatetime(dt.UTC)
 
 
 def _citation(d: Mapping[str, Any]) -> common_pb2.Citation:
@@ -162,7 +174,7 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
     async def ExportAudit(
         self, request: pb.ExportAuditRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExportAuditResponse]:
-        since = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+        since = _since(request)
         async for lines in self._svc.export_audit(current_principal(), since):
             yield pb.ExportAuditResponse(lines=lines)
 

@@ -33,7 +33,7 @@ from docfactory.core.errors import (
 )
 from docfactory.core.lexical import SparseEncoder, detect_language
 from docfactory.core.pagination import next_page, page_request
-from docfactory.core.validation import shorten
+from docfactory.core.validation import check_metadata, shorten
 from docfactory.core.vectorstore import ChunkPoint, Sparse, VectorStore, document_id_for
 from docfactory.ingestion.adapters.documents import (
     FAILED,
@@ -337,6 +337,9 @@ class IngestionService:
                 "classification must be set (1 PUBLIC .. 4 RESTRICTED) when in update_mask",
                 reason="INVALID_CLASSIFICATION",
             )
+        if "metadata" in paths:
+            # The cap of an upload's metadata (one declaration: validation.METADATA_LIMIT).
+            check_metadata(metadata or {}, "document.metadata")
         await self.get(tenant, document_id)
         async with self._lock_for(tenant, document_id):
             rec = await self.get(tenant, document_id)
@@ -454,6 +457,7 @@ class IngestionService:
                 "`docfactory worker`, or `docfactory serve --workers N`)",
                 reason="BACKGROUND_UNAVAILABLE",
             )
+        check_metadata(metadata or {})
         collection, classification, size, source_uri, filename = await self._check_upload(
             path, filename, collection, classification, source_uri
         )
@@ -549,6 +553,9 @@ class IngestionService:
         server_source: bool = False,
         on_parsed: Callable[[ParsedDocument], None] | None = None,
     ) -> IngestResult:
+        # Every path that stores a document (upload, dossier files, background, mail) has the
+        # same metadata cap as UploadMetadata.metadata.
+        check_metadata(metadata or {})
         collection, classification, size, source_uri, filename = await self._check_upload(
             path, filename, collection, classification, source_uri, server_source=server_source
         )
