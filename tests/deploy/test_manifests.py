@@ -38,7 +38,16 @@ NAMESPACE = "docfactory"
 CRD_API_GROUPS = ("keda.sh/", "cert-manager.io/")
 
 VLLM_DEPLOYMENTS = ("vllm-chat", "vllm-embed")
-DOCFACTORY_DEPLOYMENTS = ("docfactory-api", "docfactory-worker")
+DOCFACTORY_DEPLOYMENTS = ("docfactory-api", "docfactory-worker", "docfactory-dossier-worker")
+WORKER_DEPLOYMENTS = ("docfactory-worker", "docfactory-dossier-worker")
+# Every long-running process a user can start, by its `docfactory` subcommand: each must run in
+# both Kubernetes and Compose (a run nobody executes stays QUEUED; issue 25).
+PROCESS_KINDS = {
+    "api": ("serve",),
+    "bulk worker": ("worker",),
+    "dossier worker": ("dossier", "worker"),
+    "console": ("console",),
+}
 GPU = "nvidia.com/gpu"
 
 Obj = dict[str, Any]
@@ -185,7 +194,7 @@ def test_names_are_unique(objs: tuple[Obj, ...]) -> None:
 def test_no_secret_material_in_repo(objs: tuple[Obj, ...]) -> None:
     for secret in of_kind(objs, "Secret"):
         assert not secret.get("data") and not secret.get("stringData"), secret["metadata"]["name"]
-    secret_like = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|DATABASE_URL|TOKEN")
+    secret_like = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|API_KEY|DATABASE_URL|TOKEN")
     for cm in of_kind(objs, "ConfigMap"):
         leaked = [k for k in cm.get("data", {}) if secret_like.search(k)]
         assert not leaked, f"secret-looking keys in ConfigMap {cm['metadata']['name']}: {leaked}"
@@ -200,6 +209,7 @@ def test_no_secret_material_in_repo(objs: tuple[Obj, ...]) -> None:
 
 @requires_kubectl
 def test_docfactory_gets_credentials_and_keys_from_secrets(objs: tuple[Obj, ...]) -> None:
+    s3 = {"DOCFACTORY_S3_ACCESS_KEY", "DOCFACTORY_S3_SECRET_KEY"}
     for name in DOCFACTORY_DEPLOYMENTS:
         dep = named(objs, "Deployment", name)
         (c,) = containers(dep)
@@ -208,11 +218,14 @@ def test_docfactory_gets_credentials_and_keys_from_secrets(objs: tuple[Obj, ...]
             for e in c.get("env", [])
             if "secretKeyRef" in e.get("valueFrom", {})
         }
-        assert set(refs) >= {
-            "DOCFACTORY_DATABASE_URL",
-            "DOCFACTORY_S3_ACCESS_KEY",
-            "DOCFACTORY_S3_SECRET_KEY",
-        }
+        assert "DOCFACTORY_DATABASE_URL" in refs, name
+        if name == "docfactory-dossier-worker":
+            assert not s3 & set(refs), "dossier workers read no object store"
+        else:
+            assert set(refs) >= s3, name
+        if name in WORKER_DEPLOYMENTS:
+            # the plain key durable workers call the API with (the keys file holds hashes only)
+            assert refs["DOCFACTORY_WORKER_API_KEY"] == "docfactory-worker-api-key", name
         volumes = {v["name"]: v for v in pod_spec(dep)["volumes"]}
         keys_secret = [v for v in volumes.values() if "secret" in v]
         assert keys_secret, f"{name}: API keys file must be mounted from a Secret"
@@ -423,7 +436,11 @@ def test_every_docfactory_container_has_probes(objs: tuple[Obj, ...]) -> None:
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     assert c[probe]["httpGet"]["path"] == "/healthz"
                     assert port_number(c, c[probe]["httpGet"]["port"]) == 8080
-    assert found == 3
+            if "worker" in c["args"]:  # bulk and dossier workers: the metrics server
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert c[probe]["httpGet"]["path"] == "/metrics"
+                    assert port_number(c, c[probe]["httpGet"]["port"]) == 9090
+    assert found == 4
 
 
 @requires_kubectl
@@ -454,6 +471,49 @@ def test_docfactory_commands_and_ports(objs: tuple[Obj, ...]) -> None:
 
 
 @requires_kubectl
+def test_dossier_worker_deployment(objs: tuple[Obj, ...]) -> None:
+    """Dossier runs execute on their own Deployment (issue 25), not inside the API pods."""
+    dep = named(objs, "Deployment", "docfactory-dossier-worker")
+    (c,) = containers(dep)
+    assert c["args"] == ["docfactory", "dossier", "worker"] and "command" not in c
+    assert {p["containerPort"] for p in c["ports"]} == {9090}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DOCFACTORY_WORKFLOWS_METRICS_PORT"] == "9090"  # /metrics = its probes
+    assert int(env["DOCFACTORY_WORKFLOWS_CONCURRENCY"]) >= 1
+    assert {
+        "DOCFACTORY_DATABASE_URL",
+        "DOCFACTORY_KEYS_FILE",
+        "DOCFACTORY_WORKER_API_KEY",
+        "DOCFACTORY_TLS_CERT",
+        "DOCFACTORY_TLS_CA",
+    } <= env_names(objs, c)
+    # Rule passages from the API's Search, extraction by the chat pool: real Services.
+    services = {s["metadata"]["name"]: s for s in of_kind(objs, "Service")}
+    host, port = env["DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS"].split(":")
+    assert host == "docfactory-api" and int(port) in {
+        p["port"] for p in services[host]["spec"]["ports"]
+    }
+    m = re.match(r"^http://([a-z0-9-]+):(\d+)/v1$", env["DOCFACTORY_WORKFLOWS_VLLM_URL"])
+    assert m and m.group(1) == "vllm-chat" and m.group(1) in services
+    assert env["DOCFACTORY_WORKFLOWS_VLLM_MODEL"] == "docfactory-chat"  # the served alias
+    # a step may take minutes: a generous drain, never less than the bulk worker's
+    grace = pod_spec(dep)["terminationGracePeriodSeconds"]
+    assert (
+        grace
+        >= pod_spec(named(objs, "Deployment", "docfactory-worker"))["terminationGracePeriodSeconds"]
+    )
+    # ... and the API runs none in-process (`docfactory serve` would start one by default)
+    (api,) = containers(named(objs, "Deployment", "docfactory-api"))
+    api_env = {e["name"]: e.get("value") for e in api["env"]}
+    assert api_env["DOCFACTORY_WORKFLOWS_SERVE_WORKERS"] == "0"
+    assert "DOCFACTORY_WORKFLOWS_SERVE_WORKERS" not in {
+        e["name"]
+        for w in WORKER_DEPLOYMENTS
+        for e in containers(named(objs, "Deployment", w))[0]["env"]
+    }
+
+
+@requires_kubectl
 def test_console_deployment(objs: tuple[Obj, ...]) -> None:
     """The console: its own Deployment on HTTP :8080, reaching the API by address (never the
     embedded default), one replica (sessions in memory), reachable and egress-limited."""
@@ -462,6 +522,8 @@ def test_console_deployment(objs: tuple[Obj, ...]) -> None:
     args = c["args"]
     assert args[:3] == ["docfactory", "--address", "docfactory-api:50051"] and "command" not in c
     assert args[3] == "console" and args[args.index("--port") + 1] == "8080"
+    # plain HTTP on 0.0.0.0 is refused at start unless --insecure (TLS ends at the ingress)
+    assert "--insecure" in args
     assert dep["spec"]["replicas"] == 1
     svc = named(objs, "Service", "docfactory-console")
     assert [p["port"] for p in svc["spec"]["ports"]] == [8080]
@@ -655,6 +717,64 @@ def test_network_policies(objs: tuple[Obj, ...]) -> None:
     assert 50051 in _policy_ports(policies["docfactory-api-ingress"], "ingress")
 
 
+def _policy_peers(policy: Obj, direction: str, port: int) -> set[str]:
+    """app.kubernetes.io/name values a policy's rules admit on ``port`` (in ``from``/``to``)."""
+    peer_key = "from" if direction == "ingress" else "to"
+    names: set[str] = set()
+    for rule in policy["spec"].get(direction, []):
+        if port not in {p["port"] for p in rule.get("ports", [])}:
+            continue
+        for peer in rule.get(peer_key, []):
+            sel = peer.get("podSelector", {})
+            if "app.kubernetes.io/name" in sel.get("matchLabels", {}):
+                names.add(sel["matchLabels"]["app.kubernetes.io/name"])
+            for expr in sel.get("matchExpressions", []):
+                if expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In":
+                    names |= set(expr["values"])
+    return names
+
+
+@requires_kubectl
+def test_dossier_worker_network_policies(objs: tuple[Obj, ...]) -> None:
+    """Its egress: PostgreSQL, the API and the chat pool only; the other side admits it."""
+    labels = named(objs, "Deployment", "docfactory-dossier-worker")["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    egress = [
+        p
+        for p in of_kind(objs, "NetworkPolicy")
+        if "Egress" in p["spec"]["policyTypes"]
+        and p["spec"].get("egress")
+        and (
+            p["spec"]["podSelector"] == {}
+            or selector_matches(p["spec"]["podSelector"].get("matchLabels", {}), labels)
+            or "docfactory-dossier-worker" in _policy_peers_selector(p["spec"]["podSelector"])
+        )
+    ]
+    names = {p["metadata"]["name"] for p in egress}
+    assert names == {"allow-dns-egress", "docfactory-dossier-worker-egress"}, names
+    own = named(objs, "NetworkPolicy", "docfactory-dossier-worker-egress")
+    assert _policy_ports(own, "egress") == {5432, 50051, 8000}
+    assert _policy_peers(own, "egress", 5432) == {"postgres"}
+    assert _policy_peers(own, "egress", 50051) == {"docfactory-api"}
+    assert _policy_peers(own, "egress", 8000) == {"vllm-chat"}
+    policies = {p["metadata"]["name"]: p for p in of_kind(objs, "NetworkPolicy")}
+    assert "docfactory-dossier-worker" in _policy_peers(policies["data-ingress"], "ingress", 5432)
+    assert "docfactory-dossier-worker" in _policy_peers(policies["vllm-ingress"], "ingress", 8000)
+    api_ingress = policies["docfactory-api-ingress"]["spec"]["ingress"]
+    assert any({} in [r.get("podSelector") for r in rule["from"]] for rule in api_ingress)
+    assert 9090 in _policy_ports(policies["allow-prometheus-scrape"], "ingress")
+
+
+def _policy_peers_selector(selector: Obj) -> set[str]:
+    return {
+        v
+        for expr in selector.get("matchExpressions", [])
+        if expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In"
+        for v in expr["values"]
+    }
+
+
 # ------------------------------------------------------------------ docker compose
 
 COMPOSE_ENV = {
@@ -662,6 +782,7 @@ COMPOSE_ENV = {
     "MINIO_ROOT_USER": "test-minio-user",
     "MINIO_ROOT_PASSWORD": "test-minio-password",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
+    "DOCFACTORY_WORKER_API_KEY": "test-worker-api-key",
 }
 _VAR = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
@@ -720,6 +841,7 @@ def test_compose_is_valid_and_complete(compose: dict[str, Any]) -> None:
         "postgres",
         "docfactory",
         "docfactory-worker",
+        "docfactory-dossier-worker",
         "docfactory-console",
         "prometheus",
         "grafana",
@@ -736,7 +858,7 @@ def test_compose_refuses_to_start_without_secrets() -> None:
 
 def test_compose_has_no_inline_secrets() -> None:
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
-    secret_like = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|DATABASE_URL")
+    secret_like = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|API_KEY|DATABASE_URL")
     for name, svc in raw["services"].items():
         env = svc.get("environment", {})
         assert isinstance(env, dict), f"{name}: use the mapping form for environment"
@@ -793,8 +915,13 @@ def test_compose_healthchecks_and_ordering(compose: dict[str, Any]) -> None:
     assert "grpc_health" in " ".join(services["docfactory"]["healthcheck"]["test"])
     assert services["docfactory"]["command"] == ["docfactory", "serve"]
     assert services["docfactory-worker"]["command"] == ["docfactory", "worker"]
+    dossier = services["docfactory-dossier-worker"]
+    assert dossier["command"] == ["docfactory", "dossier", "worker"]
+    assert dossier["depends_on"]["docfactory"]["condition"] == "service_healthy"
+    assert "9090/metrics" in " ".join(dossier["healthcheck"]["test"])
     console = services["docfactory-console"]
     assert console["command"][:4] == ["docfactory", "--address", "docfactory:50051", "console"]
+    assert "--insecure" in console["command"]  # HTTP inside the network, TLS at the proxy
     assert "/healthz" in " ".join(console["healthcheck"]["test"])
 
 
@@ -811,13 +938,74 @@ def test_compose_named_volumes_are_declared(compose: dict[str, Any]) -> None:
 
 
 def test_compose_docfactory_env(compose: dict[str, Any]) -> None:
-    for name in ("docfactory", "docfactory-worker"):
-        env = compose["services"][name]["environment"]
+    services = compose["services"]
+    for name in ("docfactory", "docfactory-worker", "docfactory-dossier-worker"):
+        env = services[name]["environment"]
         assert env["DOCFACTORY_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["DOCFACTORY_QDRANT_URL"] == "http://qdrant:6334"
         assert env["DOCFACTORY_CHAT_URLS"] == "http://vllm-chat:8000/v1"
         assert env["DOCFACTORY_EMBEDDING_URLS"] == "http://vllm-embed:8000/v1"
         assert env["DOCFACTORY_KEYS_FILE"] == "/run/secrets/docfactory_api_keys"
+        assert "docfactory_api_keys" in services[name]["secrets"]
+    # the API runs no dossier worker in-process: the dossier worker service does, on its own
+    assert str(services["docfactory"]["environment"]["DOCFACTORY_WORKFLOWS_SERVE_WORKERS"]) == "0"
+    for name in ("docfactory-worker", "docfactory-dossier-worker"):
+        env = services[name]["environment"]
+        assert env["DOCFACTORY_WORKER_API_KEY"] == COMPOSE_ENV["DOCFACTORY_WORKER_API_KEY"]
+        assert env["DOCFACTORY_TLS_CERT"].startswith("/certs/")  # a client certificate
+        assert "DOCFACTORY_WORKFLOWS_SERVE_WORKERS" not in env
+    env = services["docfactory-dossier-worker"]["environment"]
+    assert env["DOCFACTORY_WORKFLOWS_SEARCH_ADDRESS"] == "docfactory:50051"
+    assert env["DOCFACTORY_WORKFLOWS_VLLM_URL"] == "http://vllm-chat:8000/v1"
+    assert str(env["DOCFACTORY_WORKFLOWS_METRICS_PORT"]) == "9090"
+
+
+def test_compose_dossier_workers_scale() -> None:
+    """`--scale docfactory-dossier-worker=N` works: no host port, no fixed container name."""
+    raw = yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), COMPOSE_ENV))
+    svc = raw["services"]["docfactory-dossier-worker"]
+    assert "ports" not in svc and "container_name" not in svc
+    assert svc["deploy"]["replicas"] >= 1
+    assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+    grace = int(svc["stop_grace_period"].removesuffix("s"))
+    assert grace >= int(raw["services"]["docfactory-worker"]["stop_grace_period"].removesuffix("s"))
+
+
+# ------------------------------------------------------------------ both: every process kind
+
+
+def _subcommand(argv: list[str]) -> tuple[str, ...]:
+    """The `docfactory` subcommand words of an argv, global options (`--address X`) dropped."""
+    if not argv or argv[0] != "docfactory":
+        return ()
+    words: list[str] = []
+    rest = iter(argv[1:])
+    for arg in rest:
+        if arg.startswith("-"):
+            if "=" not in arg and not words:  # a global option and its value
+                next(rest, None)
+            continue
+        words.append(arg)
+    return tuple(words[:2]) if words[:1] == ["dossier"] else tuple(words[:1])
+
+
+def test_every_process_kind_runs_in_kubernetes_and_compose() -> None:
+    """API, bulk worker, dossier worker and console: each in both deployments (issue 25)."""
+    if KUBECTL is None:
+        pytest.skip("kubectl not found on PATH: cannot render kustomize overlays")
+    in_compose = {
+        _subcommand(list(svc.get("command") or [])) for svc in _compose()["services"].values()
+    }
+    for overlay_name in OVERLAYS:
+        in_k8s = {
+            _subcommand(list(c.get("command", [])) + list(c.get("args", [])))
+            for wl in workloads(_render(overlay_name))
+            for c in containers(wl)
+        }
+        for kind, words in PROCESS_KINDS.items():
+            assert words in in_k8s, f"{kind} (docfactory {' '.join(words)}) not in {overlay_name}"
+    for kind, words in PROCESS_KINDS.items():
+        assert words in in_compose, f"{kind} (docfactory {' '.join(words)}) not in compose"
 
 
 # ------------------------------------------------------------------ prometheus
@@ -836,6 +1024,9 @@ def test_prometheus_scrapes_docfactory_and_vllm() -> None:
 
     assert ports(jobs["docfactory-api"]) == {9090}
     assert ports(jobs["docfactory-worker"]) == {9090}
+    assert ports(jobs["docfactory-dossier-worker"]) == {9090}
+    names = {n for sd in jobs["docfactory-dossier-worker"]["dns_sd_configs"] for n in sd["names"]}
+    assert names == {"docfactory-dossier-worker"}  # the compose service: every replica
     assert ports(jobs["vllm"]) == {8000}
     assert jobs["vllm"]["metrics_path"] == "/metrics"
     vllm_names = {n for sd in jobs["vllm"]["dns_sd_configs"] for n in sd["names"]}
@@ -929,3 +1120,10 @@ def test_tls_certificates_from_cert_manager(objs: tuple[Obj, ...]) -> None:
         assert secrets[mount["name"]] in certs, name
         assert all(p.startswith(mount["mountPath"] + "/") for p in paths)
     assert config["DOCFACTORY_PROBE_LISTEN"].endswith(":8086")
+    # each worker pool presents its own client certificate
+    for name in WORKER_DEPLOYMENTS:
+        (tls,) = [
+            v for v in pod_spec(named(objs, "Deployment", name))["volumes"] if v["name"] == "tls"
+        ]
+        cert = certs[tls["secret"]["secretName"]]["spec"]
+        assert cert["usages"] == ["client auth"] and cert["commonName"] == name

@@ -253,9 +253,17 @@ async def cmd_dossier(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.workflows.engine import exit_now
 
     if ns.dossier_command == "worker":
+        import signal
+
         from docfactory.workflows.engine import run_worker
 
-        await asyncio.to_thread(run_worker, settings)
+        # The worker runs in a thread (it cannot install signal handlers there): SIGTERM and
+        # SIGINT reach the event loop, which asks the worker to drain.
+        stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await asyncio.to_thread(run_worker, settings, stop)
         exit_now(0)
     from docfactory.cli import Session
     from docfactory.workflows.v1 import workflows_service_pb2 as pb
