@@ -86,7 +86,7 @@ def cmd_worker(ns: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_serve(ns: argparse.Namespace, settings: Settings) -> int:
-    from docfactory.app import SERVICES, serve_forever
+    from docfactory.app import SERVICES, exit_without_abandoned_work, serve_forever
 
     services = [s.strip() for s in ns.services.split(",")] if ns.services else list(SERVICES)
     if ns.console_port is not None:
@@ -99,8 +99,10 @@ async def cmd_serve(ns: argparse.Namespace, settings: Settings) -> int:
             port=ns.console_port,
             audit_sink=signin_audit_sink,
         )
-        return 0
-    await serve_forever(settings, services)
+    else:
+        await serve_forever(settings, services)
+    # Inside the event loop, before asyncio.run joins the threads of abandoned calls.
+    exit_without_abandoned_work()
     return 0
 
 

@@ -243,6 +243,10 @@ class OpenAIEmbeddingModel:
     """OpenAI-compatible /v1/embeddings (vLLM, TEI) through an endpoint pool
     (``docfactory.core.pool``). Blocking; called from a worker thread."""
 
+    #: Computed by a server that batches for itself: the scheduler (embedding/service.py) puts
+    #: no character budget on its micro-batches.
+    remote = True
+
     def __init__(self, cfg: EmbeddingConfig, pool: EndpointPool | None = None) -> None:
         if (not cfg.urls and pool is None) or not cfg.model:
             raise ConfigError(
