@@ -37,5 +37,3 @@ def include_object(
     if type_ == "table" and reflected and compare_to is None:
         return name in target_metadata().tables
     return True
-
-

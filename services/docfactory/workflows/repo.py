@@ -74,8 +74,9 @@ runs = sa.Table(
     sa.Column("flow_json", sa.Text, nullable=False),
     sa.Column("use_case", sa.String(128), nullable=False, default=""),
     sa.Column("requester", sa.String(128), nullable=False, default=""),
-    # Who submitted the dossier the run works on (workflow_dossiers.created_by at the start).
-    sa.Column("submitted_by", sa.String(128), nullable=False, default=""),
+    # Who may not approve the run (four-eyes): the dossier's submitter and the run's requester,
+    # comma-separated; empty without a policy (the embedded default: one local key).
+    sa.Column("submitted_by", sa.Text, nullable=False, default=""),
     sa.Column("state", sa.String(32), nullable=False, index=True),
     sa.Column("step", sa.String(64), nullable=False, default=""),
     sa.Column("missing_json", sa.Text, nullable=False, default="[]"),
@@ -190,7 +191,7 @@ class RunRow:
     @property
     def submitters(self) -> frozenset[str]:
         """The people who asked for this run: none of them may approve it."""
-        return frozenset(k for k in (self.requester, self.submitted_by) if k)
+        return frozenset(k for k in self.submitted_by.split(",") if k)
 
 
 @dataclass
@@ -393,16 +394,11 @@ class WorkflowRepository:
         use_case: str,
         requester: str,
         signoff_role: str,
+        submitted_by: Sequence[str] = (),
     ) -> RunRow:
         rid = new_id()
         now = time.time()
         with self.engine.begin() as conn:
-            submitted_by = (
-                conn.execute(
-                    sa.select(dossiers.c.created_by).where(dossiers.c.dossier_id == dossier_id)
-                ).scalar()
-                or ""
-            )
             conn.execute(
                 runs.insert().values(
                     run_id=rid,
@@ -412,7 +408,7 @@ class WorkflowRepository:
                     flow_json=flow_json,
                     use_case=use_case,
                     requester=requester,
-                    submitted_by=submitted_by,
+                    submitted_by=",".join(sorted(set(submitted_by))),
                     state=QUEUED,
                     step="",
                     missing_json="[]",

@@ -458,6 +458,11 @@ class WorkflowService:
                 use_case=dossier.use_case,
                 requester=principal.key_id,
                 signoff_role=flow.signoff.role,
+                # Four-eyes among identified people (a policy): neither the dossier's submitter
+                # nor the run's requester approves it. The embedded default has one local key.
+                submitted_by=(dossier.created_by, principal.key_id)
+                if self._policy is not None
+                else (),
             )
         )
         await asyncio.to_thread(self.queue.start, run.run_id, run.tenant)

@@ -20,13 +20,15 @@ def upgrade() -> None:
     # Existing rows get "" (unknown submitter); the server default is dropped afterwards, as
     # every other column's default lives in the code.
     inspector = sa.inspect(op.get_bind())
-    for table, column in (("workflow_dossiers", "created_by"), ("workflow_runs", "submitted_by")):
+    columns: tuple[tuple[str, str, sa.types.TypeEngine[str]], ...] = (
+        ("workflow_dossiers", "created_by", sa.String(length=128)),
+        ("workflow_runs", "submitted_by", sa.Text()),
+    )
+    for table, column, type_ in columns:
         if column in {c["name"] for c in inspector.get_columns(table)}:
             continue  # a table made by the former create_all of this code: adopted as it is
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(
-                sa.Column(column, sa.String(length=128), nullable=False, server_default="")
-            )
+            batch_op.add_column(sa.Column(column, type_, nullable=False, server_default=""))
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.alter_column(column, server_default=None)
 
