@@ -22,6 +22,9 @@ KEYS = {
     "key-nord2": ("app2-nord", "nord", []),
     "key-sud": ("app-sud", "sud", []),
     "rev-nord": ("reviewer-nord", "nord", ["reviewer"]),
+    # GetUsage needs owner/operator/admin under a policy (as the console's usage page)
+    "own-nord": ("owner-nord", "nord", ["owner"]),
+    "own-sud": ("owner-sud", "sud", ["owner"]),
 }
 
 

@@ -151,7 +151,7 @@ async def test_feedback_linked_stored_audited_and_counted(
         assert delta(m, method="Search", code="OK", tenant="nord") == 1
 
         # GetUsage: the caller's tenant only, one record per use case
-        usage = await stub.GetUsage(pb.GetUsageRequest(), metadata=md("key-nord"))
+        usage = await stub.GetUsage(pb.GetUsageRequest(), metadata=md("own-nord"))
         by_uc = {r.use_case: r for r in usage.records}
         assert set(by_uc) == {"uc-rh", "uc-juridique"}
         assert {r.tenant for r in usage.records} == {"nord"}
@@ -165,7 +165,7 @@ async def test_feedback_linked_stored_audited_and_counted(
         today = dt.datetime.now(dt.UTC).date().isoformat()
         assert usage.to_date == today
         assert [d.questions for d in rh.daily if d.date == today] == [1]
-        sud = await stub.GetUsage(pb.GetUsageRequest(use_case="uc-rh"), metadata=md("key-sud"))
+        sud = await stub.GetUsage(pb.GetUsageRequest(use_case="uc-rh"), metadata=md("own-sud"))
         assert [r.tenant for r in sud.records] == ["sud"]
         assert sud.records[0].questions == 0 and sud.records[0].feedback == 0
 

@@ -19,7 +19,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,6 +53,16 @@ class Principal:
         return md
 
 
+class KeyRefused(Unauthenticated):
+    """A key that was recognised but refused (expired, presented without its client
+    certificate). ``principal`` names the key's tenant and id, so the refusal can be audited
+    under that key; it never leaves the server (the client gets the plain UNAUTHENTICATED)."""
+
+    def __init__(self, refused: Unauthenticated, principal: Principal) -> None:
+        super().__init__(refused.message, reason=refused.reason, metadata=refused.metadata)
+        self.principal = principal
+
+
 @dataclass(frozen=True)
 class KeyEntry:
     key_id: str
@@ -67,6 +77,11 @@ _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 )
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "docfactory_deadline", default=None
+)
+# The outcomes already written to the audit chain during the current RPC (a set shared with the
+# threads and tasks the RPC starts): the interceptor does not write a refusal a second time.
+_audited: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "docfactory_audited_outcomes", default=None
 )
 
 
@@ -83,6 +98,24 @@ def principal_or_none() -> Principal | None:
 
 def set_principal(p: Principal | None) -> contextvars.Token[Principal | None]:
     return _current.set(p)
+
+
+def begin_audit_scope() -> None:
+    """Start the current RPC's record of audited outcomes (called by the interceptor)."""
+    _audited.set(set())
+
+
+def note_audited(outcome: str) -> None:
+    """An audit record with ``outcome`` was written for the current RPC."""
+    seen = _audited.get()
+    if seen is not None:
+        seen.add(outcome)
+
+
+def audited_in_scope(outcome: str) -> bool:
+    """Whether a record with ``outcome`` was written during the current RPC."""
+    seen = _audited.get()
+    return seen is not None and outcome in seen
 
 
 def set_deadline(monotonic_deadline: float | None) -> None:
@@ -153,17 +186,30 @@ def _parse_roles(value: object, where: str) -> frozenset[str]:
     return frozenset(value)
 
 
-def act_on_behalf(principal: Principal, tenant: str) -> Principal:
-    """The principal for a call naming ``tenant`` in :data:`ON_BEHALF_HEADER`."""
+def act_on_behalf(
+    principal: Principal, tenant: str, known_tenant: Callable[[str], bool] | None = None
+) -> Principal:
+    """The principal for a call naming ``tenant`` in :data:`ON_BEHALF_HEADER`.
+
+    Only a key with the ``worker`` role may name another tenant, and only a tenant that
+    ``known_tenant`` accepts (the policy's tenants; without a policy, the keys file's)."""
     tenant = tenant.strip()
     if not tenant or tenant == principal.tenant:
         return principal
+    shown = tenant[:64]
     if WORKER_ROLE not in principal.roles:
         raise PermissionDenied(
-            f"key {principal.key_id!r} may not act for tenant {tenant!r}: "
+            f"key {principal.key_id!r} may not act for tenant {shown!r}: "
             f"only keys with the '{WORKER_ROLE}' role may set {ON_BEHALF_HEADER}",
             reason="ON_BEHALF_NOT_ALLOWED",
-            metadata={"key_id": principal.key_id, "tenant": tenant},
+            metadata={"key_id": principal.key_id, "tenant": shown},
+        )
+    if known_tenant is not None and not known_tenant(tenant):
+        raise PermissionDenied(
+            f"key {principal.key_id!r} may not act for tenant {shown!r}: "
+            "it is not a tenant of this deployment",
+            reason="UNKNOWN_TENANT",
+            metadata={"key_id": principal.key_id, "tenant": shown},
         )
     return Principal(
         tenant=tenant,
@@ -183,7 +229,12 @@ def on_behalf_from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) 
 
 class Authenticator(Protocol):
     def authenticate(self, api_key: str | None, *, mtls_subject: str | None = None) -> Principal:
-        """``mtls_subject``: the verified client certificate's subject (mTLS), if any."""
+        """``mtls_subject``: the verified client certificate's subject (mTLS), if any.
+        A recognised key that is refused raises :class:`KeyRefused`."""
+        ...
+
+    def knows_tenant(self, tenant: str) -> bool:
+        """Whether ``tenant`` exists (a worker key may act only for these)."""
         ...
 
 
@@ -239,14 +290,23 @@ class KeyStore:
         if entry is None or not hmac.compare_digest(entry.sha256, digest):
             raise Unauthenticated("unknown API key", reason="API_KEY_INVALID")
         if entry.expires is not None and entry.expires <= dt.datetime.now(dt.UTC):
-            raise Unauthenticated(
-                f"API key {entry.key_id!r} expired on {entry.expires.isoformat()}",
-                reason="API_KEY_EXPIRED",
-                metadata={"key_id": entry.key_id},
+            raise KeyRefused(
+                Unauthenticated(
+                    f"API key {entry.key_id!r} expired on {entry.expires.isoformat()}",
+                    reason="API_KEY_EXPIRED",
+                    metadata={"key_id": entry.key_id},
+                ),
+                Principal(tenant=entry.tenant, key_id=entry.key_id, api_key="", roles=entry.roles),
             )
         return Principal(
             tenant=entry.tenant, key_id=entry.key_id, api_key=api_key, roles=entry.roles
         )
+
+    def knows_tenant(self, tenant: str) -> bool:
+        """The keys file's tenants (the embedded default has no policy)."""
+        self._reload()
+        with self._lock:
+            return any(e.tenant == tenant for e in self._by_hash.values())
 
 
 def key_from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:

@@ -12,19 +12,25 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from docfactory.core import metrics, tls, tracing
 from docfactory.core.auth import (
     Authenticator,
+    KeyRefused,
     Principal,
     act_on_behalf,
+    audited_in_scope,
+    begin_audit_scope,
     key_from_metadata,
     on_behalf_from_metadata,
     set_deadline,
@@ -169,8 +175,13 @@ def _code_of(exc: BaseException) -> str:
     return "INTERNAL"
 
 
-#: Refusals written to the audit chain by the interceptor (when no layer below did it).
-AUDITED_REFUSALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT})
+#: Trailing metadata of a failure already written to the audit chain: a service calling
+#: another (the same caller, forwarded) does not write it a second time.
+AUDITED_TRAILER = "x-docfactory-audited"
+
+#: Audit callback: (method, principal, error, context) -> whether the failure was recorded
+#: (the governance gate's ``audit_refusal`` decides which codes are audited).
+OnRefusal = Callable[[str, Principal, DocfactoryError, Mapping[str, str]], bool]
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -178,12 +189,54 @@ def _split(method: str) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 else (method, "")
 
 
+_ID_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_STRING,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_UINT32,
+    }
+)
+
+
+def requested_ids(request: Any) -> dict[str, str]:
+    """The identifiers a request names (top-level ``name``, ``*_id``, ``*_seq`` scalars), for
+    the audit record of a refusal: a cross-tenant read is NOT_FOUND, and its record says what
+    was asked for. Printable characters only, 128 at most."""
+    if not isinstance(request, Message):
+        return {}
+    out: dict[str, str] = {}
+    for fd in request.DESCRIPTOR.fields:
+        if fd.type not in _ID_TYPES or fd.is_repeated:
+            continue
+        if not (fd.name == "name" or fd.name.endswith(("_id", "_seq"))):
+            continue
+        value = getattr(request, fd.name)
+        if value:
+            out[fd.name] = "".join(c for c in str(value)[:128] if c.isprintable())
+    return out
+
+
+@dataclass
+class _Call:
+    """What the interceptor learns of one RPC's caller, for the audit record of a failure."""
+
+    caller: Principal | None = None  # the key that authenticated (before acting on behalf)
+    principal: Principal | None = None  # who the RPC runs as
+    context: dict[str, str] = field(default_factory=dict)  # ids requested, on-behalf tenant
+
+    @property
+    def who(self) -> Principal | None:
+        return self.principal or self.caller
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(
         self,
         keys: Authenticator,
         authorize: Callable[[str, Principal], None] | None = None,
-        on_refusal: Callable[[str, Principal, DocfactoryError], None] | None = None,
+        on_refusal: OnRefusal | None = None,
         identity: tls.ServiceIdentity | None = None,
     ) -> None:
         self._keys = keys
@@ -191,7 +244,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._identity = identity
         # Role checks by RPC (the governance gate's ``authorize_method``), after authentication.
         self._authorize = authorize
-        # Audit of refusals (PERMISSION_DENIED, INVALID_ARGUMENT) of an authenticated caller.
+        # Audit of the failures (refusals, INTERNAL) of an identified caller.
         self._on_refusal = on_refusal
 
     async def intercept_service(
@@ -205,18 +258,35 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         return self._wrap(handler, method)
 
-    def _begin(self, context: grpc.aio.ServicerContext, method: str) -> Principal:
+    def _begin(self, context: grpc.aio.ServicerContext, method: str, call: _Call) -> Principal:
+        """Authenticate and authorize; ``call`` learns the caller as soon as it is known, so a
+        refusal after that point (on-behalf, attestation, role) is audited under its key."""
         remaining = context.time_remaining()
         set_deadline(time.monotonic() + remaining if remaining is not None else None)
+        begin_audit_scope()
         md = context.invocation_metadata() or ()
         subject = tls.peer_subject(context)
         # An internal peer (client certificate or service key) attests the end user.
-        attested = self._identity.attested_principal(md, subject) if self._identity else None
+        try:
+            attested = self._identity.attested_principal(md, subject) if self._identity else None
+        except DocfactoryError:
+            # A forged attestation: audited under the API key the call carries, if it has one.
+            with contextlib.suppress(DocfactoryError):
+                call.caller = self._keys.authenticate(key_from_metadata(md), mtls_subject=subject)
+            raise
         if attested is not None:
-            principal = attested
+            principal = call.caller = attested
         else:
-            principal = self._keys.authenticate(key_from_metadata(md), mtls_subject=subject)
-            principal = act_on_behalf(principal, on_behalf_from_metadata(md))
+            try:
+                call.caller = self._keys.authenticate(key_from_metadata(md), mtls_subject=subject)
+            except KeyRefused as refused:  # a known key (expired...): audited under it
+                call.caller = refused.principal
+                raise
+            on_behalf = on_behalf_from_metadata(md)
+            if on_behalf and on_behalf != call.caller.tenant:
+                call.context["on_behalf_of"] = on_behalf[:128]
+            principal = act_on_behalf(call.caller, on_behalf, self._keys.knows_tenant)
+        call.principal = principal
         set_principal(principal)
         tracing.set_attribute("docfactory.tenant", principal.tenant)
         tls.set_identity(self._identity)
@@ -229,12 +299,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         context: grpc.aio.ServicerContext,
         exc: BaseException,
         method: str,
-        principal: Principal | None = None,
+        call: _Call | None = None,
     ) -> None:
         if isinstance(exc, DocfactoryError):
             err = exc
         elif isinstance(exc, grpc.aio.AioRpcError):
             err = error_from_rpc(exc)
+            # Already in the chain when the service called wrote it (same caller, forwarded).
+            if any(k == AUDITED_TRAILER for k, _ in exc.trailing_metadata() or ()):
+                err.audited = True
         elif (infra := infrastructure_error(exc)) is not None:  # disk full, database down
             log.warning("%s in %s: %r", infra.reason, method, exc)
             err = infra
@@ -249,42 +322,61 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "INTERNAL_UNEXPECTED",
             )
             err.metadata["correlation_id"] = correlation
-        if (
-            principal is not None
-            and self._on_refusal is not None
-            and err.code in AUDITED_REFUSALS
-            and not err.audited
-        ):
-            try:
-                self._on_refusal(method, principal, err)
-                err.audited = True
-            except Exception:
-                log.exception("audit of a refusal failed in %s", method)
-                err = error_for_code(
-                    grpc.StatusCode.UNAVAILABLE, "audit unavailable", "AUDIT_FAILED"
-                )
+        err = self._audit(context, method, err, call or _Call())
         status = to_status(err)
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        trailers = tuple(status.trailing_metadata or ())
+        if err.audited:
+            trailers += ((AUDITED_TRAILER, "1"),)
+        await context.abort(status.code, status.details, trailers)
+
+    def _audit(
+        self, context: grpc.aio.ServicerContext, method: str, err: DocfactoryError, call: _Call
+    ) -> DocfactoryError:
+        """Write a failure to the audit chain once: not when a layer below did (``audited``,
+        or a record of the same outcome during this RPC). Without an identified caller (no
+        key, an unknown key) there is no tenant's chain to write to: logged only."""
+        if err.audited or self._on_refusal is None or audited_in_scope(err.reason):
+            return err
+        who = call.who
+        if who is None:
+            if err.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                log.info(
+                    "%s refused for an unidentified caller (%s): %s",
+                    method,
+                    _peer(context),
+                    err.reason,
+                )
+            return err
+        try:
+            err.audited = self._on_refusal(method, who, err, call.context)
+        except Exception:
+            log.exception("audit of a refusal failed in %s", method)
+            return error_for_code(grpc.StatusCode.UNAVAILABLE, "audit unavailable", "AUDIT_FAILED")
+        return err
 
     @contextlib.asynccontextmanager
-    async def _rpc(self, context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    async def _rpc(
+        self, context: grpc.aio.ServicerContext, method: str, request: Any = None
+    ) -> AsyncIterator[None]:
         """Around one RPC: in-flight gauge, authentication and role check; on the way out the
-        request metrics and, for a failure, the gRPC status with ErrorInfo (``_fail``)."""
+        request metrics and, for a failure, the gRPC status with ErrorInfo and its audit
+        record (``_fail``)."""
         service, name = _split(method)
         started = time.perf_counter()
         tenant, code = "-", "OK"
-        principal: Principal | None = None
+        call = _Call()
         gauge = metrics.RPC_IN_FLIGHT.labels(service, name)
         gauge.inc()
         try:
-            principal = self._begin(context, method)
+            call.context.update(requested_ids(request))
+            principal = self._begin(context, method, call)
             tenant = principal.tenant
             yield
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
             code = _code_of(exc)
-            await self._fail(context, exc, method, principal)
+            await self._fail(context, exc, method, call)
         finally:
             gauge.dec()
             metrics.RPC_REQUESTS.labels(service, name, code, tenant).inc()
@@ -301,13 +393,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return request
 
         async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with self._rpc(context, method):
+            async with self._rpc(context, method, None if streaming_in else request):
                 stream: AsyncIterator[Any] = inner(checked(request), context)
                 async for item in stream:
                     yield item
 
         async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with self._rpc(context, method):
+            async with self._rpc(context, method, request):
                 return await inner(checked(request), context)
             return None  # failed: the status was sent by _fail
 
@@ -355,7 +447,7 @@ def interceptor_chain(
     keys: Authenticator,
     *,
     authorize: Callable[[str, Principal], None] | None = None,
-    on_refusal: Callable[[str, Principal, DocfactoryError], None] | None = None,
+    on_refusal: OnRefusal | None = None,
     identity: tls.ServiceIdentity | None = None,
     service_key: str = "",
     before: Sequence[grpc.aio.ServerInterceptor] = (),
@@ -368,6 +460,13 @@ def interceptor_chain(
         chain.append(ServiceKeyInterceptor(service_key))
     chain.append(ServiceInterceptor(keys, authorize, on_refusal, identity))
     return chain
+
+
+def _peer(context: grpc.aio.ServicerContext) -> str:
+    try:
+        return str(context.peer())[:128]
+    except Exception:  # a closed call
+        return "-"
 
 
 def status_code_name(code: int) -> str:

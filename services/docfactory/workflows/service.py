@@ -207,6 +207,7 @@ class WorkflowService:
         self, principal: Principal, err: DocfactoryError, action: str, **details: Any
     ) -> DocfactoryError:
         self._record(principal, "DENIED", err.reason, rpc=action, message=err.message, **details)
+        err.audited = True  # the interceptor does not record it again
         return err
 
     def _authorize(self, principal: Principal, use_case: str, action: str, flow: str = "") -> int:
