@@ -79,7 +79,7 @@ def test_reviewer_approves_and_the_requester_receives_the_answer(
     page.get_by_label("Commentaire").fill("Conforme au barème 2025.")
     page.get_by_role("button", name="Enregistrer la décision").click()
     assert page.url.endswith("/inbox")
-    assert "Décision enregistrée : APPROVED" in page.locator(".flash").inner_text()
+    assert "Décision enregistrée : Approuvée" in page.locator(".flash").inner_text()
     assert page.locator(f"a[data-review='{review_id}']").count() == 0
 
     with stack.channel() as ch:
@@ -235,7 +235,7 @@ def test_documents_search_and_role_checked_delete(stack: Stack, new_page: Any) -
     assert "frais-de-mission.txt" in first.locator("figcaption").inner_text()
     assert "45 euros" in first.locator("blockquote").inner_text()
     page.goto(f"{stack.url}/documents/{doc.document_id}")
-    assert "INTERNAL" in page.locator("dl.meta").inner_text()
+    assert "Interne" in page.locator("dl.meta").inner_text()  # INTERNAL, in words
     page.get_by_role("button", name="Supprimer").click()  # without the confirmation
     assert "Cochez la confirmation" in page.locator("[role=alert]").inner_text()
     page.get_by_label("Je confirme").check()
@@ -451,12 +451,14 @@ def test_jobs_live_progress_and_failures_per_object(stack: Stack, new_page: Any)
     sign_in(page, stack.url, "key-ops")
     page.goto(f"{stack.url}/jobs/{ok.removeprefix('jobs/')}")
     # the progress part refreshes itself (htmx) until the job ends: no reload here
-    expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=120_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "SUCCEEDED", timeout=120_000)
     assert page.locator("#job-progress[hx-trigger]").count() == 0  # polling stops at the end
     progress = page.locator("#job-progress").inner_text()
     assert page.locator("table.counts td").first.inner_text() == "1", progress
     page.goto(f"{stack.url}/jobs/{bad.removeprefix('jobs/')}")
-    expect(page.locator("#job-state")).to_have_text(re.compile("SUCCEEDED|FAILED"), timeout=180_000)
+    expect(page.locator("#job-state")).to_have_attribute(
+        "data-state", re.compile("SUCCEEDED|FAILED"), timeout=180_000
+    )
     failures = page.locator("#job-progress table").nth(1)
     assert "rapport.pdf" in failures.inner_text()
     assert failures.locator("code").first.inner_text().strip()  # the reason is shown

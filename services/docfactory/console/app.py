@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import math
 import signal
@@ -195,6 +196,9 @@ class Console:
         ctx: dict[str, Any] = {
             "request": request,
             "t": i18n.translator(lang),
+            "label": i18n.labeler(lang),
+            "plural": i18n.pluralizer(lang),
+            "reason": functools.partial(i18n.reason_text, lang),
             "lang": lang,
             "other_lang": "en" if lang == "fr" else "fr",
             "session": session,
@@ -415,15 +419,18 @@ def create_app(config: ConsoleConfig, backend: Backend | None = None) -> Starlet
         if exc.code == "UNAUTHENTICATED":
             console.sessions.end(request.cookies.get(COOKIE))
             return await on_sign_in_required(request, exc)
+        lang = console.lang(request)
         if exc.code == "PERMISSION_DENIED":
-            message = f"{exc.reason}: {exc.message}"
+            message = i18n.reason_text(lang, exc.reason, exc.message)
             return console.error_page(request, 403, "forbidden_title", message)
         if exc.code == "UNIMPLEMENTED":
             return console.error_page(request, 501, "error", t("unsupported", message=exc.message))
         status = 409 if exc.code in ("FAILED_PRECONDITION", "ABORTED", "ALREADY_EXISTS") else 400
         if exc.code in ("INTERNAL", "UNKNOWN", "DATA_LOSS"):
             status = 502
-        return console.error_page(request, status, "error", f"{exc.reason}: {exc.message}")
+        return console.error_page(
+            request, status, "error", i18n.reason_text(lang, exc.reason, exc.message)
+        )
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -4,6 +4,9 @@ off (approve / amend fields / reject) through WorkflowService.SubmitDecision."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -25,6 +28,8 @@ KINDS = {
 ACTIVE = {wf_pb.RUN_STATE_QUEUED, wf_pb.RUN_STATE_RUNNING}
 WAITING = {wf_pb.RUN_STATE_AWAITING_SIGNOFF, wf_pb.RUN_STATE_ESCALATED}
 AMEND_PREFIX = "amend:"
+#: The flows a FLOW_NOT_FOUND message lists ("... not found (known: a, b)").
+_KNOWN_FLOWS = re.compile(r"\(known: ([^)]*)\)")
 
 
 def run_state(state: int) -> str:
@@ -41,8 +46,102 @@ def check_outcome(outcome: int) -> str:
     return wf_pb.CheckOutcome.Name(outcome).removeprefix("CHECK_OUTCOME_")  # type: ignore[arg-type]
 
 
+#: A run's state as the dossier list shows it (one dossier state per run state).
+DOSSIER_STATES: dict[int, str] = {
+    wf_pb.RUN_STATE_COMPLETED: "signed",
+    wf_pb.RUN_STATE_REJECTED: "rejected",
+    wf_pb.RUN_STATE_AWAITING_SIGNOFF: "awaiting",
+    wf_pb.RUN_STATE_ESCALATED: "escalated",
+    wf_pb.RUN_STATE_INCOMPLETE: "incomplete",
+    wf_pb.RUN_STATE_RUNNING: "running",
+    wf_pb.RUN_STATE_QUEUED: "queued",
+    wf_pb.RUN_STATE_FAILED: "failed",
+    wf_pb.RUN_STATE_CANCELLED: "cancelled",
+}
+STATE_FILTER = {name: state for state, name in DOSSIER_STATES.items()}
+#: Outcomes that say nothing about the dossier once an earlier run was decided or is waiting:
+#: a signed dossier stays signed when a later run stops on a missing document.
+SUPERSEDED = {"incomplete", "failed", "cancelled"}
+
+
+def meaningful_state(states_newest_first: Sequence[int]) -> str:
+    """The dossier's latest *meaningful* state from its runs' states, newest first: the newest
+    run that was decided, waits for a decision or is under way; a run that stopped (incomplete,
+    failed, cancelled) counts only when no run before it got further. "new": never run."""
+    names = [DOSSIER_STATES[s] for s in states_newest_first if s in DOSSIER_STATES]
+    if not names:
+        return "new"
+    return next((n for n in names if n not in SUPERSEDED), names[0])
+
+
+def dossier_state(dossier: Any) -> str:
+    """The list's state of a Dossier message. The API gives the latest run's state only
+    (``latest_run_state``): until it gives the dossier's runs, a signed dossier whose newest
+    run stopped shows that run's state."""
+    runs = getattr(dossier, "runs", None)  # not in the API yet (see meaningful_state)
+    if runs:
+        ordered = sorted(runs, key=lambda r: r.create_time.ToNanoseconds(), reverse=True)
+        return meaningful_state([r.state for r in ordered])
+    return meaningful_state([dossier.latest_run_state])
+
+
+def step_key(step: str, doc_order: Sequence[str]) -> tuple[int, int, int]:
+    """Execution order of a run's steps: classify, extract per document (dossier order), then
+    per round N: check:N, (retrieve once), draft:N; signoff, release."""
+    name, _, arg = step.partition(":")
+    n = int(arg) if arg.isdigit() else 0
+    if name == "classify":
+        return (0, 0, 0)
+    if name == "extract":
+        return (1, doc_order.index(arg) if arg in doc_order else len(doc_order), 0)
+    if name == "check":
+        return (2, n, 0)
+    if name == "retrieve":
+        return (2, 0, 1)
+    if name == "draft":
+        return (2, n, 2)
+    return {"signoff": (3, 0, 0), "release": (4, 0, 0)}.get(name, (5, 0, 0))
+
+
+def step_label(step: str, filenames: dict[str, str], label: Any) -> str:
+    """A step's human label: "Extraction — kbis.pdf" for extract:<document id>, "Note
+    (version 2)" for draft:1..."""
+    name, _, arg = step.partition(":")
+    if name == "extract":
+        return str(label("step", "extract")).format(name=filenames.get(arg) or arg[:8])
+    if name == "check" and arg.isdigit() and int(arg) > 0:
+        return str(label("step", "check_round")).format(n=int(arg) + 1)
+    if name == "draft":
+        return str(label("step", "draft")).format(n=(int(arg) if arg.isdigit() else 0) + 1)
+    return str(label("step", name))
+
+
 def _helpers() -> dict[str, Any]:
-    return {"run_state": run_state, "kind_name": kind_name, "check_outcome": check_outcome}
+    return {
+        "run_state": run_state,
+        "kind_name": kind_name,
+        "check_outcome": check_outcome,
+        "dossier_state": dossier_state,
+    }
+
+
+async def queued_notices(wf: Any, key: str, dossiers: Sequence[Any]) -> dict[str, Any]:
+    """dossier name -> RunNotice of its latest run, for the QUEUED dossiers of a page whose
+    latest run the API gives (``Dossier.latest_run``: "runs/{run_id}")."""
+    wanted = {
+        d.name: run
+        for d in dossiers
+        if d.latest_run_state == wf_pb.RUN_STATE_QUEUED and (run := d.latest_run)
+    }
+
+    async def one(run: str) -> Any:
+        try:
+            return (await wf.get_run(key, run)).notice
+        except ServiceError:
+            return None
+
+    got = await asyncio.gather(*(one(r) for r in wanted.values()))
+    return {name: n for name, n in zip(wanted, got, strict=True) if n is not None and n.reason}
 
 
 def build(console: Console) -> list[Route]:
@@ -52,35 +151,41 @@ def build(console: Console) -> list[Route]:
 
     async def dossiers(request: Request) -> Response:
         session = console.require(request, "dossiers")
+        lang = console.lang(request)
         q = request.query_params
-        state_name = q.get("state", "")
-        state = 0
-        if state_name:
-            try:
-                state = wf_pb.RunState.Value("RUN_STATE_" + state_name)
-            except ValueError:
-                state = -1
+        state_name = q.get("state", "").strip()
+        # a dossier state ("signed") or, as before, a run state name ("COMPLETED")
+        state = STATE_FILTER.get(state_name, 0)
+        if state_name and not state:
+            legacy = wf_pb.RunState.DESCRIPTOR.values_by_name.get("RUN_STATE_" + state_name)
+            state = legacy.number if legacy is not None and legacy.number else -1
+            if state > 0:
+                state_name = DOSSIER_STATES[state]
         flow = q.get("flow", "").strip()
         error = ""
         listing: Any = None
         if state < 0:
-            error = f"INVALID_STATE: {state_name!r}"
+            error = i18n.reason_text(lang, "INVALID_STATE", value=state_name)
         else:
             listing = await wf.list_dossiers(
                 session.api_key, state=state, flow=flow, page_token=q.get("page_token", "")
             )
+        rows = list(listing.dossiers) if listing else []
         pending = await wf.pending(session.api_key) if session.may("dossiers.decide") else []
-        states = [run_state(v) for v in wf_pb.RunState.values() if v]
+        notices = await queued_notices(wf, session.api_key, rows)
+        flows = sorted({d.latest_flow.split("@")[0] for d in rows if d.latest_flow})
         return console.render(
             request,
             "dossiers.html",
             {
-                "dossiers": list(listing.dossiers) if listing else [],
+                "dossiers": rows,
                 "next_token": listing.next_page_token if listing else "",
-                "states": states,
-                "state": state_name,
+                "states": list(DOSSIER_STATES.values()),
+                "state": state_name if state >= 0 else "",
                 "flow": flow,
+                "flows": flows,
                 "pending": pending,
+                "notices": notices,
                 "error": error,
                 **_helpers(),
             },
@@ -98,7 +203,7 @@ def build(console: Console) -> list[Route]:
         return console.render(
             request,
             "dossier.html",
-            {"dossier": got, "pending": pending, "error": "", **_helpers()},
+            {"dossier": got, "pending": pending, "error": "", "flow_value": "", **_helpers()},
             session=session,
         )
 
@@ -106,25 +211,42 @@ def build(console: Console) -> list[Route]:
         session = console.require(request, "dossiers.run")
         dossier_id = _valid_id(request.path_params["dossier_id"])
         form = await console.form(request, session)
+        lang = console.lang(request)
         flow = form.get("flow", "").strip()
         got = await wf.get_dossier(session.api_key, f"dossiers/{dossier_id}")
-        problem = "" if flow else "FLOW_REQUIRED"
+        problem = "" if flow else i18n.reason_text(lang, "FLOW_REQUIRED")
         if not problem:
             try:
                 run = await wf.start_run(session.api_key, got.name, flow)
             except ServiceError as exc:
-                if exc.code not in ("INVALID_ARGUMENT", "PERMISSION_DENIED", "FAILED_PRECONDITION"):
+                # a typo in the flow is the form's error, not a 404 page (the dossier exists)
+                typo = exc.code == "NOT_FOUND" and exc.reason == "FLOW_NOT_FOUND"
+                if not typo and exc.code not in (
+                    "INVALID_ARGUMENT",
+                    "PERMISSION_DENIED",
+                    "FAILED_PRECONDITION",
+                ):
                     raise
-                problem = f"{exc.reason}: {exc.message}"
+                problem = i18n.reason_text(lang, exc.reason, exc.message, flow=flow)
+                known = _KNOWN_FLOWS.search(exc.message) if typo else None
+                if known and known.group(1).strip() not in ("", "none"):
+                    t = i18n.translator(lang)
+                    problem += " " + t("flows_known", flows=known.group(1).strip())
         if problem:
             return console.render(
                 request,
                 "dossier.html",
-                {"dossier": got, "pending": [], "error": problem, **_helpers()},
+                {
+                    "dossier": got,
+                    "pending": [],
+                    "error": problem,
+                    "flow_value": flow,
+                    **_helpers(),
+                },
                 status_code=400,
                 session=session,
             )
-        t = i18n.translator(console.lang(request))
+        t = i18n.translator(lang)
         session.flash("ok", t("run_started", run=run.run_id))
         return RedirectResponse(f"/runs/{run.run_id}", status_code=303)
 
@@ -148,6 +270,23 @@ def build(console: Console) -> list[Route]:
         first_approval = next(
             (d for d in run.result.decisions if d.kind == wf_pb.DECISION_KIND_APPROVE), None
         )
+        # file names from the result (reviewers) or the dossier (anyone who may see it)
+        filenames = {d.document_id: d.filename for d in run.result.documents}
+        doc_order = [d.document_id for d in run.result.documents]
+        if dossier_obj is not None:
+            for d in dossier_obj.documents:
+                filenames.setdefault(d.document_id, d.filename)
+            doc_order = [d.document_id for d in dossier_obj.documents] or doc_order
+        label = i18n.labeler(console.lang(request))
+        steps = [
+            {
+                "step": s.step,
+                "label": step_label(s.step, filenames, label),
+                "duration_ms": s.duration_ms,
+                "attempts": s.attempts,
+            }
+            for s in sorted(run.timings, key=lambda s: step_key(s.step, doc_order))
+        ]
         return console.render(
             request,
             template,
@@ -157,7 +296,9 @@ def build(console: Console) -> list[Route]:
                 "live": run.state in ACTIVE,
                 "waiting": run.state in WAITING,
                 "first_approval": first_approval,
-                "filenames": {d.document_id: d.filename for d in run.result.documents},
+                "filenames": filenames,
+                "steps": steps,
+                "current_step": step_label(run.step, filenames, label) if run.step else "",
                 "error": error,
                 "form": form or {},
                 **_helpers(),
@@ -206,13 +347,18 @@ def build(console: Console) -> list[Route]:
                     request,
                     session,
                     run_id,
-                    error=f"{exc.reason}: {exc.message}",
+                    error=i18n.reason_text(console.lang(request), exc.reason, exc.message),
                     status=status,
                     form=form,
                 )
             raise
         session.flash(
-            "ok", t("amended_ok") if choice == "amend" else t("decided_ok", state=choice.upper())
+            "ok",
+            t("amended_ok")
+            if choice == "amend"
+            else t(
+                "decided_ok", state=i18n.labeler(console.lang(request))("decision_kind", choice)
+            ),
         )
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 

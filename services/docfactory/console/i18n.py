@@ -198,6 +198,21 @@ STRINGS: dict[str, dict[str, str]] = {
         "run_started": "Traitement lancé : {run}.",
         "unsupported": "Cette rubrique n'est pas disponible sur ce serveur ({message}).",
         "signoff": "Signature",
+        "no_worker": (
+            "Aucun worker n'a pris ce dossier depuis {seconds} s et aucun n'est en marche : "
+            "le traitement attend. Il démarrera dès qu'un worker sera lancé (docfactory serve "
+            "en lance, sauf avec --dossier-workers 0 ; sinon docfactory dossier worker) : "
+            "prévenez l'exploitation."
+        ),
+        "missing_documents": "Pièces manquantes : {names}.",
+        "unknown_error": "Refus du service ({reason}) : {message}",
+        "latest_state": "Dernier état",
+        "latest_run": "Dernier traitement",
+        "run": "Traitement",
+        "flow_unknown": "Flux « {flow} » inconnu.",
+        "flows_known": "Flux possibles : {flows}.",
+        "severity": "Gravité",
+        "summary": "Synthèse",
     },
     "en": {
         "app": "docfactory console",
@@ -383,6 +398,20 @@ STRINGS: dict[str, dict[str, str]] = {
         "run_started": "Run started: {run}.",
         "unsupported": "This section is not available on this server ({message}).",
         "signoff": "Sign-off",
+        "no_worker": (
+            "No worker has taken this run for {seconds} s and none is running: the run is "
+            "waiting. It starts as soon as a worker does (docfactory serve starts them unless "
+            "--dossier-workers 0; otherwise docfactory dossier worker): tell the operations team."
+        ),
+        "missing_documents": "Missing documents: {names}.",
+        "unknown_error": "Refused by the service ({reason}): {message}",
+        "latest_state": "Latest state",
+        "latest_run": "Latest run",
+        "run": "Run",
+        "flow_unknown": "Unknown flow “{flow}”.",
+        "flows_known": "Possible flows: {flows}.",
+        "severity": "Severity",
+        "summary": "Summary",
     },
 }
 
@@ -415,3 +444,319 @@ def translator(lang: str) -> Callable[..., str]:
         return text.format(**values) if values else text
 
     return t
+
+
+#: Labels of the services' enums and codes, per kind: run and job states, field statuses, check
+#: outcomes and severities, decision kinds, document states, classifications, roles, steps and
+#: the dossier list's states. A value without a label is shown as it comes (and the
+#: untranslated-enum test catches it on a French page).
+ENUMS: dict[str, dict[str, dict[str, str]]] = {
+    "fr": {
+        "run_state": {
+            "QUEUED": "En file d'attente",
+            "RUNNING": "En cours",
+            "INCOMPLETE": "Incomplet",
+            "AWAITING_SIGNOFF": "En attente de signature",
+            "ESCALATED": "Escaladé",
+            "COMPLETED": "Signé et publié",
+            "REJECTED": "Rejeté",
+            "CANCELLED": "Annulé",
+            "FAILED": "En échec",
+        },
+        "dossier_state": {
+            "signed": "Signé",
+            "rejected": "Rejeté",
+            "awaiting": "En attente de décision",
+            "escalated": "Décision en retard (escaladé)",
+            "incomplete": "Incomplet",
+            "running": "En cours",
+            "queued": "En file d'attente",
+            "failed": "En échec",
+            "cancelled": "Annulé",
+            "new": "Jamais lancé",
+        },
+        "field_status": {
+            "FOUND": "Trouvé",
+            "AMENDED": "Corrigé",
+            "MISSING": "Absent",
+            "NOT_FOUND": "Introuvable",
+            "UNSUPPORTED": "Non étayé",
+        },
+        "check_outcome": {
+            "PASSED": "Conforme",
+            "FAILED": "Non conforme",
+            "NOT_EVALUATED": "Non évalué",
+        },
+        "severity": {"blocking": "bloquant", "warning": "avertissement"},
+        "citation_source": {"dossier": "dossier", "rules": "règles"},
+        "decision_kind": {
+            "APPROVE": "Approbation",
+            "AMEND": "Correction",
+            "REJECT": "Rejet",
+            "approve": "Approbation",
+            "amend": "Correction",
+            "reject": "Rejet",
+        },
+        "review_state": {
+            "PENDING_REVIEW": "En attente de relecture",
+            "APPROVED": "Approuvée",
+            "AMENDED": "Modifiée puis publiée",
+            "REJECTED": "Rejetée",
+        },
+        "job_state": {
+            "QUEUED": "En file d'attente",
+            "RUNNING": "En cours",
+            "SUCCEEDED": "Terminé",
+            "FAILED": "En échec",
+            "CANCELLED": "Annulé",
+        },
+        "job_kind": {
+            "INGEST_PREFIX": "Import d'un dossier de stockage",
+            "NOTIFICATION": "Notification de stockage",
+            "UPLOAD": "Dépôt en arrière-plan",
+        },
+        "doc_state": {"PROCESSING": "En traitement", "INDEXED": "Indexé", "FAILED": "En échec"},
+        "classification": {
+            "PUBLIC": "Public",
+            "INTERNAL": "Interne",
+            "CONFIDENTIAL": "Confidentiel",
+            "RESTRICTED": "Restreint",
+        },
+        "role": {
+            "reviewer": "relecteur",
+            "ingester": "alimentation",
+            "operator": "exploitation",
+            "owner": "responsable",
+            "admin": "administration",
+            "auditor": "audit",
+            "worker": "worker",
+        },
+        "step": {
+            "classify": "Classement",
+            "extract": "Extraction — {name}",
+            "check": "Contrôles",
+            "check_round": "Contrôles (version {n})",
+            "retrieve": "Recherche des règles applicables",
+            "draft": "Note (version {n})",
+            "signoff": "Signature",
+            "release": "Publication",
+            "run": "Traitement",
+        },
+    },
+    "en": {
+        "run_state": {
+            "QUEUED": "Queued",
+            "RUNNING": "Running",
+            "INCOMPLETE": "Incomplete",
+            "AWAITING_SIGNOFF": "Awaiting sign-off",
+            "ESCALATED": "Escalated",
+            "COMPLETED": "Signed off and released",
+            "REJECTED": "Rejected",
+            "CANCELLED": "Cancelled",
+            "FAILED": "Failed",
+        },
+        "dossier_state": {
+            "signed": "Signed off",
+            "rejected": "Rejected",
+            "awaiting": "Awaiting a decision",
+            "escalated": "Decision overdue (escalated)",
+            "incomplete": "Incomplete",
+            "running": "Running",
+            "queued": "Queued",
+            "failed": "Failed",
+            "cancelled": "Cancelled",
+            "new": "Never run",
+        },
+        "field_status": {
+            "FOUND": "Found",
+            "AMENDED": "Amended",
+            "MISSING": "Missing",
+            "NOT_FOUND": "Not found",
+            "UNSUPPORTED": "Unsupported",
+        },
+        "check_outcome": {"PASSED": "Passed", "FAILED": "Failed", "NOT_EVALUATED": "Not evaluated"},
+        "severity": {"blocking": "blocking", "warning": "warning"},
+        "citation_source": {"dossier": "dossier", "rules": "rules"},
+        "decision_kind": {
+            "APPROVE": "Approval",
+            "AMEND": "Amendment",
+            "REJECT": "Rejection",
+            "approve": "Approval",
+            "amend": "Amendment",
+            "reject": "Rejection",
+        },
+        "review_state": {
+            "PENDING_REVIEW": "Waiting for review",
+            "APPROVED": "Approved",
+            "AMENDED": "Amended and released",
+            "REJECTED": "Rejected",
+        },
+        "job_state": {
+            "QUEUED": "Queued",
+            "RUNNING": "Running",
+            "SUCCEEDED": "Succeeded",
+            "FAILED": "Failed",
+            "CANCELLED": "Cancelled",
+        },
+        "job_kind": {
+            "INGEST_PREFIX": "Storage folder import",
+            "NOTIFICATION": "Storage notification",
+            "UPLOAD": "Background upload",
+        },
+        "doc_state": {"PROCESSING": "Processing", "INDEXED": "Indexed", "FAILED": "Failed"},
+        "classification": {
+            "PUBLIC": "Public",
+            "INTERNAL": "Internal",
+            "CONFIDENTIAL": "Confidential",
+            "RESTRICTED": "Restricted",
+        },
+        "role": {
+            "reviewer": "reviewer",
+            "ingester": "ingester",
+            "operator": "operator",
+            "owner": "owner",
+            "admin": "admin",
+            "auditor": "auditor",
+            "worker": "worker",
+        },
+        "step": {
+            "classify": "Classification",
+            "extract": "Extraction — {name}",
+            "check": "Checks",
+            "check_round": "Checks (version {n})",
+            "retrieve": "Applicable rules retrieval",
+            "draft": "Note (version {n})",
+            "signoff": "Sign-off",
+            "release": "Release",
+            "run": "Run",
+        },
+    },
+}
+
+#: Reasons (ErrorInfo reasons of the services, run error reasons, the console's own) as
+#: sentences; ``{...}`` values come from the caller (the flow typed, the seconds queued).
+REASONS: dict[str, dict[str, str]] = {
+    "fr": {
+        "SAME_REVIEWER": (
+            "Vous avez déjà approuvé ce traitement : la seconde approbation doit venir d'une "
+            "autre personne (principe des quatre yeux)."
+        ),
+        "SUBMITTER_CANNOT_APPROVE": (
+            "Vous avez soumis ce dossier : vous ne pouvez pas l'approuver (principe des quatre "
+            "yeux)."
+        ),
+        "SIGNOFF_ROLE_REQUIRED": "Votre rôle ne permet pas de signer ce traitement.",
+        "RUN_NOT_AWAITING_SIGNOFF": (
+            "Ce traitement n'attend plus de décision (déjà décidé, annulé ou terminé) : "
+            "rechargez la page."
+        ),
+        "COMMENT_REQUIRED": "Un rejet demande un commentaire.",
+        "AMENDMENTS_REQUIRED": "Une correction demande au moins une nouvelle valeur.",
+        "UNKNOWN_FIELD": "Un champ corrigé n'existe pas dans ce traitement.",
+        "INVALID_FIELD_VALUE": "Une valeur corrigée n'a pas le format attendu pour ce champ.",
+        "INVALID_DECISION_KIND": "Choisissez une décision : approuver, modifier ou rejeter.",
+        "RUN_ENDED": "Ce traitement est terminé.",
+        "CANCELLED": "Le traitement a été annulé.",
+        "NO_WORKER": "Aucun worker n'a pris ce dossier.",
+        "FLOW_NOT_FOUND": "Flux « {flow} » inconnu.",
+        "FLOW_REQUIRED": "Indiquez le flux à lancer.",
+        "FLOW_NOT_ALLOWED": "Ce flux n'est pas autorisé pour le cas d'usage de ce dossier.",
+        "CLASSIFICATION_ABOVE_CEILING": (
+            "La classification du dossier dépasse le plafond autorisé pour ce cas d'usage."
+        ),
+        "MISSING_DOCUMENTS": "Des pièces obligatoires manquent au dossier.",
+        "STEP_FAILED": "Une étape a échoué malgré les nouvelles tentatives.",
+        "DOSSIER_NOT_FOUND": "Ce dossier n'existe pas ou n'est pas visible pour votre entité.",
+        "RUN_NOT_FOUND": "Ce traitement n'existe pas ou n'est pas visible pour votre entité.",
+        "INVALID_STATE": "État inconnu : « {value} ».",
+        "PERMISSION_DENIED": "Votre rôle ne permet pas cette action.",
+    },
+    "en": {
+        "SAME_REVIEWER": (
+            "You already approved this run: the second approval must come from another person "
+            "(four-eyes rule)."
+        ),
+        "SUBMITTER_CANNOT_APPROVE": (
+            "You submitted this dossier: you cannot approve it (four-eyes rule)."
+        ),
+        "SIGNOFF_ROLE_REQUIRED": "Your role does not allow signing off this run.",
+        "RUN_NOT_AWAITING_SIGNOFF": (
+            "This run no longer waits for a decision (already decided, cancelled or ended): "
+            "reload the page."
+        ),
+        "COMMENT_REQUIRED": "A rejection needs a comment.",
+        "AMENDMENTS_REQUIRED": "An amendment needs at least one new value.",
+        "UNKNOWN_FIELD": "An amended field does not exist in this run.",
+        "INVALID_FIELD_VALUE": "An amended value does not have the format this field expects.",
+        "INVALID_DECISION_KIND": "Choose a decision: approve, amend or reject.",
+        "RUN_ENDED": "This run has ended.",
+        "CANCELLED": "The run was cancelled.",
+        "NO_WORKER": "No worker has taken this run.",
+        "FLOW_NOT_FOUND": "Unknown flow “{flow}”.",
+        "FLOW_REQUIRED": "Type the flow to start.",
+        "FLOW_NOT_ALLOWED": "This flow is not allowed for this dossier's use case.",
+        "CLASSIFICATION_ABOVE_CEILING": (
+            "The dossier's classification is above the ceiling of its use case."
+        ),
+        "MISSING_DOCUMENTS": "Required documents are missing from the dossier.",
+        "STEP_FAILED": "A step failed after its retries.",
+        "DOSSIER_NOT_FOUND": "This dossier does not exist or is not visible to your tenant.",
+        "RUN_NOT_FOUND": "This run does not exist or is not visible to your tenant.",
+        "INVALID_STATE": "Unknown state: “{value}”.",
+        "PERMISSION_DENIED": "Your role does not allow this action.",
+    },
+}
+
+#: Counted words: (one, other). French uses the singular for 0 and 1, English for 1 only.
+PLURALS: dict[str, dict[str, tuple[str, str]]] = {
+    "fr": {
+        "pages": ("{n} page", "{n} pages"),
+        "people": ("{n} personne", "{n} personnes"),
+        "documents": ("{n} document", "{n} documents"),
+        "runs": ("{n} traitement", "{n} traitements"),
+        "seconds": ("{n} seconde", "{n} secondes"),
+    },
+    "en": {
+        "pages": ("{n} page", "{n} pages"),
+        "people": ("{n} person", "{n} people"),
+        "documents": ("{n} document", "{n} documents"),
+        "runs": ("{n} run", "{n} runs"),
+        "seconds": ("{n} second", "{n} seconds"),
+    },
+}
+
+
+def labeler(lang: str) -> Callable[[str, object], str]:
+    """``label(kind, value)``: the label of an enum value, the value itself when unknown."""
+    table = ENUMS.get(lang, ENUMS[DEFAULT])
+
+    def label(kind: str, value: object, /) -> str:
+        text = str(value)
+        return table.get(kind, {}).get(text) or ENUMS[DEFAULT].get(kind, {}).get(text) or text
+
+    return label
+
+
+def pluralizer(lang: str) -> Callable[[str, int], str]:
+    """``plural(word, n)``: "1 page" / "2 pages" (French: "0 page", "1 personne")."""
+    table = PLURALS.get(lang, PLURALS[DEFAULT])
+
+    def plural(word: str, n: int, /) -> str:
+        one, other = table[word]
+        singular = n in (0, 1) if lang == "fr" else n == 1
+        return (one if singular else other).format(n=n)
+
+    return plural
+
+
+def reason_text(lang: str, reason: str, message: str = "", /, **values: object) -> str:
+    """A service's refusal as a sentence of the language: its reason's text when known (the
+    server's English message is then left out), else the reason and message as they came."""
+    table = REASONS.get(lang, REASONS[DEFAULT])
+    text = table.get(reason)
+    if text is None:
+        return translator(lang)("unknown_error", reason=reason, message=message)
+    try:
+        return text.format(**values)
+    except (KeyError, IndexError):
+        return text

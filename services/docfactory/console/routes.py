@@ -136,8 +136,9 @@ def build(console: Console) -> list[Route]:
         except ServiceError as exc:
             if exc.code in ("FAILED_PRECONDITION", "PERMISSION_DENIED"):
                 status = 409 if exc.code == "FAILED_PRECONDITION" else 403
+                why = i18n.reason_text(console.lang(request), exc.reason, exc.message)
                 return await _review_page(
-                    request, session, review_id, error=f"{exc.reason}: {exc.message}",
+                    request, session, review_id, error=why,
                     status=status,
                 )  # fmt: skip
             raise
@@ -173,12 +174,14 @@ def build(console: Console) -> list[Route]:
         except ServiceError as exc:
             if exc.code in ("FAILED_PRECONDITION", "PERMISSION_DENIED", "INVALID_ARGUMENT"):
                 status = {"FAILED_PRECONDITION": 409, "PERMISSION_DENIED": 403}.get(exc.code, 400)
+                why = i18n.reason_text(console.lang(request), exc.reason, exc.message)
                 return await _review_page(
-                    request, session, review_id, error=f"{exc.reason}: {exc.message}",
+                    request, session, review_id, error=why,
                     status=status, form=form,
                 )  # fmt: skip
             raise
-        session.flash("ok", t("decided_ok", state=decided.state))
+        label = i18n.labeler(console.lang(request))
+        session.flash("ok", t("decided_ok", state=label("review_state", decided.state)))
         return RedirectResponse("/inbox", status_code=303)
 
     # -- documents ---------------------------------------------------------------------------
@@ -207,7 +210,7 @@ def build(console: Console) -> list[Route]:
                 except ServiceError as exc:
                     if exc.code not in ("INVALID_ARGUMENT", "PERMISSION_DENIED"):
                         raise
-                    error = f"{exc.reason}: {exc.message}"
+                    error = i18n.reason_text(console.lang(request), exc.reason, exc.message)
         listing = await backend.list_documents(
             session.api_key, collection=collection, page_token=q.get("page_token", "")
         )

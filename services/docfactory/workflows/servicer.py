@@ -77,6 +77,8 @@ def dossier_to_proto(d: DossierRow) -> pb.Dossier:
         latest_run_state=_STATE.get(d.latest_state, pb.RUN_STATE_UNSPECIFIED),
         latest_flow=d.latest_flow,
         create_time=_ts(d.created_at),
+        latest_run=f"runs/{d.latest_run_id}" if d.latest_run_id else "",
+        submitted_by=d.created_by,
     )
 
 

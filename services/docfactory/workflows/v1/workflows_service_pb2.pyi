@@ -74,7 +74,7 @@ class DossierDocument(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., filename: _Optional[str] = ..., page_count: _Optional[int] = ...) -> None: ...
 
 class Dossier(_message.Message):
-    __slots__ = ("name", "dossier_id", "display_name", "use_case", "classification", "documents", "metadata", "latest_run_state", "latest_flow", "create_time")
+    __slots__ = ("name", "dossier_id", "display_name", "use_case", "classification", "documents", "metadata", "latest_run_state", "latest_flow", "create_time", "latest_run", "submitted_by")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,8 @@ class Dossier(_message.Message):
     LATEST_RUN_STATE_FIELD_NUMBER: _ClassVar[int]
     LATEST_FLOW_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LATEST_RUN_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     dossier_id: str
     display_name: str
@@ -102,7 +104,9 @@ class Dossier(_message.Message):
     latest_run_state: RunState
     latest_flow: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., dossier_id: _Optional[str] = ..., display_name: _Optional[str] = ..., use_case: _Optional[str] = ..., classification: _Optional[int] = ..., documents: _Optional[_Iterable[_Union[DossierDocument, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., latest_run_state: _Optional[_Union[RunState, str]] = ..., latest_flow: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    latest_run: str
+    submitted_by: str
+    def __init__(self, name: _Optional[str] = ..., dossier_id: _Optional[str] = ..., display_name: _Optional[str] = ..., use_case: _Optional[str] = ..., classification: _Optional[int] = ..., documents: _Optional[_Iterable[_Union[DossierDocument, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., latest_run_state: _Optional[_Union[RunState, str]] = ..., latest_flow: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_run: _Optional[str] = ..., submitted_by: _Optional[str] = ...) -> None: ...
 
 class Evidence(_message.Message):
     __slots__ = ("document_id", "page", "start", "end", "quote")
