@@ -249,6 +249,7 @@ async def start_server(
             ProcessPoolParser,
             UnstructuredParser,
             burst_processes,
+            container_limits,
         )
         from docfactory.ingestion.adapters.remote import GrpcChunker, GrpcEmbedder
         from docfactory.ingestion.service import IngestionService
@@ -263,10 +264,15 @@ async def start_server(
             "pdf_strategy": parsing.pdf_strategy,
             "ocr_fallback": parsing.ocr_fallback,
             "ocr_languages": parsing.ocr_languages,
+            # zip-based documents are checked with the archive limits before any parse
+            "container_limits": container_limits(settings.jobs),
         }
+        memory_limit = parsing.parse_memory_limit_bytes
         burst = burst_processes(parsing.burst_parse_processes)
         if parsing.parse_processes > 0:
-            pool = ProcessPoolParser(parsing.parse_processes, **parse_options)
+            pool = ProcessPoolParser(
+                parsing.parse_processes, memory_limit=memory_limit, **parse_options
+            )
             closers.append(pool.close)
             # The children import unstructured before this server reports SERVING.
             await asyncio.to_thread(pool.warm_up)
@@ -275,8 +281,10 @@ async def start_server(
             # In this process one document at a time, in children while a batch flows.
             parser = ElasticParser(
                 UnstructuredParser(**parse_options),
-                ProcessPoolParser(burst, **parse_options),
+                ProcessPoolParser(burst, memory_limit=memory_limit, **parse_options),
                 idle_seconds=parsing.parse_idle_seconds,
+                inline_container_bytes=parsing.inline_container_bytes,
+                container_limits=parse_options["container_limits"],
             )
             closers.append(parser.close)
         else:

@@ -67,11 +67,26 @@ archive or a message (``message/rfc822``, an attached ``.eml``/``.msg``) is expa
 within the same limits (depth, members, sizes). A message beyond ``max_depth`` is yielded whole
 (the parser then reads its attachments inline). ``.msg`` files are read with python-oxmsg (MIT).
 
+Document containers (``.docx``, ``.xlsx``, ``.pptx``, ``.odt``, ``.epub``, any zip by content)
+are not expanded but checked against the same limits before they are parsed:
+:func:`check_container` (:mod:`.containers`).
+
 Modules: :mod:`.model` (limits, reasons, members and errors), :mod:`.detect` (is it an
-archive?), :mod:`.mail` (a message's body and attachments), :mod:`.streams` (limit-enforcing
-readers), :mod:`.expand` (the zip/tar/mail engine). Import from this package, not the modules.
+archive?), :mod:`.containers` (zip-based documents checked like archives), :mod:`.mail` (a
+message's body and attachments), :mod:`.streams` (limit-enforcing readers), :mod:`.expand` (the
+zip/tar/mail engine). Import from this package, not the modules.
 """
 
+from docfactory.archives.containers import (
+    CONTAINER_RATIO,
+    CONTAINER_REASONS,
+    CONTAINER_TOO_LARGE,
+    CONTAINER_TOO_MANY_MEMBERS,
+    CONTAINER_UNSUPPORTED_METHOD,
+    ContainerReport,
+    check_container,
+    declared_size,
+)
 from docfactory.archives.detect import is_archive
 from docfactory.archives.expand import iter_archive
 from docfactory.archives.model import (
@@ -102,6 +117,11 @@ from docfactory.archives.model import (
 __all__ = [
     "ABSOLUTE_PATH",
     "COMPRESSION_RATIO_EXCEEDED",
+    "CONTAINER_RATIO",
+    "CONTAINER_REASONS",
+    "CONTAINER_TOO_LARGE",
+    "CONTAINER_TOO_MANY_MEMBERS",
+    "CONTAINER_UNSUPPORTED_METHOD",
     "CORRUPT_ARCHIVE",
     "EMPTY_ARCHIVE",
     "ENCRYPTED_MEMBER",
@@ -119,8 +139,11 @@ __all__ = [
     "ArchiveLimitError",
     "ArchiveLimits",
     "ArchiveMember",
+    "ContainerReport",
     "MemberError",
     "MemberExpiredError",
+    "check_container",
+    "declared_size",
     "is_archive",
     "iter_archive",
     "member_source_uri",

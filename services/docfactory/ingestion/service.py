@@ -47,6 +47,8 @@ from docfactory.ingestion.adapters.parser import (
     ParsedElement,
     Parser,
     burst_processes,
+    check_document_container,
+    container_limits,
 )
 from docfactory.ingestion.contracts import (
     BackgroundSubmitter,
@@ -429,6 +431,11 @@ class IngestionService:
                 f"{self._settings.parsing.max_file_bytes}",
                 reason="FILE_TOO_LARGE",
             )
+        # A zip-based document over the archive limits is refused before anything is stored
+        # or inflated (an OOXML/ODF/EPUB bomb), on every path that stores a document.
+        await asyncio.to_thread(
+            check_document_container, path, filename, container_limits(self._settings.jobs)
+        )
         return (
             collection,
             classification,

