@@ -264,14 +264,18 @@ async def test_waiting_runs_hold_no_slot_and_no_tenant_takes_all(env: Env, tmp_p
         DOCFACTORY_WORKFLOWS_CONCURRENCY="2", DOCFACTORY_WORKFLOWS_STEP_DELAY="extract:2"
     )
     async with grpc.aio.insecure_channel(server.address) as ch:
-        flood = []
-        for i in range(3):
-            files = dossiers.financement(tmp_path / f"f{i}")
-            d = await create_dossier(ch, files, "b-ing", use_case="credit-pro")
-            flood.append(await _start(ch, d, "b-ing"))
-        files = dossiers.financement(tmp_path / "a1")
-        d = await create_dossier(ch, files, "a-ing", use_case="credit-pro")
-        a_run = await _start(ch, d, "a-ing")
+        # the dossiers first (ingestion takes seconds), then the four runs at once
+        made = [
+            await create_dossier(
+                ch, dossiers.financement(tmp_path / f"f{i}"), "b-ing", use_case="credit-pro"
+            )
+            for i in range(3)
+        ]
+        mine = await create_dossier(
+            ch, dossiers.financement(tmp_path / "a1"), "a-ing", use_case="credit-pro"
+        )
+        flood = [await _start(ch, d, "b-ing") for d in made]
+        a_run = await _start(ch, mine, "a-ing")
         deadline = time.monotonic() + 90
         while True:
             mine = await _get(ch, a_run, "a-ing")
