@@ -136,8 +136,10 @@ def _get(address: str, name: str) -> pb.Run:
 
 def test_serve_runs_dossiers_without_any_other_command(served: dict, tmp_path: Path) -> None:
     address, proc, _ = served["start"]()
-    workers = _children(proc.pid)
-    assert workers, "docfactory serve started no worker process"
+    deadline = time.monotonic() + 60  # the workers start once the server is SERVING
+    while not (workers := _children(proc.pid)):
+        assert time.monotonic() < deadline, "docfactory serve started no worker process"
+        time.sleep(0.3)
     run = _create_and_start(address, dossiers.financement(tmp_path / "files"))
     deadline = time.monotonic() + 180
     while True:
