@@ -11,7 +11,6 @@ inputs of the probe over real gRPC, real SQLite and real workflow worker process
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sqlite3
 import time
@@ -21,7 +20,6 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 
 from docfactory.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from docfactory.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -29,7 +27,16 @@ from docfactory.workflows.v1 import workflows_service_pb2 as pb
 from tests.conftest import WORKER_KEY
 from tests.security._env import details
 from tests.workflows import dossiers
-from tests.workflows.conftest import Env, create_dossier, md, stub, wait_state
+from tests.workflows.conftest import (
+    Env,
+    create_dossier,
+    decide,
+    md,
+    start_run,
+    stub,
+    wait_state,
+    write_policy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,60 +60,16 @@ ENDED = {
 }
 
 
-def _policy(path: Path) -> None:
-    policy = {
-        "version": 1,
-        "ingestion_requires_role": True,
-        "tenants": [{"id": "acme"}, {"id": "globex"}, {"id": "platform"}],
-        "api_keys": [
-            {"id": kid, "tenant": t, "sha256": hashlib.sha256(k.encode()).hexdigest(), "roles": r}
-            for k, (kid, t, r) in KEYS.items()
-        ],
-        "use_cases": [
-            {
-                "id": "credit-pro",
-                "tenants": ["acme", "globex"],
-                "owner": "credit@acme.fr",
-                "purpose": "Instruction des demandes de financement",
-                "allowed_collections": "*",
-                "max_classification": "CONFIDENTIAL",
-                "allowed_models": "*",
-                "human_review": "optional",
-                "retention": "none",
-                "flows": ["financement"],
-            }
-        ],
-    }
-    path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
-
-
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     """The workflow suites' server and worker processes, under this module's policy."""
     e = Env(tmp_path, policy=True)
-    _policy(Path(e.settings.policy_file))
+    write_policy(Path(e.settings.policy_file), keys=KEYS, ingestion_requires_role=True)
     try:
         yield e
     finally:
         e.stop_workers()
         await e.stop_server()
-
-
-async def _start(ch: grpc.aio.Channel, dossier: pb.Dossier, key: str) -> pb.Run:
-    resp = await stub(ch).StartRun(
-        pb.StartRunRequest(dossier=dossier.name, flow="financement"), metadata=md(key)
-    )
-    return resp.run
-
-
-async def _decide(
-    ch: grpc.aio.Channel, run: pb.Run, key: str, kind: int, comment: str = "", **amend: str
-) -> pb.SubmitDecisionResponse:
-    resp: pb.SubmitDecisionResponse = await stub(ch).SubmitDecision(
-        pb.SubmitDecisionRequest(name=run.name, kind=kind, comment=comment, amendments=amend),
-        metadata=md(key),
-    )
-    return resp
 
 
 async def _refused(coro: Any, code: grpc.StatusCode, reason: str) -> None:
@@ -141,16 +104,16 @@ async def test_four_eyes_cannot_be_argued_with(env: Env, tmp_path: Path) -> None
     async with grpc.aio.insecure_channel(server.address) as ch:
         files = dossiers.financement(tmp_path / "a", amount="180 000,00 €")
         dossier = await create_dossier(ch, files, "a-rev1", use_case="credit-pro")
-        run = await _start(ch, dossier, "a-rev1")
+        run = await start_run(ch, dossier, "a-rev1")
         waiting = await wait_state(ch, run.name, "a-rev2", WAITING)
         assert waiting.approvals_required == 2
         approve, amend = pb.DECISION_KIND_APPROVE, pb.DECISION_KIND_AMEND
         await _refused(
-            _decide(ch, run, "a-rev1", approve, "ok"),
+            decide(ch, run, "a-rev1", approve, "ok"),
             grpc.StatusCode.PERMISSION_DENIED,
             "SUBMITTER_CANNOT_APPROVE",
         )
-        await _decide(ch, run, "a-rev1", amend, "montant", **{"demande.montant_demande": "5 €"})
+        await decide(ch, run, "a-rev1", amend, "montant", **{"demande.montant_demande": "5 €"})
         for _ in range(150):  # the run applies the amendment (checks and note redone)
             got = await _get(ch, run, "a-rev2")
             amended = [
@@ -165,15 +128,15 @@ async def test_four_eyes_cannot_be_argued_with(env: Env, tmp_path: Path) -> None
         assert amended and amended[0].value == "5.00"
         assert got.approvals_required == 2  # never below the rule at start
         await _refused(
-            _decide(ch, run, "a-rev1", approve, "again"),
+            decide(ch, run, "a-rev1", approve, "again"),
             grpc.StatusCode.PERMISSION_DENIED,
             "SUBMITTER_CANNOT_APPROVE",
         )
-        await _decide(ch, run, "a-rev2", approve, "vu")
+        await decide(ch, run, "a-rev2", approve, "vu")
         await asyncio.sleep(1.5)
         one = await _get(ch, run, "a-rev2")
         assert one.state == pb.RUN_STATE_AWAITING_SIGNOFF and one.approvals == 1
-        await _decide(ch, run, "a-rev3", approve, "vu")
+        await decide(ch, run, "a-rev3", approve, "vu")
         done = await wait_state(ch, run.name, "a-rev1", ENDED)
         assert done.state == pb.RUN_STATE_COMPLETED
     releases = _audit(env, "DOSSIER_RELEASE")
@@ -249,12 +212,12 @@ async def test_waiting_runs_hold_no_slot_and_no_tenant_takes_all(env: Env, tmp_p
         for i in range(2):
             files = dossiers.financement(tmp_path / f"b{i}")
             d = await create_dossier(ch, files, "b-ing", use_case="credit-pro")
-            b_runs.append(await _start(ch, d, "b-ing"))
+            b_runs.append(await start_run(ch, d, "b-ing"))
         for r in b_runs:
             await wait_state(ch, r.name, "b-ing", WAITING)
         files = dossiers.financement(tmp_path / "a0")
         d = await create_dossier(ch, files, "a-ing", use_case="credit-pro")
-        a_run = await _start(ch, d, "a-ing")
+        a_run = await start_run(ch, d, "a-ing")
         await wait_state(ch, a_run.name, "a-rev2", WAITING, within=120)
     env.stop_workers()
 
@@ -274,8 +237,8 @@ async def test_waiting_runs_hold_no_slot_and_no_tenant_takes_all(env: Env, tmp_p
         mine = await create_dossier(
             ch, dossiers.financement(tmp_path / "a1"), "a-ing", use_case="credit-pro"
         )
-        flood = [await _start(ch, d, "b-ing") for d in made]
-        a_run = await _start(ch, mine, "a-ing")
+        flood = [await start_run(ch, d, "b-ing") for d in made]
+        a_run = await start_run(ch, mine, "a-ing")
         deadline = time.monotonic() + 90
         while True:
             mine = await _get(ch, a_run, "a-ing")

@@ -35,13 +35,21 @@ POLICY_KEYS = {
 }
 
 
-def write_policy(path: Path, flows: list[str] | None = None) -> Path:
-    policy = {
+def write_policy(
+    path: Path,
+    flows: list[str] | None = None,
+    *,
+    keys: dict[str, tuple[str, str, list[str]]] | None = None,
+    ingestion_requires_role: bool = False,
+) -> Path:
+    """The workflow suites' policy: ``keys`` (default POLICY_KEYS) as key -> (id, tenant,
+    roles)."""
+    policy: dict[str, Any] = {
         "version": 1,
         "tenants": [{"id": "acme"}, {"id": "globex"}, {"id": "platform"}],
         "api_keys": [
             {"id": kid, "tenant": t, "sha256": hashlib.sha256(k.encode()).hexdigest(), "roles": r}
-            for k, (kid, t, r) in POLICY_KEYS.items()
+            for k, (kid, t, r) in (POLICY_KEYS if keys is None else keys).items()
         ],
         "use_cases": [
             {
@@ -69,6 +77,8 @@ def write_policy(path: Path, flows: list[str] | None = None) -> Path:
             },
         ],
     }
+    if ingestion_requires_role:
+        policy["ingestion_requires_role"] = True
     path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -207,3 +217,22 @@ async def wait_state(
         if time.monotonic() > deadline:
             raise AssertionError(f"run stuck in {pb.RunState.Name(run.state)} ({run.step})")
         await asyncio.sleep(0.3)
+
+
+async def start_run(channel: grpc.aio.Channel, dossier: pb.Dossier, key: str) -> pb.Run:
+    """StartRun of the financing flow on ``dossier`` as ``key``."""
+    resp = await stub(channel).StartRun(
+        pb.StartRunRequest(dossier=dossier.name, flow="financement"), metadata=md(key)
+    )
+    return resp.run
+
+
+async def decide(
+    channel: grpc.aio.Channel, run: pb.Run, key: str, kind: int, comment: str = "", **amend: str
+) -> pb.SubmitDecisionResponse:
+    """SubmitDecision on ``run`` as ``key`` (amendments as ``type.field=value`` keywords)."""
+    resp: pb.SubmitDecisionResponse = await stub(channel).SubmitDecision(
+        pb.SubmitDecisionRequest(name=run.name, kind=kind, comment=comment, amendments=amend),
+        metadata=md(key),
+    )
+    return resp

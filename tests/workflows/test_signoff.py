@@ -10,7 +10,7 @@ import pytest
 
 from docfactory.workflows.v1 import workflows_service_pb2 as pb
 from tests.workflows import dossiers
-from tests.workflows.conftest import create_dossier, md, stub, wait_state
+from tests.workflows.conftest import create_dossier, decide, md, start_run, stub, wait_state
 
 WAITING = {pb.RUN_STATE_AWAITING_SIGNOFF}
 ENDED = {
@@ -26,23 +26,6 @@ def _fields(run: pb.Run) -> dict[str, pb.Field]:
     return {f"{d.type}.{f.name}": f for d in run.result.documents for f in d.fields}
 
 
-async def _start(ch: grpc.aio.Channel, dossier: pb.Dossier, key: str) -> pb.Run:
-    resp = await stub(ch).StartRun(
-        pb.StartRunRequest(dossier=dossier.name, flow="financement"), metadata=md(key)
-    )
-    return resp.run
-
-
-async def _decide(
-    ch: grpc.aio.Channel, run: pb.Run, key: str, kind: int, comment: str = "", **amend: str
-) -> pb.SubmitDecisionResponse:
-    resp: pb.SubmitDecisionResponse = await stub(ch).SubmitDecision(
-        pb.SubmitDecisionRequest(name=run.name, kind=kind, comment=comment, amendments=amend),
-        metadata=md(key),
-    )
-    return resp
-
-
 @pytest.mark.slow
 async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_path: Path) -> None:
     env = wf_env(policy=True)
@@ -54,7 +37,7 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         files = dossiers.financement(tmp_path / "a", amount="180 000,00 €")
         dossier = await create_dossier(ch, files, "key-analyst", use_case="credit-pro")
         assert len(dossier.documents) == 5
-        run = await _start(ch, dossier, "key-analyst")
+        run = await start_run(ch, dossier, "key-analyst")
         assert run.state == pb.RUN_STATE_QUEUED  # long-running: returned at once
         waiting = await wait_state(ch, run.name, "key-rev1", WAITING)
         assert waiting.approvals_required == 2
@@ -73,21 +56,21 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         assert not mine.run.HasField("result")
         # the analyst holds no reviewer role
         with pytest.raises(grpc.aio.AioRpcError) as denied:
-            await _decide(ch, run, "key-analyst", pb.DECISION_KIND_APPROVE)
+            await decide(ch, run, "key-analyst", pb.DECISION_KIND_APPROVE)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "SIGNOFF_ROLE_REQUIRED" in str(denied.value.trailing_metadata())
         pending = await stub(ch).ListPendingDecisions(
             pb.ListPendingDecisionsRequest(), metadata=md("key-rev1")
         )
         assert [r.name for r in pending.runs] == [run.name]
-        first = await _decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "ok")
+        first = await decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "ok")
         assert first.run.state == pb.RUN_STATE_AWAITING_SIGNOFF
         # four-eyes: the same reviewer twice is refused
         with pytest.raises(grpc.aio.AioRpcError) as twice:
-            await _decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "again")
+            await decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "again")
         assert twice.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "SAME_REVIEWER" in str(twice.value.trailing_metadata())
-        await _decide(ch, run, "key-rev2", pb.DECISION_KIND_APPROVE, "vu")
+        await decide(ch, run, "key-rev2", pb.DECISION_KIND_APPROVE, "vu")
         done = await wait_state(ch, run.name, "key-analyst", ENDED)
         assert done.state == pb.RUN_STATE_COMPLETED
         assert done.result.released
@@ -99,9 +82,9 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         # -- amend then approve (under the threshold once amended) ----------------------------
         files = dossiers.financement(tmp_path / "b", amount="180 000,00 €")
         dossier = await create_dossier(ch, files, "key-analyst", use_case="credit-pro")
-        run = await _start(ch, dossier, "key-analyst")
+        run = await start_run(ch, dossier, "key-analyst")
         await wait_state(ch, run.name, "key-rev1", WAITING)
-        amended = await _decide(
+        amended = await decide(
             ch,
             run,
             "key-rev1",
@@ -126,13 +109,13 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
             await asyncio.sleep(0.2)
         assert f is not None and f.value == "120000.00" and f.amended_by == "reviewer-1"
         assert passed and got.approvals_required == 2
-        await _decide(ch, run, "key-rev2", pb.DECISION_KIND_APPROVE, "ok")
+        await decide(ch, run, "key-rev2", pb.DECISION_KIND_APPROVE, "ok")
         await asyncio.sleep(1.0)
         still = (
             await stub(ch).GetRun(pb.GetRunRequest(name=run.name), metadata=md("key-rev1"))
         ).run
         assert still.state == pb.RUN_STATE_AWAITING_SIGNOFF  # one approval of two
-        await _decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "ok")
+        await decide(ch, run, "key-rev1", pb.DECISION_KIND_APPROVE, "ok")
         done = await wait_state(ch, run.name, "key-analyst", ENDED)
         assert done.state == pb.RUN_STATE_COMPLETED
         f = _fields(done)["demande.montant_demande"]
@@ -141,14 +124,14 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         # -- reject: nothing released ---------------------------------------------------------
         files = dossiers.financement(tmp_path / "c", kbis_siren=dossiers.OTHER_SIREN)
         dossier = await create_dossier(ch, files, "key-analyst", use_case="credit-pro")
-        run = await _start(ch, dossier, "key-analyst")
+        run = await start_run(ch, dossier, "key-analyst")
         waiting = await wait_state(ch, run.name, "key-rev1", WAITING)
         checks = {c.rule: c for c in waiting.result.checks}
         assert checks["siren-demande-kbis"].outcome == pb.CHECK_OUTCOME_FAILED
         with pytest.raises(grpc.aio.AioRpcError) as no_comment:
-            await _decide(ch, run, "key-rev1", pb.DECISION_KIND_REJECT)
+            await decide(ch, run, "key-rev1", pb.DECISION_KIND_REJECT)
         assert no_comment.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        await _decide(ch, run, "key-rev1", pb.DECISION_KIND_REJECT, "SIREN incohérent")
+        await decide(ch, run, "key-rev1", pb.DECISION_KIND_REJECT, "SIREN incohérent")
         done = await wait_state(ch, run.name, "key-analyst", ENDED)
         assert done.state == pb.RUN_STATE_REJECTED
         assert not done.HasField("result")
@@ -158,7 +141,7 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         # -- a required document missing: the run stops naming it ----------------------------
         files = dossiers.financement(tmp_path / "e", with_rib=False)
         incomplete = await create_dossier(ch, files, "key-analyst", use_case="credit-pro")
-        run = await _start(ch, incomplete, "key-analyst")
+        run = await start_run(ch, incomplete, "key-analyst")
         stopped = await wait_state(ch, run.name, "key-analyst", ENDED)
         assert stopped.state == pb.RUN_STATE_INCOMPLETE
         assert list(stopped.missing_documents) == ["rib"]
@@ -171,7 +154,7 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         assert [d.name for d in listed.dossiers] == [incomplete.name]
 
         # -- cancel: the run ends CANCELLED, a second cancel is refused -----------------------
-        run = await _start(ch, incomplete, "key-analyst")
+        run = await start_run(ch, incomplete, "key-analyst")
         cancelled = await stub(ch).CancelRun(
             pb.CancelRunRequest(name=run.name), metadata=md("key-analyst")
         )
@@ -191,7 +174,7 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         assert other_run.value.code() == grpc.StatusCode.NOT_FOUND
         faq = await create_dossier(ch, files[:1], "key-analyst", use_case="faq")
         with pytest.raises(grpc.aio.AioRpcError) as flow_denied:
-            await _start(ch, faq, "key-analyst")
+            await start_run(ch, faq, "key-analyst")
         assert flow_denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "FLOW_NOT_ALLOWED" in str(flow_denied.value.trailing_metadata())
         assert "not allowed for use case 'faq'" in (flow_denied.value.details() or "")
