@@ -355,24 +355,11 @@ def test_dossier_run_started_approved_then_amended(
     from docfactory.workflows.v1 import workflows_service_pb2 as wf_pb
     from docfactory.workflows.v1 import workflows_service_pb2_grpc as wf_grpc
     from tests.workflows import dossiers
+    from tests.workflows.conftest import create_dossier_blocking
 
     files = dossiers.financement(tmp_path_factory.mktemp("dossier"), amount="180 000,00 €")
     with stack.channel() as ch:
-        dossier = (
-            wf_grpc.WorkflowServiceStub(ch)
-            .CreateDossier(
-                wf_pb.CreateDossierRequest(
-                    display_name="Atelier Dupont",
-                    use_case="credit-pro",
-                    files=[
-                        wf_pb.DossierFile(filename=p.name, content=p.read_bytes()) for p in files
-                    ],
-                ),
-                metadata=md("key-ops"),
-                timeout=300,
-            )
-            .dossier
-        )
+        dossier = create_dossier_blocking(ch, files, "key-ops")
     # an operator starts the run from the dossier page
     ops = new_page()
     sign_in(ops, stack.url, "key-ops")

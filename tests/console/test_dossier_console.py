@@ -213,24 +213,11 @@ def _client(server: Stack, key: str, lang: str = "fr") -> TestClient:
 @pytest.fixture(scope="module")
 def dossier(server: Stack, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from tests.workflows import dossiers
+    from tests.workflows.conftest import create_dossier_blocking
 
     files = dossiers.financement(tmp_path_factory.mktemp("files"))
     with server.channel() as ch:
-        return (
-            wf_grpc.WorkflowServiceStub(ch)
-            .CreateDossier(
-                wf_pb.CreateDossierRequest(
-                    display_name="Atelier Dupont",
-                    use_case="credit-pro",
-                    files=[
-                        wf_pb.DossierFile(filename=p.name, content=p.read_bytes()) for p in files
-                    ],
-                ),
-                metadata=md("key-ops"),
-                timeout=300,
-            )
-            .dossier
-        )
+        return create_dossier_blocking(ch, files, "key-ops")
 
 
 @pytest.fixture(scope="module")

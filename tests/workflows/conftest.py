@@ -236,3 +236,19 @@ async def decide(
         metadata=md(key),
     )
     return resp
+
+
+def create_dossier_blocking(
+    channel: grpc.Channel, files: list[Path], key: str, use_case: str = "credit-pro"
+) -> pb.Dossier:
+    """CreateDossier over a blocking channel (console and ``docfactory serve`` suites)."""
+    resp = pb_grpc.WorkflowServiceStub(channel).CreateDossier(
+        pb.CreateDossierRequest(
+            display_name="Atelier Dupont",
+            use_case=use_case,
+            files=[pb.DossierFile(filename=p.name, content=p.read_bytes()) for p in files],
+        ),
+        metadata=md(key),
+        timeout=300,
+    )
+    return resp.dossier

@@ -22,7 +22,7 @@ from docfactory.workflows.v1 import workflows_service_pb2 as pb
 from docfactory.workflows.v1 import workflows_service_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, WORKER_KEY
 from tests.workflows import dossiers
-from tests.workflows.conftest import write_policy
+from tests.workflows.conftest import create_dossier_blocking, write_policy
 
 pytestmark = pytest.mark.slow
 
@@ -108,21 +108,16 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str], d
 
 
 def _create_and_start(address: str, files: list[Path]) -> pb.Run:
-    md = (("x-api-key", "key-analyst"),)
     with grpc.insecure_channel(address) as ch:
-        stub = pb_grpc.WorkflowServiceStub(ch)
-        dossier = stub.CreateDossier(
-            pb.CreateDossierRequest(
-                display_name="Atelier Dupont",
-                use_case="credit-pro",
-                files=[pb.DossierFile(filename=p.name, content=p.read_bytes()) for p in files],
-            ),
-            metadata=md,
-            timeout=300,
-        ).dossier
-        return stub.StartRun(
-            pb.StartRunRequest(dossier=dossier.name, flow="financement"), metadata=md
-        ).run
+        dossier = create_dossier_blocking(ch, files, "key-analyst")
+        return (
+            pb_grpc.WorkflowServiceStub(ch)
+            .StartRun(
+                pb.StartRunRequest(dossier=dossier.name, flow="financement"),
+                metadata=(("x-api-key", "key-analyst"),),
+            )
+            .run
+        )
 
 
 def _get(address: str, name: str) -> pb.Run:
