@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
+
+if TYPE_CHECKING:
+    from docfactory.core.config import JobsConfig
 
 # --------------------------------------------------------------------------- reasons
 
@@ -56,6 +59,18 @@ class ArchiveLimits:
     max_members: int = 50_000
     max_compression_ratio: float = 200.0
     max_depth: int = 2
+
+    @classmethod
+    def from_config(cls, jobs: JobsConfig) -> ArchiveLimits:
+        """The limits of the settings (``jobs.max_archive_*``): bulk archives and zip-based
+        documents are checked against the same ones."""
+        return cls(
+            max_total_uncompressed_bytes=jobs.max_archive_bytes,
+            max_member_bytes=jobs.max_member_bytes,
+            max_members=jobs.max_archive_members,
+            max_compression_ratio=jobs.max_compression_ratio,
+            max_depth=jobs.max_archive_depth,
+        )
 
     def __post_init__(self) -> None:
         if self.max_total_uncompressed_bytes < 0 or self.max_member_bytes < 0:

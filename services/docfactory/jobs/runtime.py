@@ -83,14 +83,7 @@ INTERNAL = 2
 
 
 def archive_limits(settings: Settings) -> ArchiveLimits:
-    j = settings.jobs
-    return ArchiveLimits(
-        max_total_uncompressed_bytes=j.max_archive_bytes,
-        max_member_bytes=j.max_member_bytes,
-        max_members=j.max_archive_members,
-        max_compression_ratio=j.max_compression_ratio,
-        max_depth=j.max_archive_depth,
-    )
+    return ArchiveLimits.from_config(settings.jobs)
 
 
 def workflow_id(job_id: str, key: str) -> str:

@@ -72,13 +72,7 @@ class Parser(Protocol):
 
 def container_limits(jobs: JobsConfig) -> ArchiveLimits:
     """The limits a zip-based document is checked against: the archive limits (``jobs``)."""
-    return ArchiveLimits(
-        max_total_uncompressed_bytes=jobs.max_archive_bytes,
-        max_member_bytes=jobs.max_member_bytes,
-        max_members=jobs.max_archive_members,
-        max_compression_ratio=jobs.max_compression_ratio,
-        max_depth=jobs.max_archive_depth,
-    )
+    return ArchiveLimits.from_config(jobs)
 
 
 DEFAULT_CONTAINER_LIMITS = container_limits(JobsConfig())
