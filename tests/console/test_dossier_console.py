@@ -371,11 +371,6 @@ def test_signed_run_and_every_admin_page_in_french(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="WorkflowService gives a dossier's latest run state only (no runs, no ListRuns): "
-    "a signed dossier whose later run stops INCOMPLETE shows as incomplete",
-)
 def test_a_signed_dossier_stays_signed_after_a_later_incomplete_run(
     server: Stack, ops: TestClient, dossier: Any
 ) -> None:

@@ -147,11 +147,16 @@ async def test_governed_run_approve_amend_reject(wf_env, cleanup_servers, tmp_pa
         assert list(stopped.missing_documents) == ["rib"]
         assert stopped.error_reason == "MISSING_DOCUMENTS"
         assert "Relevé d'identité bancaire" in stopped.error_message
+        # the analyst who asked sees what the run found (not released: nothing was decided)
+        assert stopped.HasField("result") and stopped.result.documents
         listed = await stub(ch).ListDossiers(
             pb.ListDossiersRequest(state=pb.RUN_STATE_INCOMPLETE, flow="financement"),
             metadata=md("key-analyst"),
         )
         assert [d.name for d in listed.dossiers] == [incomplete.name]
+        assert [r.name for r in listed.dossiers[0].runs] == [run.name]
+        assert listed.dossiers[0].latest_run == run.name
+        assert listed.dossiers[0].submitted_by == "analyst"
 
         # -- cancel: the run ends CANCELLED, a second cancel is refused -----------------------
         run = await start_run(ch, incomplete, "key-analyst")

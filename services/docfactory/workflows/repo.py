@@ -155,6 +155,16 @@ class DossierRow:
     created_at: float
     documents: list[DocRow] = field(default_factory=list)
     created_by: str = ""
+    runs: list[RunSummary] = field(default_factory=list)  # newest first
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    flow_ref: str
+    state: str
+    created_at: float
+    finished_at: float | None
 
 
 @dataclass
@@ -325,6 +335,30 @@ class WorkflowRepository:
                 return None
             out = _dossier(row)
             out.documents = self._docs(conn, dossier_id, with_pages)
+            out.runs = self._runs_of(conn, [dossier_id]).get(dossier_id, [])
+        return out
+
+    def _runs_of(self, conn: Connection, dossier_ids: Sequence[str]) -> dict[str, list[RunSummary]]:
+        """dossier id -> its runs, newest first (one query for a page of dossiers)."""
+        if not dossier_ids:
+            return {}
+        rows = conn.execute(
+            sa.select(
+                runs.c.dossier_id,
+                runs.c.run_id,
+                runs.c.flow_ref,
+                runs.c.state,
+                runs.c.created_at,
+                runs.c.finished_at,
+            )
+            .where(runs.c.dossier_id.in_(list(dossier_ids)))
+            .order_by(runs.c.created_at.desc(), runs.c.run_id)
+        ).all()
+        out: dict[str, list[RunSummary]] = {}
+        for r in rows:
+            out.setdefault(r.dossier_id, []).append(
+                RunSummary(r.run_id, r.flow_ref, r.state, r.created_at, r.finished_at)
+            )
         return out
 
     def _docs(self, conn: Connection, dossier_id: str, with_pages: bool) -> list[DocRow]:
@@ -378,8 +412,10 @@ class WorkflowRepository:
         with self.engine.connect() as conn:
             rows = conn.execute(q.limit(limit + 1)).all()
             out = [_dossier(r) for r in rows[:limit]]
+            by_dossier = self._runs_of(conn, [d.dossier_id for d in out])
             for d in out:
                 d.documents = self._docs(conn, d.dossier_id, False)
+                d.runs = by_dossier.get(d.dossier_id, [])
         return out, len(rows) > limit
 
     # -- runs ----------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ from docfactory.workflows.repo import (
     CANCELLED,
     COMPLETED,
     ESCALATED,
+    FAILED,
+    INCOMPLETE,
     QUEUED,
     REJECT,
     TERMINAL,
@@ -491,8 +493,17 @@ class WorkflowService:
 
     async def _view(self, principal: Principal, run: RunRow) -> RunView:
         flow = FlowSpec.model_validate_json(run.flow_json)
-        visible = run.state == COMPLETED or (
-            run.state in WAITING and self._may_sign(principal, run, flow)
+        # Released results to the tenant; drafts to who may sign them; and what a run that
+        # stopped before any decision (incomplete, failed) found, to the person who asked for
+        # it and to who may sign: the analyst sees what was found and what is missing. A
+        # rejected run releases nothing.
+        mine = principal.key_id == run.requester or principal.key_id in run.submitters
+        visible = (
+            run.state == COMPLETED
+            or (run.state in WAITING and self._may_sign(principal, run, flow))
+            or (
+                run.state in (INCOMPLETE, FAILED) and (mine or self._may_sign(principal, run, flow))
+            )
         )
         decisions = await asyncio.to_thread(self.repo.decisions_of, run.run_id)
         return RunView(run, visible, decisions, await self._notice(run))

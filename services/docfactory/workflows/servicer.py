@@ -79,6 +79,16 @@ def dossier_to_proto(d: DossierRow) -> pb.Dossier:
         create_time=_ts(d.created_at),
         latest_run=f"runs/{d.latest_run_id}" if d.latest_run_id else "",
         submitted_by=d.created_by,
+        runs=[
+            pb.RunSummary(
+                name=f"runs/{r.run_id}",
+                flow=r.flow_ref,
+                state=_STATE.get(r.state, pb.RUN_STATE_UNSPECIFIED),
+                create_time=_ts(r.created_at),
+                finish_time=_ts(r.finished_at),
+            )
+            for r in d.runs
+        ],
     )
 
 

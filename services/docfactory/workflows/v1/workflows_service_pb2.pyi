@@ -74,7 +74,7 @@ class DossierDocument(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., filename: _Optional[str] = ..., page_count: _Optional[int] = ...) -> None: ...
 
 class Dossier(_message.Message):
-    __slots__ = ("name", "dossier_id", "display_name", "use_case", "classification", "documents", "metadata", "latest_run_state", "latest_flow", "create_time", "latest_run", "submitted_by")
+    __slots__ = ("name", "dossier_id", "display_name", "use_case", "classification", "documents", "metadata", "latest_run_state", "latest_flow", "create_time", "latest_run", "submitted_by", "runs")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class Dossier(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LATEST_RUN_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dossier_id: str
     display_name: str
@@ -106,7 +107,22 @@ class Dossier(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     latest_run: str
     submitted_by: str
-    def __init__(self, name: _Optional[str] = ..., dossier_id: _Optional[str] = ..., display_name: _Optional[str] = ..., use_case: _Optional[str] = ..., classification: _Optional[int] = ..., documents: _Optional[_Iterable[_Union[DossierDocument, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., latest_run_state: _Optional[_Union[RunState, str]] = ..., latest_flow: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_run: _Optional[str] = ..., submitted_by: _Optional[str] = ...) -> None: ...
+    runs: _containers.RepeatedCompositeFieldContainer[RunSummary]
+    def __init__(self, name: _Optional[str] = ..., dossier_id: _Optional[str] = ..., display_name: _Optional[str] = ..., use_case: _Optional[str] = ..., classification: _Optional[int] = ..., documents: _Optional[_Iterable[_Union[DossierDocument, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., latest_run_state: _Optional[_Union[RunState, str]] = ..., latest_flow: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_run: _Optional[str] = ..., submitted_by: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[RunSummary, _Mapping]]] = ...) -> None: ...
+
+class RunSummary(_message.Message):
+    __slots__ = ("name", "flow", "state", "create_time", "finish_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FLOW_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    flow: str
+    state: RunState
+    create_time: _timestamp_pb2.Timestamp
+    finish_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., flow: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Evidence(_message.Message):
     __slots__ = ("document_id", "page", "start", "end", "quote")
