@@ -378,7 +378,7 @@ def test_dossier_run_started_approved_then_amended(
     alice.goto(f"{stack.url}/inbox")
     alice.locator(f"a[data-run='{run_id}']").click()
     siren = alice.locator("tr[data-field='demande.siren']")
-    assert dossiers.SIREN in siren.locator("mark").inner_text()
+    assert dossiers.SIREN in (siren.locator("details.evidence mark").text_content() or "")
     alice.get_by_label("Approuver").check()
     alice.get_by_role("button", name="Enregistrer la décision").click()
     assert (
@@ -392,11 +392,11 @@ def test_dossier_run_started_approved_then_amended(
     assert "reviewer-alice" in bob.locator("#first-approval").inner_text()
     bob.screenshot(path=str(IMG / "console-dossier.png"))
     bob.get_by_label("Modifier puis publier").check()
-    bob.locator("summary").click()
     bob.locator("input[name='amend:demande.montant_demande']").fill("120 000 €")
     bob.get_by_label("Commentaire").fill("Montant ramené au total du budget.")
     bob.get_by_role("button", name="Enregistrer la décision").click()
     assert "Modification enregistrée" in bob.locator(".flash").inner_text()
+    assert "(1/2)" in bob.locator(".flash").inner_text()  # amended, then approved by bob
 
     with stack.channel() as ch:
         got = (
@@ -417,6 +417,7 @@ def test_dossier_run_started_approved_then_amended(
     assert records == [
         ("reviewer-alice", "APPROVE", []),
         ("reviewer-bob", "AMEND", ["demande.montant_demande"]),
+        ("reviewer-bob", "APPROVE", []),
     ]
     # the amended value reaches the dossier's run once re-checked
     for _ in range(100):

@@ -38,10 +38,16 @@ PRE_COOKIE = "docfactory_console_signin"  # pre-session of the sign-in form (Sig
 #: Every role the console knows, as in the policy (``KNOWN_ROLES``).
 ROLES = frozenset({"reviewer", "ingester", "operator", "owner", "admin", "auditor"})
 
-#: Who may open each page or take each action (checked on the server for every request).
+#: Every signed-in person: the API decides (tenant, use case, ingester role), not the console.
+EVERYONE: frozenset[str] = frozenset()
+
+#: Who may open each page or take each action (checked on the server for every request);
+#: EVERYONE (no role listed): any signed-in person, e.g. an analyst without a role who creates
+#: a dossier and follows its runs.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "inbox": frozenset({"reviewer"}),
-    "dossiers": frozenset({"reviewer", "owner", "operator", "admin"}),
+    "dossiers": EVERYONE,
+    "dossiers.create": EVERYONE,
     "dossiers.decide": frozenset({"reviewer"}),
     "dossiers.run": frozenset({"operator", "owner", "admin"}),
     "documents": frozenset({"reviewer", "ingester", "operator", "owner", "admin"}),
@@ -69,7 +75,8 @@ class Session:
         return self.caller.roles
 
     def may(self, permission: str) -> bool:
-        return bool(self.roles & PERMISSIONS[permission])
+        needed = PERMISSIONS[permission]
+        return not needed or bool(self.roles & needed)
 
     def check_csrf(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf_token, str(token))

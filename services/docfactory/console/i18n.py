@@ -213,6 +213,73 @@ STRINGS: dict[str, dict[str, str]] = {
         "flows_known": "Flux possibles : {flows}.",
         "severity": "Gravité",
         "summary": "Synthèse",
+        # -- dossier workplace: new dossier, run summary, decisions (issue 25) --------------
+        "new_dossier": "Nouveau dossier",
+        "display_name": "Nom du dossier",
+        "use_case_free": "Identifiant du cas d'usage (aucune liste n'est disponible ici).",
+        "flow_help": "Le traitement à lancer sur ce dossier, par exemple « financement ».",
+        "dossier_files": "Pièces du dossier",
+        "drop_files": "Déposez les fichiers ici ou choisissez-les (plusieurs à la fois)",
+        "files_help": "Jusqu'à {n} fichiers, {limit} au total.",
+        "remove_file": "Retirer",
+        "create_and_start": "Créer le dossier et lancer le traitement",
+        "upload_sending": "Envoi des fichiers…",
+        "upload_processing": "Fichiers reçus : lecture et enregistrement des pièces…",
+        "upload_failed": "L'envoi a échoué (connexion interrompue) : réessayez.",
+        "upload_too_large": (
+            "Les fichiers dépassent la taille maximale d'un envoi ({limit} au total) : "
+            "retirez-en ou découpez le dossier."
+        ),
+        "too_many_files": "Un dossier compte au plus {n} fichiers.",
+        "created_started": "Dossier créé avec {n} pièces ; traitement lancé.",
+        "created_not_started": "Dossier créé, mais le traitement n'a pas démarré : {problem}",
+        "submitted_by": "Soumis par",
+        "runs_of_dossier": "Traitements",
+        "current_step": "Étape en cours",
+        "party": "Emprunteur",
+        "amount": "Montant",
+        "blocking_checks": "Contrôles bloquants",
+        "blocking_failed": "{n} non conforme(s)",
+        "blocking_none": "aucun non conforme",
+        "not_evaluated_n": "{n} non évalué(s)",
+        "warnings_n": "{n} avertissement(s)",
+        "approvals_label": "Approbations",
+        "four_eyes_short": "quatre yeux",
+        "four_eyes_help": (
+            "{m} approbations de personnes différentes sont nécessaires (quatre yeux) ; "
+            "la personne qui a soumis le dossier ne peut pas l'approuver."
+        ),
+        "amend_help": (
+            "« Modifier puis publier » : saisissez les nouvelles valeurs dans la colonne « "
+            "Nouvelle valeur » des champs ci-dessous ; la note est refaite puis approuvée."
+        ),
+        "show_evidence": "Voir la preuve",
+        "sources": "Sources",
+        "decisions": "Décisions",
+        "awaiting_others": (
+            "Le dossier attend la décision des valideurs ; le résultat s'affichera ici une "
+            "fois signé."
+        ),
+        "amend_needs_values": "« Modifier puis publier » demande au moins une nouvelle valeur.",
+        "values_only_for_amend": (
+            "Les nouvelles valeurs ne valent que pour « Modifier puis publier »."
+        ),
+        "decided_signed": "Décision enregistrée : Approbation. Le dossier est signé et publié.",
+        "amended_signed": "Modification enregistrée et approuvée : le dossier est signé et publié.",
+        "decided_needs_more": (
+            "Approbation enregistrée ({n}/{m}) : une autre personne doit encore approuver "
+            "(quatre yeux)."
+        ),
+        "amended_needs_more": (
+            "Modification enregistrée et approuvée ({n}/{m}) : une autre personne doit encore "
+            "approuver la version corrigée (quatre yeux)."
+        ),
+        "decision_applying": "Le traitement l'applique ; rechargez la page dans un instant.",
+        "amended_redrafting": (
+            "La note est en cours de mise à jour : approuvez-la quand la nouvelle version "
+            "s'affiche."
+        ),
+        "amended_not_approved": "Elle n'a pas été approuvée : {why}",
     },
     "en": {
         "app": "docfactory console",
@@ -412,6 +479,68 @@ STRINGS: dict[str, dict[str, str]] = {
         "flows_known": "Possible flows: {flows}.",
         "severity": "Severity",
         "summary": "Summary",
+        # -- dossier workplace: new dossier, run summary, decisions (issue 25) --------------
+        "new_dossier": "New dossier",
+        "display_name": "Dossier name",
+        "use_case_free": "Use case id (no list is available here).",
+        "flow_help": "The flow to run on this dossier, for example “financement”.",
+        "dossier_files": "Dossier files",
+        "drop_files": "Drop the files here or choose them (several at once)",
+        "files_help": "Up to {n} files, {limit} in all.",
+        "remove_file": "Remove",
+        "create_and_start": "Create the dossier and start the run",
+        "upload_sending": "Sending the files…",
+        "upload_processing": "Files received: reading and storing the documents…",
+        "upload_failed": "The upload failed (connection lost): try again.",
+        "upload_too_large": (
+            "The files exceed the largest upload ({limit} in all): remove some or split the "
+            "dossier."
+        ),
+        "too_many_files": "A dossier holds at most {n} files.",
+        "created_started": "Dossier created with {n} documents; run started.",
+        "created_not_started": "Dossier created, but its run did not start: {problem}",
+        "submitted_by": "Submitted by",
+        "runs_of_dossier": "Runs",
+        "current_step": "Current step",
+        "party": "Borrower",
+        "amount": "Amount",
+        "blocking_checks": "Blocking checks",
+        "blocking_failed": "{n} failed",
+        "blocking_none": "none failed",
+        "not_evaluated_n": "{n} not evaluated",
+        "warnings_n": "{n} warning(s)",
+        "approvals_label": "Approvals",
+        "four_eyes_short": "four eyes",
+        "four_eyes_help": (
+            "{m} approvals by different people are needed (four eyes); the person who "
+            "submitted the dossier cannot approve it."
+        ),
+        "amend_help": (
+            "“Amend and release”: type the new values in the “New value” column of the fields "
+            "below; the note is redone, then approved."
+        ),
+        "show_evidence": "Show the evidence",
+        "sources": "Sources",
+        "decisions": "Decisions",
+        "awaiting_others": (
+            "The dossier awaits the reviewers' decision; its result shows here once signed off."
+        ),
+        "amend_needs_values": "“Amend and release” needs at least one new value.",
+        "values_only_for_amend": "New values are only for “Amend and release”.",
+        "decided_signed": "Decision recorded: Approval. The dossier is signed off and released.",
+        "amended_signed": (
+            "Amendment recorded and approved: the dossier is signed off and released."
+        ),
+        "decided_needs_more": (
+            "Approval recorded ({n}/{m}): another person must still approve (four eyes)."
+        ),
+        "amended_needs_more": (
+            "Amendment recorded and approved ({n}/{m}): another person must still approve the "
+            "amended version (four eyes)."
+        ),
+        "decision_applying": "The run is applying it; reload the page in a moment.",
+        "amended_redrafting": "The note is being updated: approve it once the new version shows.",
+        "amended_not_approved": "It was not approved: {why}",
     },
 }
 
@@ -670,6 +799,26 @@ REASONS: dict[str, dict[str, str]] = {
         "RUN_NOT_FOUND": "Ce traitement n'existe pas ou n'est pas visible pour votre entité.",
         "INVALID_STATE": "État inconnu : « {value} ».",
         "PERMISSION_DENIED": "Votre rôle ne permet pas cette action.",
+        # -- creating a dossier (issue 25) ------------------------------------------------------
+        "INGESTER_ROLE_REQUIRED": (
+            "Déposer des fichiers demande le rôle « alimentation » dans cette organisation : "
+            "demandez-le à l'administrateur."
+        ),
+        "USE_CASE_REQUIRED": "Choisissez le cas d'usage du dossier.",
+        "UNKNOWN_USE_CASE": "Ce cas d'usage n'existe pas.",
+        "USE_CASE_NOT_ALLOWED_FOR_KEY": "Ce cas d'usage ne vous est pas ouvert.",
+        "USE_CASE_NOT_ALLOWED_FOR_TENANT": "Ce cas d'usage n'est pas ouvert à votre entité.",
+        "DOSSIER_EMPTY": "Ajoutez au moins un fichier au dossier.",
+        "TOO_MANY_DOCUMENTS": "Le dossier compte trop de pièces.",
+        "EMPTY_FILE": "Un des fichiers est vide.",
+        "FILE_TOO_LARGE": "Un des fichiers dépasse la taille maximale acceptée par le serveur.",
+        "INVALID_CLASSIFICATION": "Classification inconnue.",
+        "INGESTION_UNAVAILABLE": "Ce serveur ne peut pas créer de dossiers (pas d'ingestion).",
+        "UNSUPPORTED_FORMAT": "Le format d'un des fichiers n'est pas pris en charge.",
+        "UNKNOWN_FORMAT": "Le format d'un des fichiers n'est pas reconnu.",
+        "NO_TEXT_EXTRACTED": "Aucun texte n'a pu être lu dans un des fichiers.",
+        "UNREADABLE_DOCUMENT": "Un des fichiers est illisible ou endommagé.",
+        "QUOTA_EXCEEDED": "Quota atteint : réessayez plus tard.",
     },
     "en": {
         "SAME_REVIEWER": (
@@ -704,6 +853,26 @@ REASONS: dict[str, dict[str, str]] = {
         "RUN_NOT_FOUND": "This run does not exist or is not visible to your tenant.",
         "INVALID_STATE": "Unknown state: “{value}”.",
         "PERMISSION_DENIED": "Your role does not allow this action.",
+        # -- creating a dossier (issue 25) ------------------------------------------------------
+        "INGESTER_ROLE_REQUIRED": (
+            "Uploading files needs the ingester role in this organisation: ask the "
+            "administrator for it."
+        ),
+        "USE_CASE_REQUIRED": "Choose the dossier's use case.",
+        "UNKNOWN_USE_CASE": "This use case does not exist.",
+        "USE_CASE_NOT_ALLOWED_FOR_KEY": "This use case is not open to you.",
+        "USE_CASE_NOT_ALLOWED_FOR_TENANT": "This use case is not open to your tenant.",
+        "DOSSIER_EMPTY": "Add at least one file to the dossier.",
+        "TOO_MANY_DOCUMENTS": "The dossier has too many documents.",
+        "EMPTY_FILE": "One of the files is empty.",
+        "FILE_TOO_LARGE": "One of the files is larger than the server accepts.",
+        "INVALID_CLASSIFICATION": "Unknown classification.",
+        "INGESTION_UNAVAILABLE": "This server cannot create dossiers (no ingestion).",
+        "UNSUPPORTED_FORMAT": "The format of one of the files is not supported.",
+        "UNKNOWN_FORMAT": "The format of one of the files is not recognised.",
+        "NO_TEXT_EXTRACTED": "No text could be read from one of the files.",
+        "UNREADABLE_DOCUMENT": "One of the files is unreadable or damaged.",
+        "QUOTA_EXCEEDED": "Quota reached: try again later.",
     },
 }
 
@@ -760,3 +929,121 @@ def reason_text(lang: str, reason: str, message: str = "", /, **values: object) 
         return text.format(**values)
     except (KeyError, IndexError):
         return text
+
+
+# -- ask, feedback and the usage page's dossier section (console/routes.py) -------------------
+_ASK_STRINGS: dict[str, dict[str, str]] = {
+    "fr": {
+        "ask": "Poser une question",
+        "ask_title": "Poser une question",
+        "ask_intro": (
+            "La réponse s'appuie sur les documents de votre entité et cite ses sources ; "
+            "elle s'affiche au fil de sa rédaction."
+        ),
+        "ask_question": "Votre question",
+        "ask_button": "Demander",
+        "use_case_default": "Sans cas d'usage (par défaut)",
+        "answer": "Réponse",
+        "sources": "Sources",
+        "no_source": "Aucune source citée.",
+        "answering": "Rédaction en cours…",
+        "held_for_review": (
+            "Cette réponse est retenue pour relecture humaine (demande {review_id}) : elle sera "
+            "visible dès qu'un relecteur l'aura validée."
+        ),
+        "insufficient": "Les documents disponibles ne suffisent pas pour répondre.",
+        "answer_failed": "La réponse a été interrompue : {message}",
+        "answer_ref": "Réponse n° {id}",
+        "question_too_long": "La question dépasse {n} caractères.",
+        "feedback_title": "Votre avis",
+        "feedback_verdict": "Cette réponse vous a-t-elle aidé·e ?",
+        "feedback_run_verdict": "Ce dossier traité vous a-t-il aidé·e ?",
+        "feedback_useful": "👍 Utile",
+        "feedback_not_useful": "👎 Pas utile",
+        "feedback_minutes": "Minutes gagnées",
+        "feedback_comment": "Commentaire",
+        "feedback_send": "Envoyer mon avis",
+        "feedback_thanks": "Merci, votre avis est enregistré.",
+        "feedback_already": "Vous avez déjà donné votre avis ici.",
+        "feedback_empty": "Choisissez utile ou pas utile, des minutes ou un commentaire.",
+        "feedback_bad_minutes": "Minutes gagnées : un nombre entre 0 et 1440.",
+        "feedback_bad_target": "Avis sans réponse ni dossier.",
+        "feedback_failed": "Avis refusé : {message}",
+        "dossier_usage": "Dossiers",
+        "dossier_runs": "Traitements",
+        "runs_by_state": "Traitements par état",
+        "run_state_col": "État",
+        "count": "Nombre",
+        "dossier_approval_rate": "Taux d'approbation (incomplets inclus)",
+        "median_decision": "Délai médian de décision (depuis le démarrage, sans la file)",
+        "usage_approvals": "Approbations",
+        "usage_rejections": "Rejets",
+        "fields_corrected": "Champs corrigés",
+        "field_col": "Champ",
+        "corrections": "Corrections",
+        "no_runs": "Aucun traitement de dossier sur la période.",
+        "dossier_feedback": "Avis sur les dossiers signés",
+        "internal_searches": "Recherches internes des dossiers (non comptées)",
+        "denied_other": "Autres refus (hors questions)",
+        "minutes_short": "{n} min",
+        "not_available": "n/d",
+    },
+    "en": {
+        "ask": "Ask a question",
+        "ask_title": "Ask a question",
+        "ask_intro": (
+            "The answer relies on your organisation's documents and cites its sources; it shows "
+            "as it is written."
+        ),
+        "ask_question": "Your question",
+        "ask_button": "Ask",
+        "use_case_default": "No use case (default)",
+        "answer": "Answer",
+        "sources": "Sources",
+        "no_source": "No source cited.",
+        "answering": "Writing…",
+        "held_for_review": (
+            "This answer is held for human review (request {review_id}): it will show once a "
+            "reviewer has approved it."
+        ),
+        "insufficient": "The available documents are not enough to answer.",
+        "answer_failed": "The answer was interrupted: {message}",
+        "answer_ref": "Answer #{id}",
+        "question_too_long": "The question exceeds {n} characters.",
+        "feedback_title": "Your feedback",
+        "feedback_verdict": "Did this answer help you?",
+        "feedback_run_verdict": "Did this processed dossier help you?",
+        "feedback_useful": "👍 Useful",
+        "feedback_not_useful": "👎 Not useful",
+        "feedback_minutes": "Minutes saved",
+        "feedback_comment": "Comment",
+        "feedback_send": "Send my feedback",
+        "feedback_thanks": "Thank you, your feedback is recorded.",
+        "feedback_already": "You already gave your feedback here.",
+        "feedback_empty": "Choose useful or not useful, minutes or a comment.",
+        "feedback_bad_minutes": "Minutes saved: a number between 0 and 1440.",
+        "feedback_bad_target": "Feedback without an answer or a dossier.",
+        "feedback_failed": "Feedback refused: {message}",
+        "dossier_usage": "Dossiers",
+        "dossier_runs": "Runs",
+        "runs_by_state": "Runs by state",
+        "run_state_col": "State",
+        "count": "Count",
+        "dossier_approval_rate": "Approval rate (incomplete included)",
+        "median_decision": "Median time to decision (from start, queue excluded)",
+        "usage_approvals": "Approvals",
+        "usage_rejections": "Rejections",
+        "fields_corrected": "Fields corrected",
+        "field_col": "Field",
+        "corrections": "Corrections",
+        "no_runs": "No dossier run in the period.",
+        "dossier_feedback": "Feedback on signed dossiers",
+        "internal_searches": "Dossiers' internal searches (not counted)",
+        "denied_other": "Other refusals (not questions)",
+        "minutes_short": "{n} min",
+        "not_available": "n/a",
+    },
+}
+for _lang, _strings in _ASK_STRINGS.items():
+    for _name, _text in _strings.items():
+        STRINGS[_lang].setdefault(_name, _text)
