@@ -369,14 +369,16 @@ async def start_server(
         purger.start()
         closers.append(purger.stop)
         from docfactory.measurement import servicer as meas_servicer
+        from docfactory.measurement.cli import worker_key_ids
         from docfactory.measurement.service import MeasurementService
 
         assert engine is not None
-        names.append(
-            meas_servicer.register(
-                server, MeasurementService(engine, gate.audit, reviews=gate.reviews)
-            )
+        # Worker keys' calls (a dossier's rule retrieval) are not user actions in GetUsage.
+        workers = functools.partial(worker_key_ids, settings, gate.policy)
+        measurement = MeasurementService(
+            engine, gate.audit, reviews=gate.reviews, internal_keys=workers
         )
+        names.append(meas_servicer.register(server, measurement))
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

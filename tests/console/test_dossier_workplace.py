@@ -203,6 +203,8 @@ def test_analyst_creates_two_reviewers_sign_the_analyst_sees_the_result(
     assert analyst.locator("#run-state-name").inner_text() == SIGNED
     assert analyst.locator("tr[data-field='demande.siren']").count() == 1
     assert analyst.locator(".draft").inner_text().strip()
+    # feedback where people read: on the signed run
+    assert analyst.locator(f"form.feedback input[name='run'][value='{run_id}']").count() == 1
     _clean(analyst)
 
 

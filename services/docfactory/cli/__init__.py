@@ -198,6 +198,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         q.add_argument("--mode", choices=list(SEARCH_MODES))
         q.add_argument("--use-case", default="")
         q.add_argument("--json", action="store_true")
+        if name == "ask":
+            q.add_argument(
+                "--no-feedback",
+                action="store_true",
+                help="no feedback prompt after the answer (asked only on a terminal)",
+            )
 
     w = sub.add_parser(
         "worker", help="run bulk-ingestion workers (durable jobs; DOCFACTORY_INGESTION_ADDRESS)"

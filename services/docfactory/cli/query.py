@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from typing import Any
 
 from docfactory.cli.session import QUERY_SERVICES, SEARCH_MODES, Session
@@ -99,6 +101,7 @@ async def cmd_ask(ns: argparse.Namespace, settings: Settings) -> int:
             timeout=600,
         )
         citations: list[Any] = []
+        summary: Any = None
         async for msg in call:
             kind = msg.WhichOneof("content")
             if kind == "delta":
@@ -117,7 +120,7 @@ async def cmd_ask(ns: argparse.Namespace, settings: Settings) -> int:
                         flush=True,
                     )
             elif kind == "summary":
-                s = msg.summary
+                s = summary = msg.summary
                 if ns.json:
                     print(
                         json.dumps(
@@ -156,4 +159,83 @@ async def cmd_ask(ns: argparse.Namespace, settings: Settings) -> int:
                         f"\n({s.generator}; retrieval {s.retrieval_ms:.0f} ms, "
                         f"total {s.total_ms:.0f} ms)"
                     )
+        if summary is not None and summary.answer_id and _wants_feedback(ns):
+            await ask_feedback(session, int(summary.answer_id), french=summary.language != "en")
     return 0
+
+
+FEEDBACK_PROMPT_FR = "Utile ? [o/n] minutes gagnées, commentaire (Entrée : passer) > "
+FEEDBACK_PROMPT_EN = "Useful? [y/n] minutes saved, comment (Enter: skip) > "
+_FEEDBACK_LINE = re.compile(
+    r"^\s*(?P<verdict>oui|non|yes|no|o|n|y)?\b[\s,;]*(?P<minutes>\d+(?:[.,]\d+)?)?\b[\s,;]*"
+    r"(?P<comment>.*)$",
+    re.IGNORECASE,
+)
+
+
+def _wants_feedback(ns: argparse.Namespace) -> bool:
+    """The prompt is for a person at a terminal: never with --no-feedback, --json, or when
+    stdin is not a TTY (a pipe, a script, CI)."""
+    if getattr(ns, "no_feedback", False) or ns.json:
+        return False
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def parse_feedback(line: str) -> tuple[bool | None, float, str] | None:
+    """``"o 15 très clair"`` -> (True, 15.0, "très clair"); an empty line -> None (skipped).
+    The verdict, the minutes and the comment are each optional, in that order."""
+    if not line.strip():
+        return None
+    m = _FEEDBACK_LINE.match(line)
+    if m is None:  # pragma: no cover - the pattern matches any line
+        return None
+    word = (m.group("verdict") or "").lower()
+    useful = True if word in ("o", "oui", "y", "yes") else False if word else None
+    minutes = float(m.group("minutes").replace(",", ".")) if m.group("minutes") else 0.0
+    comment = m.group("comment").strip()
+    if useful is None and not minutes and not comment:
+        return None
+    return useful, minutes, comment
+
+
+async def ask_feedback(session: Session, answer_id: int, *, french: bool = True) -> None:
+    """One line read from the terminal, sent as MeasurementService.SubmitFeedback on the answer
+    (AnswerSummary.answer_id). A failure is reported, never fatal (the answer was given)."""
+    import asyncio
+
+    import grpc
+
+    from docfactory.measurement.v1 import measurement_service_pb2 as mpb
+    from docfactory.measurement.v1 import measurement_service_pb2_grpc as mpb_grpc
+
+    prompt = FEEDBACK_PROMPT_FR if french else FEEDBACK_PROMPT_EN
+    try:
+        line = await asyncio.to_thread(input, "\n" + prompt)
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return
+    parsed = parse_feedback(line)
+    if parsed is None:
+        return
+    useful, minutes, comment = parsed
+    verdict = mpb.VERDICT_UNSPECIFIED
+    if useful is not None:
+        verdict = mpb.VERDICT_USEFUL if useful else mpb.VERDICT_NOT_USEFUL
+    try:
+        await mpb_grpc.MeasurementServiceStub(session.channel).SubmitFeedback(
+            mpb.SubmitFeedbackRequest(
+                answer_audit_seq=answer_id,
+                verdict=verdict,
+                time_saved_minutes=min(minutes, 24 * 60.0),
+                comment=comment[:4000],
+            ),
+            metadata=session.metadata,
+            timeout=30,
+        )
+    except grpc.aio.AioRpcError as exc:
+        print(f"feedback not recorded: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return
+    print("Merci, avis enregistré." if french else "Thank you, feedback recorded.")

@@ -57,6 +57,7 @@ LANG_COOKIE = "docfactory_console_lang"
 NAV: tuple[tuple[str, str, str], ...] = (
     ("inbox", "/inbox", "inbox"),
     ("dossiers", "/dossiers", "dossiers"),
+    ("ask", "/ask", "ask"),
     ("documents", "/documents", "documents"),
     ("jobs", "/jobs", "jobs"),
     ("usage", "/usage", "usage"),

@@ -48,6 +48,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "inbox": frozenset({"reviewer"}),
     "dossiers": EVERYONE,
     "dossiers.create": EVERYONE,
+    "ask": EVERYONE,
     "dossiers.decide": frozenset({"reviewer"}),
     "dossiers.run": frozenset({"operator", "owner", "admin"}),
     "documents": frozenset({"reviewer", "ingester", "operator", "owner", "admin"}),

@@ -228,6 +228,38 @@ class Backend:
         )
         return resp
 
+    async def answer(
+        self,
+        key: str,
+        question: str,
+        *,
+        use_case: str = "",
+        collections: Sequence[str] = (),
+        deadline_s: float = 300.0,
+    ) -> AsyncIterator[ans_pb.AnswerResponse]:
+        """AnsweringService.Answer, streamed: text deltas, then citations, then the summary."""
+        call = ans_grpc.AnsweringServiceStub(self.channel).Answer(
+            ans_pb.AnswerRequest(
+                question=question, use_case=use_case, collections=list(collections)
+            ),
+            metadata=((API_KEY_HEADER, key),),
+            timeout=deadline_s,
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise _service_error(exc) from None
+        finally:
+            call.cancel()  # the browser left: stop the generation (no-op once it ended)
+
+    async def use_cases(self, key: str, caller: Caller) -> list[gov_pb.UseCase]:
+        """The use cases the person may declare (the policy's for their tenant); none without a
+        policy (the policy-free default: no use case declared)."""
+        if not caller.policy_configured:
+            return []
+        return list((await self.policy(key)).use_cases)
+
     # -- jobs ------------------------------------------------------------------------------------
 
     def _jobs(self) -> jobs_grpc.JobsServiceStub:
@@ -264,6 +296,34 @@ class Backend:
             meas_pb.GetUsageRequest(use_case=use_case, from_date=from_date, to_date=to_date),
             key,
             deadline_s=120,
+        )
+        return resp
+
+    async def submit_feedback(
+        self,
+        key: str,
+        *,
+        answer_id: int = 0,
+        run: str = "",
+        useful: bool | None = None,
+        minutes: float = 0.0,
+        comment: str = "",
+    ) -> meas_pb.SubmitFeedbackResponse:
+        """MeasurementService.SubmitFeedback on an answer (AnswerSummary.answer_id) or a signed
+        dossier run ("runs/{id}")."""
+        verdict = meas_pb.VERDICT_UNSPECIFIED
+        if useful is not None:
+            verdict = meas_pb.VERDICT_USEFUL if useful else meas_pb.VERDICT_NOT_USEFUL
+        resp: meas_pb.SubmitFeedbackResponse = await self.call(
+            meas_grpc.MeasurementServiceStub(self.channel).SubmitFeedback,
+            meas_pb.SubmitFeedbackRequest(
+                answer_audit_seq=answer_id,
+                run=run,
+                verdict=verdict,
+                time_saved_minutes=minutes,
+                comment=comment,
+            ),
+            key,
         )
         return resp
 

@@ -409,6 +409,7 @@ def build(console: Console) -> list[Route]:
                 "dossier": dossier_obj,
                 "live": run.state in ACTIVE,
                 "waiting": run.state in WAITING,
+                "signed": run.state == wf_pb.RUN_STATE_COMPLETED and run.result.released,
                 "first_approval": first_approval,
                 "filenames": filenames,
                 "steps": steps,

@@ -4,6 +4,7 @@ then the form's CSRF token, then calls the services' gRPC APIs with the person's
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,9 @@ DECISIONS = {
 }
 CLASSIFICATIONS = {0: "", 1: "PUBLIC", 2: "INTERNAL", 3: "CONFIDENTIAL", 4: "RESTRICTED"}
 MAX_TEXT = 20_000
+MAX_QUESTION = 4000
+#: Where the streamed answer text goes in ask.html (split there, never shown).
+STREAM_MARKER = "<!--docfactory-answer-stream-->"
 
 
 def _valid_id(value: str) -> str:
@@ -309,6 +313,189 @@ def build(console: Console) -> list[Route]:
             session=session,
         )
 
+    # -- ask (streamed answer) and feedback -------------------------------------------------------
+
+    def _signed_in(request: Request) -> Any:
+        """Any signed-in person may ask: AnsweringService decides (tenant, use case, quota)."""
+        from docfactory.console.app import SignInRequired
+
+        session = console.session(request)
+        if session is None:
+            raise SignInRequired()
+        return session
+
+    async def _ask_page(
+        request: Request, session: Any, *, question: str = "", use_case: str = "",
+        collection: str = "", error: str = "", status: int = 200,
+    ) -> Response:  # fmt: skip
+        use_cases = await backend.use_cases(session.api_key, session.caller)
+        return console.render(
+            request,
+            "ask.html",
+            {
+                "question": question,
+                "use_case": use_case,
+                "use_cases": use_cases,
+                "collection": collection,
+                "error": error,
+                "streaming": False,
+                "max_question": MAX_QUESTION,
+            },
+            status_code=status,
+            session=session,
+        )
+
+    async def ask(request: Request) -> Response:
+        session = _signed_in(request)
+        return await _ask_page(request, session)
+
+    async def ask_submit(request: Request) -> Response:
+        """The answer streamed into the page as it is generated (chunked HTML, no script):
+        the page head, then each text delta, then citations, held notice and the feedback
+        form. The first message is awaited before the response starts, so a refusal (use case
+        not allowed, quota) gets the form back with its reason and status."""
+        session = _signed_in(request)
+        form = await console.form(request, session)
+        lang = console.lang(request)
+        t = i18n.translator(lang)
+        question = form.get("question", "").strip()
+        use_case = form.get("use_case", "").strip()
+        collection = form.get("collection", "").strip()
+        kept = {"question": question, "use_case": use_case, "collection": collection}
+        if not question:
+            return await _ask_page(request, session, **kept, error=t("query_required"), status=400)
+        if len(question) > MAX_QUESTION:
+            return await _ask_page(
+                request, session, **kept, error=t("question_too_long", n=MAX_QUESTION),
+                status=400,
+            )  # fmt: skip
+        stream = backend.answer(
+            session.api_key, question, use_case=use_case,
+            collections=[collection] if collection else [],
+        )  # fmt: skip
+        try:
+            first: Any = await anext(stream)
+        except StopAsyncIteration:
+            first = None
+        except ServiceError as exc:
+            codes = {"INVALID_ARGUMENT": 400, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429}
+            if exc.code not in codes:
+                raise
+            why = i18n.reason_text(lang, exc.reason, exc.message)
+            return await _ask_page(request, session, **kept, error=why, status=codes[exc.code])
+        use_cases = await backend.use_cases(session.api_key, session.caller)
+        page = console.render(
+            request,
+            "ask.html",
+            {**kept, "use_cases": use_cases, "error": "", "streaming": True,
+             "stream_marker": STREAM_MARKER, "max_question": MAX_QUESTION},
+            session=session,
+        )  # fmt: skip
+        head, tail = bytes(page.body).decode("utf-8").split(STREAM_MARKER, 1)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head.encode()
+            citations: list[Any] = []
+            summary: Any = None
+            failed = ""
+            message = first
+            try:
+                while message is not None:
+                    kind = message.WhichOneof("content")
+                    if kind == "delta":
+                        yield html.escape(message.delta.text).encode()
+                    elif kind == "citations":
+                        citations.extend(message.citations.citations)
+                    elif kind == "summary":
+                        summary = message.summary
+                    message = await anext(stream, None)
+            except ServiceError as exc:
+                failed = i18n.reason_text(lang, exc.reason, exc.message)
+            result = console.render(
+                request,
+                "_ask_result.html",
+                {"citations": citations, "summary": summary, "failed": failed},
+                session=session,
+            )
+            yield b"</div>" + bytes(result.body) + tail.removeprefix("</div>").encode()
+
+        response = StreamingResponse(
+            body(),
+            media_type="text/html; charset=utf-8",
+            headers={"X-Accel-Buffering": "no"},
+        )
+        for name, value in page.raw_headers:
+            if name == b"set-cookie":
+                response.raw_headers.append((name, value))
+        return response
+
+    async def feedback(request: Request) -> Response:
+        """Feedback on an answer (answer_id) or a signed dossier run (run): thumbs, minutes
+        saved, comment -> MeasurementService.SubmitFeedback with the person's key. htmx gets
+        the thanks in place of the form; a plain post comes back to ``next``."""
+        from docfactory.console.auth import safe_next
+
+        session = _signed_in(request)
+        form = await console.form(request, session)
+        lang = console.lang(request)
+        t = i18n.translator(lang)
+        htmx = request.headers.get("hx-request") == "true"
+        nxt = safe_next(form.get("next"))
+        verdict = {"up": True, "down": False}.get(form.get("verdict", ""))
+        comment = form.get("comment", "").strip()
+        answer_id_raw = form.get("answer_id", "").strip()
+        run = form.get("run", "").strip().removeprefix("runs/")
+        problem = ""
+        minutes = 0.0
+        try:
+            minutes = float(form.get("minutes", "").strip().replace(",", ".") or 0)
+            if not 0 <= minutes <= 24 * 60:
+                raise ValueError
+        except ValueError:
+            problem = t("feedback_bad_minutes")
+        answer_id = int(answer_id_raw) if answer_id_raw.isdigit() else 0
+        if run and not _ID.match(run):
+            run = ""
+        if not problem and not (answer_id or run):
+            problem = t("feedback_bad_target")
+        if not problem and verdict is None and not minutes and not comment:
+            problem = t("feedback_empty")
+        if not problem and len(comment) > 4000:
+            problem = t("question_too_long", n=4000)
+        status = 400 if problem else 200
+        feedback_id = ""
+        if not problem:
+            try:
+                done = await backend.submit_feedback(
+                    session.api_key, answer_id=answer_id, run=f"runs/{run}" if run else "",
+                    useful=verdict, minutes=minutes, comment=comment,
+                )  # fmt: skip
+                feedback_id = done.feedback_id
+            except ServiceError as exc:
+                if exc.code == "ALREADY_EXISTS":
+                    problem, status = t("feedback_already"), 409
+                elif exc.code in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION",
+                                  "PERMISSION_DENIED"):  # fmt: skip
+                    why = i18n.reason_text(lang, exc.reason, exc.message)
+                    problem = t("feedback_failed", message=why)
+                    status = {"NOT_FOUND": 404, "FAILED_PRECONDITION": 409,
+                              "PERMISSION_DENIED": 403}.get(exc.code, 400)  # fmt: skip
+                else:
+                    raise
+        if htmx:
+            # htmx swaps only 2xx answers: the refusal is shown in place, with its status kept
+            # in a header for clients that read it.
+            page = console.render(
+                request,
+                "_feedback_done.html",
+                {"feedback_error": problem, "feedback_id": feedback_id},
+                session=session,
+            )
+            page.headers["X-Feedback-Status"] = str(status)
+            return page
+        session.flash("error" if problem else "ok", problem or t("feedback_thanks"))
+        return RedirectResponse(nxt, status_code=303)
+
     # -- usage -----------------------------------------------------------------------------------
 
     async def usage(request: Request) -> Response:
@@ -322,7 +509,8 @@ def build(console: Console) -> list[Route]:
                 return console.render(
                     request,
                     "usage.html",
-                    {"error": t("bad_date"), "records": [], "from_date": from_date,
+                    {"error": t("bad_date"), "records": [], "dossiers": None,
+                     "from_date": from_date,
                      "to_date": to_date, "use_case": use_case, "charts": {}},
                     status_code=400,
                     session=session,
@@ -335,6 +523,7 @@ def build(console: Console) -> list[Route]:
             request,
             "usage.html",
             {
+                "dossiers": resp.dossiers if resp.HasField("dossiers") else None,
                 "records": list(resp.records),
                 "from_date": resp.from_date,
                 "to_date": resp.to_date,
@@ -393,6 +582,9 @@ def build(console: Console) -> list[Route]:
         Route("/jobs", jobs),
         Route("/jobs/{job_id}", job),
         Route("/jobs/{job_id}/progress", job_progress),
+        Route("/ask", ask, methods=["GET"]),
+        Route("/ask", ask_submit, methods=["POST"]),
+        Route("/feedback", feedback, methods=["POST"]),
         Route("/usage", usage),
         Route("/audit", audit),
         Route("/audit/export.jsonl", audit_export),

@@ -29,27 +29,63 @@ def add_parser(sub: Any) -> None:
     )
 
 
+def worker_key_ids(settings: Settings, policy: Any = None) -> frozenset[str]:
+    """Key ids with the ``worker`` role (the policy's keys, else the keys file's): their calls
+    (a dossier's rule retrieval through Search, acting for the tenant) are not user actions.
+    ``policy``: the policy store of a governance gate (the server's, so a reload is seen);
+    needed when a policy file is configured (None: no worker key known)."""
+    from docfactory.core.auth import WORKER_ROLE
+
+    if settings.policy_file:
+        if policy is None:
+            return frozenset()
+        keys = policy.current().api_keys.values()
+        return frozenset(k.id for k in keys if WORKER_ROLE in k.roles)
+    import yaml
+
+    from docfactory.core.auth import parse_keys
+
+    path = settings.resolved_keys_file
+    if not path.exists():
+        return frozenset()
+    entries = parse_keys(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    return frozenset(e.key_id for e in entries if WORKER_ROLE in e.roles)
+
+
 def _run(ns: argparse.Namespace, settings: Settings) -> int:
     from docfactory.core.db import make_engine
     from docfactory.governance.audit import AuditLog
-    from docfactory.measurement.feedback import FeedbackStore
     from docfactory.measurement.report import build_report, latest_eval, load_eval, write_report
-    from docfactory.measurement.usage import Period, load_usage
+    from docfactory.measurement.service import MeasurementService
+    from docfactory.measurement.usage import Period
 
     period = Period.parse(ns.from_date, ns.to_date)
     engine = make_engine(settings.resolved_database_url)
     try:
-        data = load_usage(
-            AuditLog(engine),
-            FeedbackStore(engine),
-            period,
-            tenant=ns.tenant,
-            use_case=ns.use_case,
+        policy = None
+        if settings.policy_file:
+            from docfactory.governance.gate import GovernanceGate
+
+            policy = GovernanceGate.build(engine, settings.policy_file).policy
+        service = MeasurementService(
+            engine, AuditLog(engine), internal_keys=lambda: worker_key_ids(settings, policy)
         )
+        data = service.load(ns.tenant, period, ns.use_case)
         from docfactory.workflows.repo import WorkflowRepository
 
+        # Time per step (the workflow side's own figures), then the dossier figures of the
+        # usage page (time to decision without queue time, approval rate with INCOMPLETE).
         dossiers = WorkflowRepository(engine).stats(
             ns.tenant, period.start_time.timestamp(), period.end_time.timestamp()
+        )
+        usage = service.dossier_usage(data, ns.tenant, ns.use_case).as_dict()
+        dossiers.update(usage)
+        ended = usage["signed"] + usage["rejected"] + usage["incomplete"]
+        dossiers["rejection_rate"] = usage["rejected"] / ended if ended else None
+        dossiers["dossier_ms"] = (
+            usage["median_decision_seconds"] * 1000
+            if usage["median_decision_seconds"] is not None
+            else 0.0
         )
     finally:
         engine.dispose()

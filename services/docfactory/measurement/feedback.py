@@ -44,6 +44,7 @@ USAGES = (USED_AS_IS, EDITED, DISCARDED)
 LINK_AUDIT_SEQ = "AUDIT_SEQ"
 LINK_REVIEW_ID = "REVIEW_ID"
 LINK_LATEST_ANSWER = "LATEST_ANSWER"
+LINK_RUN = "RUN"  # a signed dossier run (its DOSSIER_RELEASE audit record)
 
 
 class FeedbackRow(Base):

@@ -413,18 +413,31 @@ def _dossiers_html(d: Mapping[str, Any] | None) -> list[str]:
     cards = "".join(
         [
             _card(_num(d["runs"]), "exécutions de dossiers"),
-            _card(_pct(d.get("approval_rate")), "taux d'approbation"),
+            _card(_pct(d.get("approval_rate")), "taux d'approbation (incomplets inclus)"),
             _card(_pct(d.get("rejection_rate")), "taux de rejet"),
             _card(_num(d.get("fields_amended", 0)), "champs corrigés par les valideurs"),
-            _card(_ms(d.get("dossier_ms")), "durée moyenne d'un dossier (validation incluse)"),
+            _card(
+                _ms(d.get("dossier_ms")),
+                "délai médian jusqu'à la décision (depuis le démarrage, sans la file)",
+            ),
         ]
     )
+    if d.get("feedback"):
+        cards += _card(_num(d["feedback"]), "avis sur des dossiers signés")
+        cards += _card(_hours(d.get("time_saved_minutes", 0.0)), "temps gagné (dossiers)")
+    fields = d.get("fields_corrected") or {}
+    field_rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in fields.items())
     return [
         "<section><h2>Dossiers (workflows)</h2><p class='lead'>Exécutions de flux métier sur "
         f"la période : {_e(dec.get('APPROVE', 0))} approbation(s), "
         f"{_e(dec.get('AMEND', 0))} correction(s), {_e(dec.get('REJECT', 0))} rejet(s).</p>",
         f"<div class='cards'>{cards}</div>",
         f"<table><tr><th>Étape</th><th>Temps moyen</th><th>Part du temps</th></tr>{rows}</table>",
+        (
+            f"<table><tr><th>Champ corrigé</th><th>Corrections</th></tr>{field_rows}</table>"
+            if field_rows
+            else ""
+        ),
         "</section>",
     ]
 

@@ -9,6 +9,13 @@ Linking a feedback to its answer (the ANSWER audit record), in this order:
 3. neither: the latest completed ANSWER record (outcome OK or PENDING_REVIEW) of the caller's
    API key within the link window (default 30 minutes; ``link_window``).
 
+Feedback on a signed dossier run (``run``) is linked to the run's DOSSIER_RELEASE audit record
+(the run must be COMPLETED, in the caller's tenant); it goes to the dossier figures.
+
+Two small contracts are injected by the composition root: ``internal_keys`` (the key ids of
+workers, whose Search calls for a dossier are not user searches) and ``dossiers`` (the runs,
+:class:`docfactory.measurement.dossiers.DossierRuns`; default: the workflow tables, read-only).
+
 AnswerSummary does not carry the audit seq yet, so (3) is what a plain client gets today.
 """
 
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -27,15 +34,31 @@ from docfactory.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from docfactory.core.timeutil import utc, utcnow
 from docfactory.governance.audit import ANSWER, FEEDBACK, AuditLog, AuditRecord
 from docfactory.governance.reviews import ReviewStore
+from docfactory.measurement.dossiers import (
+    COMPLETED as RUN_COMPLETED,
+)
+from docfactory.measurement.dossiers import (
+    DossierRuns,
+    DossierUsage,
+    SqlDossierRuns,
+    dossier_usage,
+)
 from docfactory.measurement.feedback import (
     LINK_AUDIT_SEQ,
     LINK_LATEST_ANSWER,
     LINK_REVIEW_ID,
+    LINK_RUN,
     USAGES,
     Feedback,
     FeedbackStore,
 )
-from docfactory.measurement.usage import COMPLETED, Period, UsageRecord, load_usage
+from docfactory.measurement.usage import (
+    COMPLETED,
+    Period,
+    UsageData,
+    UsageRecord,
+    load_usage,
+)
 
 log = logging.getLogger("docfactory.measurement")
 
@@ -52,6 +75,7 @@ class FeedbackInput:
     comment: str = ""
     time_saved_minutes: float = 0.0
     usage: str = ""  # "" or one of USAGES
+    run: str = ""  # "runs/{id}" or "{id}": a signed dossier run instead of an answer
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,8 @@ class MeasurementService:
         feedback: FeedbackStore | None = None,
         link_window: dt.timedelta = dt.timedelta(minutes=30),
         clock: Callable[[], dt.datetime] = utcnow,
+        internal_keys: Callable[[], Iterable[str]] | None = None,
+        dossiers: DossierRuns | None = None,
     ) -> None:
         self._engine = engine
         self.audit = audit
@@ -82,6 +108,8 @@ class MeasurementService:
         self.feedback = feedback or FeedbackStore(engine, clock=clock)
         self._window = link_window
         self._clock = clock
+        self._internal_keys = internal_keys
+        self.dossiers: DossierRuns = dossiers or SqlDossierRuns(engine)
 
     # -- feedback ------------------------------------------------------------------------
 
@@ -98,6 +126,11 @@ class MeasurementService:
         if len(fb.comment) > MAX_COMMENT_CHARS:
             raise InvalidArgument(
                 f"the comment exceeds {MAX_COMMENT_CHARS} characters", reason="COMMENT_TOO_LONG"
+            )
+        if fb.run and (fb.answer_audit_seq or fb.review_id):
+            raise InvalidArgument(
+                "give a run or an answer (answer_audit_seq, review_id), not both",
+                reason="FEEDBACK_TARGET_CONFLICT",
             )
         given = (fb.useful is not None, fb.rating, fb.usage, fb.time_saved_minutes)
         if not any(given) and not fb.comment.strip():
@@ -120,6 +153,8 @@ class MeasurementService:
     def link(self, principal: Principal, fb: FeedbackInput) -> LinkedAnswer:
         """The ANSWER audit record a feedback is about (see the module docstring)."""
         now = utc(self._clock())
+        if fb.run:
+            return self._link_run(principal, fb.run)
         if fb.answer_audit_seq:
             record = self.audit.find(ANSWER, principal.tenant, seq=fb.answer_audit_seq)
             if record is None:
@@ -167,6 +202,26 @@ class MeasurementService:
             )
         return self._linked(record, LINK_LATEST_ANSWER)
 
+    def _link_run(self, principal: Principal, name: str) -> LinkedAnswer:
+        run_id = name.removeprefix("runs/")
+        run = self.dossiers.run(principal.tenant, run_id) if run_id else None
+        if run is None:
+            raise NotFound(f"no run {run_id!r}", reason="RUN_NOT_FOUND")
+        if run.state != RUN_COMPLETED or run.finished_at is None:
+            raise FailedPrecondition(
+                f"run {run_id} is {run.state}: feedback is given on signed runs",
+                reason="RUN_NOT_SIGNED",
+            )
+        released = dt.datetime.fromtimestamp(run.finished_at, dt.UTC)
+        for record in self.audit.records(
+            since=released - dt.timedelta(minutes=5), tenant=principal.tenant
+        ):
+            if record.time > released + dt.timedelta(minutes=5):
+                break
+            if record.action == "DOSSIER_RELEASE" and record.details.get("run_id") == run_id:
+                return self._linked(record, LINK_RUN)
+        raise NotFound(f"no release audit record for run {run_id}", reason="RUN_NOT_FOUND")
+
     def submit(self, principal: Principal, fb: FeedbackInput) -> Feedback:
         """Validate, link, store, audit (action FEEDBACK) and count one feedback."""
         self._validate(fb)
@@ -196,6 +251,7 @@ class MeasurementService:
                 document_ids=answer.document_ids,
                 details={
                     "answer_seq": answer.seq,
+                    **({"run_id": fb.run.removeprefix("runs/")} if fb.run else {}),
                     "feedback_id": stored.id,
                     "link": answer.method,
                     "useful": fb.useful,
@@ -220,9 +276,41 @@ class MeasurementService:
 
     # -- usage ---------------------------------------------------------------------------
 
+    def internal_keys(self) -> frozenset[str]:
+        if self._internal_keys is None:
+            return frozenset()
+        try:
+            return frozenset(self._internal_keys())
+        except Exception:  # a keys file being rewritten: count as before, never fail
+            log.exception("cannot read the worker keys")
+            return frozenset()
+
+    def load(self, tenant: str | None, period: Period, use_case: str | None = None) -> UsageData:
+        return load_usage(
+            self.audit,
+            self.feedback,
+            period,
+            tenant=tenant,
+            use_case=use_case,
+            internal_keys=self.internal_keys(),
+        )
+
     def usage(self, tenant: str, period: Period, use_case: str | None = None) -> list[UsageRecord]:
         """One record per use case with activity; with ``use_case``, exactly one record."""
-        data = load_usage(self.audit, self.feedback, period, tenant=tenant, use_case=use_case)
-        if use_case is not None:
-            return [data.record_for(tenant, use_case)]
-        return data.per_group()
+        return self.usage_and_dossiers(tenant, period, use_case)[0]
+
+    def usage_and_dossiers(
+        self, tenant: str, period: Period, use_case: str | None = None
+    ) -> tuple[list[UsageRecord], DossierUsage]:
+        data = self.load(tenant, period, use_case)
+        records = [data.record_for(tenant, use_case)] if use_case is not None else data.per_group()
+        return records, self.dossier_usage(data, tenant, use_case)
+
+    def dossier_usage(
+        self, data: UsageData, tenant: str | None, use_case: str | None = None
+    ) -> DossierUsage:
+        runs = self.dossiers.runs(
+            start=data.period.start_time, end=data.period.end_time, tenant=tenant,
+            use_case=use_case,
+        )  # fmt: skip
+        return dossier_usage(runs, data.run_feedback(tenant or "*", use_case or "*"))

@@ -7,6 +7,7 @@ import asyncio
 import grpc
 
 from docfactory.core.auth import current_principal
+from docfactory.measurement.dossiers import DossierUsage
 from docfactory.measurement.feedback import DISCARDED, EDITED, USED_AS_IS
 from docfactory.measurement.service import FeedbackInput, MeasurementService
 from docfactory.measurement.usage import Period, UsageRecord
@@ -23,6 +24,7 @@ _LINK = {
     "AUDIT_SEQ": pb.LINK_METHOD_AUDIT_SEQ,
     "REVIEW_ID": pb.LINK_METHOD_REVIEW_ID,
     "LATEST_ANSWER": pb.LINK_METHOD_LATEST_ANSWER,
+    "RUN": pb.LINK_METHOD_RUN,
 }
 
 
@@ -38,6 +40,8 @@ def usage_pb(r: UsageRecord) -> pb.UsageRecord:
         questions=r.questions,
         searches=r.searches,
         denied=r.denied,
+        denied_other=r.denied_other,
+        internal_searches=r.internal_searches,
         answers_with_feedback=r.answers_with_feedback,
         feedback=r.feedback,
         mean_rating=_f(r.mean_rating),
@@ -70,6 +74,28 @@ def usage_pb(r: UsageRecord) -> pb.UsageRecord:
     )
 
 
+def dossier_usage_pb(d: DossierUsage) -> pb.DossierUsage:
+    return pb.DossierUsage(
+        runs=d.runs,
+        by_state=[pb.RunStateCount(state=k, runs=v) for k, v in d.by_state.items()],
+        signed=d.signed,
+        rejected=d.rejected,
+        incomplete=d.incomplete,
+        approval_rate=_f(d.approval_rate),
+        has_approval_rate=d.approval_rate is not None,
+        median_decision_seconds=_f(d.median_decision_seconds),
+        decided_timed=d.decided_timed,
+        approvals=d.approvals,
+        rejections=d.rejections,
+        fields_corrected=[
+            pb.FieldCorrections(field=k, count=v) for k, v in d.fields_corrected.items()
+        ],
+        feedback=d.feedback,
+        useful_rate=_f(d.useful_rate),
+        time_saved_minutes=d.time_saved_minutes,
+    )
+
+
 class MeasurementServicer(pb_grpc.MeasurementServiceServicer):
     def __init__(self, service: MeasurementService) -> None:
         self._service = service
@@ -86,6 +112,7 @@ class MeasurementServicer(pb_grpc.MeasurementServiceServicer):
             comment=request.comment,
             time_saved_minutes=request.time_saved_minutes,
             usage=_USAGE.get(request.usage, ""),
+            run=request.run,
         )
         stored = await asyncio.to_thread(self._service.submit, principal, fb)
         return pb.SubmitFeedbackResponse(
@@ -101,13 +128,14 @@ class MeasurementServicer(pb_grpc.MeasurementServiceServicer):
     ) -> pb.GetUsageResponse:
         principal = current_principal()
         period = Period.parse(request.from_date, request.to_date)
-        records = await asyncio.to_thread(
-            self._service.usage, principal.tenant, period, request.use_case or None
+        records, dossiers = await asyncio.to_thread(
+            self._service.usage_and_dossiers, principal.tenant, period, request.use_case or None
         )
         return pb.GetUsageResponse(
             records=[usage_pb(r) for r in records],
             from_date=period.start.isoformat(),
             to_date=period.end.isoformat(),
+            dossiers=dossier_usage_pb(dossiers),
         )
 
 

@@ -3,8 +3,14 @@
 Definitions (the report's glossary says the same in plain words). A period is ``[from 00:00
 UTC, to + 1 day 00:00 UTC)``; audit records and feedback are taken by their own time.
 
+- user actions only: a record of an internal key (a worker key acting for the tenant, e.g. a
+  dossier's rule retrieval through Search) is counted apart (``internal_searches``) and in no
+  other figure (``load_usage(internal_keys=...)``).
 - questions: ANSWER audit records (any outcome); searches: SEARCH records; denied: DENIED
-  records (refused by policy: unknown use case, collection not allowed, quota, ...).
+  records of a question or a search (refused by policy: unknown use case, collection not
+  allowed, quota, ...); denied_other: the other DENIED records (a refused click on a dossier
+  decision, a sign-off by the same reviewer, a page without the role...), outside the refusal
+  rate.
 - active users: distinct API key ids with a SEARCH, ANSWER or FEEDBACK record (per day, per
   ISO week, over the period).
 - completed answers: ANSWER records with outcome OK or PENDING_REVIEW. citation rate: completed
@@ -13,9 +19,10 @@ UTC, to + 1 day 00:00 UTC)``; audit records and feedback are taken by their own 
 - refusal rate: (denied + ANSWER records whose details say ``insufficient_context``) /
   (questions + searches + denied). The answering service does not record insufficient context
   in the audit yet, so today this counts policy refusals only.
-- feedback: rows of the feedback table; answers with feedback: distinct linked answer seqs;
-  mean rating over the feedback with a 1-5 rating; useful rate: useful / feedback with a
-  verdict; time saved: sum of the minutes estimated by users.
+- feedback: rows of the feedback table about answers (feedback on a signed dossier run goes
+  to the dossier figures, :mod:`docfactory.measurement.dossiers`); answers with feedback:
+  distinct linked answer seqs; mean rating over the feedback with a 1-5 rating; useful rate:
+  useful / feedback with a verdict; time saved: sum of the minutes estimated by users.
 - review approval rate: REVIEW_DECISION records APPROVED or AMENDED / all REVIEW_DECISION.
 
 A rate with no denominator is ``None`` (shown as "n/a"), never 0.
@@ -40,9 +47,19 @@ from docfactory.governance.audit import (
     AuditLog,
     AuditRecord,
 )
-from docfactory.measurement.feedback import DISCARDED, EDITED, USED_AS_IS, Feedback, FeedbackStore
+from docfactory.measurement.feedback import (
+    DISCARDED,
+    EDITED,
+    LINK_RUN,
+    USED_AS_IS,
+    Feedback,
+    FeedbackStore,
+)
 
 DENIED = "DENIED"
+#: RPCs whose refusal is a refused question or search (DENIED records written by the
+#: answering service carry no ``rpc``; those of the gate and the interceptor name it).
+ANSWER_RPCS = frozenset({"", "Search", "Answer"})
 COMPLETED = ("OK", "PENDING_REVIEW")
 APPROVED_DECISIONS = ("APPROVED", "AMENDED")
 USER_ACTIONS = (SEARCH, ANSWER, FEEDBACK)
@@ -124,6 +141,8 @@ class UsageRecord:
     questions: int = 0
     searches: int = 0
     denied: int = 0
+    denied_other: int = 0
+    internal_searches: int = 0
     completed_answers: int = 0
     cited_answers: int = 0
     insufficient_context: int = 0
@@ -157,14 +176,21 @@ def _is_insufficient(rec: AuditRecord) -> bool:
     return bool(rec.details.get("insufficient_context"))
 
 
+def is_answer_refusal(rec: AuditRecord) -> bool:
+    """A DENIED record of a question or a search (not of a dossier click or a page)."""
+    return str(rec.details.get("rpc") or "") in ANSWER_RPCS
+
+
 def aggregate(
     tenant: str,
     use_case: str,
     records: Iterable[AuditRecord],
     feedback: Iterable[Feedback],
     period: Period,
+    internal_keys: frozenset[str] = frozenset(),
 ) -> UsageRecord:
-    """One usage record over the given (already filtered) audit records and feedback."""
+    """One usage record over the given (already filtered) audit records and feedback;
+    the records of ``internal_keys`` (worker keys) are not user actions."""
     out = UsageRecord(tenant=tenant, use_case=use_case)
     days = {d.isoformat(): DailyUsage(d.isoformat()) for d in period.days()}
     weeks: dict[str, WeeklyUsage] = {}
@@ -178,6 +204,9 @@ def aggregate(
         day = utc(rec.time).date()
         dkey, wkey = day.isoformat(), iso_week(day)
         if dkey not in days:
+            continue
+        if rec.key_id in internal_keys and rec.action in USER_ACTIONS:
+            out.internal_searches += rec.action == SEARCH
             continue
         if rec.action in USER_ACTIONS:
             users.add(rec.key_id)
@@ -198,7 +227,10 @@ def aggregate(
             out.searches += 1
             days[dkey].searches += 1
         elif rec.action == DENIED:
-            out.denied += 1
+            if is_answer_refusal(rec):
+                out.denied += 1
+            else:
+                out.denied_other += 1
         elif rec.action == REVIEW_DECISION:
             out.review_decisions += 1
             if rec.outcome in APPROVED_DECISIONS:
@@ -207,7 +239,7 @@ def aggregate(
     answered: set[int] = set()
     for fb in feedback:
         dkey = utc(fb.time).date().isoformat()
-        if dkey not in days:
+        if dkey not in days or fb.link_method == LINK_RUN:
             continue
         out.feedback += 1
         answered.add(fb.answer_audit_seq)
@@ -251,10 +283,15 @@ class UsageData:
     period: Period
     records: list[AuditRecord]
     feedback: list[Feedback]
+    internal_keys: frozenset[str] = frozenset()
 
     def groups(self) -> list[tuple[str, str]]:
-        keys = {(r.tenant, r.use_case) for r in self.records if _counted(r)}
-        keys |= {(f.tenant, f.use_case) for f in self.feedback}
+        keys = {
+            (r.tenant, r.use_case)
+            for r in self.records
+            if _counted(r) and r.key_id not in self.internal_keys
+        }
+        keys |= {(f.tenant, f.use_case) for f in self.feedback if f.link_method != LINK_RUN}
         return sorted(keys)
 
     def record_for(self, tenant: str = "*", use_case: str = "*") -> UsageRecord:
@@ -267,7 +304,18 @@ class UsageData:
             (r for r in self.records if match(r.tenant, r.use_case)),
             (f for f in self.feedback if match(f.tenant, f.use_case)),
             self.period,
+            self.internal_keys,
         )
+
+    def run_feedback(self, tenant: str = "*", use_case: str = "*") -> list[Feedback]:
+        """Feedback given on signed dossier runs (link method RUN)."""
+        return [
+            f
+            for f in self.feedback
+            if f.link_method == LINK_RUN
+            and (tenant == "*" or f.tenant == tenant)
+            and (use_case == "*" or f.use_case == use_case)
+        ]
 
     def per_group(self) -> list[UsageRecord]:
         return [self.record_for(t, u) for t, u in self.groups()]
@@ -288,8 +336,10 @@ def load_usage(
     tenant: str | None = None,
     use_case: str | None = None,
     record_filter: Callable[[AuditRecord], bool] | None = None,
+    internal_keys: Iterable[str] = (),
 ) -> UsageData:
-    """Read the selection from the database (keyset-paginated audit scan from the start)."""
+    """Read the selection from the database (keyset-paginated audit scan from the start).
+    ``internal_keys``: key ids of workers (their records are not user actions)."""
     end = period.end_time
     records = [
         r
@@ -300,4 +350,6 @@ def load_usage(
         and (record_filter is None or record_filter(r))
     ]
     items = list(feedback.items(start=period.start_time, end=end, tenant=tenant, use_case=use_case))
-    return UsageData(period=period, records=records, feedback=items)
+    return UsageData(
+        period=period, records=records, feedback=items, internal_keys=frozenset(internal_keys)
+    )

@@ -24,33 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3docfactory/measurement/v1/measurement_service.proto\x12\x19\x64ocfactory.measurement.v1\"\xed\x01\n\x15SubmitFeedbackRequest\x12\x18\n\x10\x61nswer_audit_seq\x18\x01 \x01(\x04\x12\x11\n\treview_id\x18\x02 \x01(\t\x12\x33\n\x07verdict\x18\x03 \x01(\x0e\x32\".docfactory.measurement.v1.Verdict\x12\x0e\n\x06rating\x18\x04 \x01(\x05\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x1a\n\x12time_saved_minutes\x18\x06 \x01(\x01\x12\x35\n\x05usage\x18\x07 \x01(\x0e\x32&.docfactory.measurement.v1.AnswerUsage\"\xb1\x01\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x18\n\x10\x61nswer_audit_seq\x18\x02 \x01(\x04\x12:\n\x0blink_method\x18\x03 \x01(\x0e\x32%.docfactory.measurement.v1.LinkMethod\x12\x1a\n\x12\x66\x65\x65\x64\x62\x61\x63k_audit_seq\x18\x04 \x01(\x04\x12\x10\n\x08use_case\x18\x05 \x01(\t\"G\n\x0fGetUsageRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\"\x83\x01\n\nDailyUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x02 \x01(\x03\x12\x11\n\tquestions\x18\x03 \x01(\x03\x12\x10\n\x08searches\x18\x04 \x01(\x03\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x05 \x01(\x03\x12\x1a\n\x12time_saved_minutes\x18\x06 \x01(\x01\"D\n\x0bWeeklyUsage\x12\x0c\n\x04week\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x02 \x01(\x03\x12\x11\n\tquestions\x18\x03 \x01(\x03\"\xab\x04\n\x0bUsageRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x03 \x01(\x03\x12\x11\n\tquestions\x18\x04 \x01(\x03\x12\x10\n\x08searches\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65nied\x18\x06 \x01(\x03\x12\x1d\n\x15\x61nswers_with_feedback\x18\x07 \x01(\x03\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x08 \x01(\x03\x12\x13\n\x0bmean_rating\x18\t \x01(\x01\x12\x13\n\x0buseful_rate\x18\n \x01(\x01\x12\x1a\n\x12time_saved_minutes\x18\x0b \x01(\x01\x12\x15\n\rcitation_rate\x18\x0c \x01(\x01\x12\x14\n\x0crefusal_rate\x18\r \x01(\x01\x12\x1c\n\x14review_approval_rate\x18\x0e \x01(\x01\x12\x18\n\x10review_decisions\x18\x0f \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x10 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x11 \x01(\x01\x12\x12\n\nused_as_is\x18\x12 \x01(\x03\x12\x0e\n\x06\x65\x64ited\x18\x13 \x01(\x03\x12\x11\n\tdiscarded\x18\x14 \x01(\x03\x12\x34\n\x05\x64\x61ily\x18\x15 \x03(\x0b\x32%.docfactory.measurement.v1.DailyUsage\x12\x36\n\x06weekly\x18\x16 \x03(\x0b\x32&.docfactory.measurement.v1.WeeklyUsage\"o\n\x10GetUsageResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.docfactory.measurement.v1.UsageRecord\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t*N\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x12\n\x0eVERDICT_USEFUL\x10\x01\x12\x16\n\x12VERDICT_NOT_USEFUL\x10\x02*}\n\x0b\x41nswerUsage\x12\x1c\n\x18\x41NSWER_USAGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41NSWER_USAGE_USED_AS_IS\x10\x01\x12\x17\n\x13\x41NSWER_USAGE_EDITED\x10\x02\x12\x1a\n\x16\x41NSWER_USAGE_DISCARDED\x10\x03*~\n\nLinkMethod\x12\x1b\n\x17LINK_METHOD_UNSPECIFIED\x10\x00\x12\x19\n\x15LINK_METHOD_AUDIT_SEQ\x10\x01\x12\x19\n\x15LINK_METHOD_REVIEW_ID\x10\x02\x12\x1d\n\x19LINK_METHOD_LATEST_ANSWER\x10\x03\x32\xf0\x01\n\x12MeasurementService\x12u\n\x0eSubmitFeedback\x12\x30.docfactory.measurement.v1.SubmitFeedbackRequest\x1a\x31.docfactory.measurement.v1.SubmitFeedbackResponse\x12\x63\n\x08GetUsage\x12*.docfactory.measurement.v1.GetUsageRequest\x1a+.docfactory.measurement.v1.GetUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3docfactory/measurement/v1/measurement_service.proto\x12\x19\x64ocfactory.measurement.v1\"\xfa\x01\n\x15SubmitFeedbackRequest\x12\x18\n\x10\x61nswer_audit_seq\x18\x01 \x01(\x04\x12\x11\n\treview_id\x18\x02 \x01(\t\x12\x33\n\x07verdict\x18\x03 \x01(\x0e\x32\".docfactory.measurement.v1.Verdict\x12\x0e\n\x06rating\x18\x04 \x01(\x05\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x1a\n\x12time_saved_minutes\x18\x06 \x01(\x01\x12\x35\n\x05usage\x18\x07 \x01(\x0e\x32&.docfactory.measurement.v1.AnswerUsage\x12\x0b\n\x03run\x18\x08 \x01(\t\"\xb1\x01\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x18\n\x10\x61nswer_audit_seq\x18\x02 \x01(\x04\x12:\n\x0blink_method\x18\x03 \x01(\x0e\x32%.docfactory.measurement.v1.LinkMethod\x12\x1a\n\x12\x66\x65\x65\x64\x62\x61\x63k_audit_seq\x18\x04 \x01(\x04\x12\x10\n\x08use_case\x18\x05 \x01(\t\"G\n\x0fGetUsageRequest\x12\x10\n\x08use_case\x18\x01 \x01(\t\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\"\x83\x01\n\nDailyUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x02 \x01(\x03\x12\x11\n\tquestions\x18\x03 \x01(\x03\x12\x10\n\x08searches\x18\x04 \x01(\x03\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x05 \x01(\x03\x12\x1a\n\x12time_saved_minutes\x18\x06 \x01(\x01\"D\n\x0bWeeklyUsage\x12\x0c\n\x04week\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x02 \x01(\x03\x12\x11\n\tquestions\x18\x03 \x01(\x03\"\xdc\x04\n\x0bUsageRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08use_case\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tive_users\x18\x03 \x01(\x03\x12\x11\n\tquestions\x18\x04 \x01(\x03\x12\x10\n\x08searches\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65nied\x18\x06 \x01(\x03\x12\x1d\n\x15\x61nswers_with_feedback\x18\x07 \x01(\x03\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x08 \x01(\x03\x12\x13\n\x0bmean_rating\x18\t \x01(\x01\x12\x13\n\x0buseful_rate\x18\n \x01(\x01\x12\x1a\n\x12time_saved_minutes\x18\x0b \x01(\x01\x12\x15\n\rcitation_rate\x18\x0c \x01(\x01\x12\x14\n\x0crefusal_rate\x18\r \x01(\x01\x12\x1c\n\x14review_approval_rate\x18\x0e \x01(\x01\x12\x18\n\x10review_decisions\x18\x0f \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x10 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x11 \x01(\x01\x12\x12\n\nused_as_is\x18\x12 \x01(\x03\x12\x0e\n\x06\x65\x64ited\x18\x13 \x01(\x03\x12\x11\n\tdiscarded\x18\x14 \x01(\x03\x12\x34\n\x05\x64\x61ily\x18\x15 \x03(\x0b\x32%.docfactory.measurement.v1.DailyUsage\x12\x36\n\x06weekly\x18\x16 \x03(\x0b\x32&.docfactory.measurement.v1.WeeklyUsage\x12\x19\n\x11internal_searches\x18\x17 \x01(\x03\x12\x14\n\x0c\x64\x65nied_other\x18\x18 \x01(\x03\"0\n\x10\x46ieldCorrections\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\",\n\rRunStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04runs\x18\x02 \x01(\x03\"\xa9\x03\n\x0c\x44ossierUsage\x12\x0c\n\x04runs\x18\x01 \x01(\x03\x12:\n\x08\x62y_state\x18\x02 \x03(\x0b\x32(.docfactory.measurement.v1.RunStateCount\x12\x0e\n\x06signed\x18\x03 \x01(\x03\x12\x10\n\x08rejected\x18\x04 \x01(\x03\x12\x12\n\nincomplete\x18\x05 \x01(\x03\x12\x15\n\rapproval_rate\x18\x06 \x01(\x01\x12\x19\n\x11has_approval_rate\x18\x07 \x01(\x08\x12\x1f\n\x17median_decision_seconds\x18\x08 \x01(\x01\x12\x15\n\rdecided_timed\x18\t \x01(\x03\x12\x11\n\tapprovals\x18\n \x01(\x03\x12\x12\n\nrejections\x18\x0b \x01(\x03\x12\x45\n\x10\x66ields_corrected\x18\x0c \x03(\x0b\x32+.docfactory.measurement.v1.FieldCorrections\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\r \x01(\x03\x12\x13\n\x0buseful_rate\x18\x0e \x01(\x01\x12\x1a\n\x12time_saved_minutes\x18\x0f \x01(\x01\"\xaa\x01\n\x10GetUsageResponse\x12\x37\n\x07records\x18\x01 \x03(\x0b\x32&.docfactory.measurement.v1.UsageRecord\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\x12\x39\n\x08\x64ossiers\x18\x04 \x01(\x0b\x32\'.docfactory.measurement.v1.DossierUsage*N\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x12\n\x0eVERDICT_USEFUL\x10\x01\x12\x16\n\x12VERDICT_NOT_USEFUL\x10\x02*}\n\x0b\x41nswerUsage\x12\x1c\n\x18\x41NSWER_USAGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41NSWER_USAGE_USED_AS_IS\x10\x01\x12\x17\n\x13\x41NSWER_USAGE_EDITED\x10\x02\x12\x1a\n\x16\x41NSWER_USAGE_DISCARDED\x10\x03*\x93\x01\n\nLinkMethod\x12\x1b\n\x17LINK_METHOD_UNSPECIFIED\x10\x00\x12\x19\n\x15LINK_METHOD_AUDIT_SEQ\x10\x01\x12\x19\n\x15LINK_METHOD_REVIEW_ID\x10\x02\x12\x1d\n\x19LINK_METHOD_LATEST_ANSWER\x10\x03\x12\x13\n\x0fLINK_METHOD_RUN\x10\x04\x32\xf0\x01\n\x12MeasurementService\x12u\n\x0eSubmitFeedback\x12\x30.docfactory.measurement.v1.SubmitFeedbackRequest\x1a\x31.docfactory.measurement.v1.SubmitFeedbackResponse\x12\x63\n\x08GetUsage\x12*.docfactory.measurement.v1.GetUsageRequest\x1a+.docfactory.measurement.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'docfactory.measurement.v1.measurement_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=1450
-  _globals['_VERDICT']._serialized_end=1528
-  _globals['_ANSWERUSAGE']._serialized_start=1530
-  _globals['_ANSWERUSAGE']._serialized_end=1655
-  _globals['_LINKMETHOD']._serialized_start=1657
-  _globals['_LINKMETHOD']._serialized_end=1783
+  _globals['_VERDICT']._serialized_start=2096
+  _globals['_VERDICT']._serialized_end=2174
+  _globals['_ANSWERUSAGE']._serialized_start=2176
+  _globals['_ANSWERUSAGE']._serialized_end=2301
+  _globals['_LINKMETHOD']._serialized_start=2304
+  _globals['_LINKMETHOD']._serialized_end=2451
   _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=83
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=320
-  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=323
-  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=500
-  _globals['_GETUSAGEREQUEST']._serialized_start=502
-  _globals['_GETUSAGEREQUEST']._serialized_end=573
-  _globals['_DAILYUSAGE']._serialized_start=576
-  _globals['_DAILYUSAGE']._serialized_end=707
-  _globals['_WEEKLYUSAGE']._serialized_start=709
-  _globals['_WEEKLYUSAGE']._serialized_end=777
-  _globals['_USAGERECORD']._serialized_start=780
-  _globals['_USAGERECORD']._serialized_end=1335
-  _globals['_GETUSAGERESPONSE']._serialized_start=1337
-  _globals['_GETUSAGERESPONSE']._serialized_end=1448
-  _globals['_MEASUREMENTSERVICE']._serialized_start=1786
-  _globals['_MEASUREMENTSERVICE']._serialized_end=2026
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=333
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=336
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=513
+  _globals['_GETUSAGEREQUEST']._serialized_start=515
+  _globals['_GETUSAGEREQUEST']._serialized_end=586
+  _globals['_DAILYUSAGE']._serialized_start=589
+  _globals['_DAILYUSAGE']._serialized_end=720
+  _globals['_WEEKLYUSAGE']._serialized_start=722
+  _globals['_WEEKLYUSAGE']._serialized_end=790
+  _globals['_USAGERECORD']._serialized_start=793
+  _globals['_USAGERECORD']._serialized_end=1397
+  _globals['_FIELDCORRECTIONS']._serialized_start=1399
+  _globals['_FIELDCORRECTIONS']._serialized_end=1447
+  _globals['_RUNSTATECOUNT']._serialized_start=1449
+  _globals['_RUNSTATECOUNT']._serialized_end=1493
+  _globals['_DOSSIERUSAGE']._serialized_start=1496
+  _globals['_DOSSIERUSAGE']._serialized_end=1921
+  _globals['_GETUSAGERESPONSE']._serialized_start=1924
+  _globals['_GETUSAGERESPONSE']._serialized_end=2094
+  _globals['_MEASUREMENTSERVICE']._serialized_start=2454
+  _globals['_MEASUREMENTSERVICE']._serialized_end=2694
 # @@protoc_insertion_point(module_scope)

@@ -59,7 +59,8 @@ class MeasurementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUsage(self, request, context):
-        """Usage records of the caller's tenant, per use case, over a date range.
+        """Usage records of the caller's tenant, per use case, over a date range, and its dossier
+        runs (DossierUsage).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
