@@ -26,4 +26,4 @@ echo "== docfactory ingest ${paths[*]}"
 .venv/bin/docfactory ingest "${paths[@]}" --collection demo
 echo
 echo "== docfactory ask \"$question\""
-.venv/bin/docfactory ask "$question" --collection demo
+.venv/bin/docfactory ask "$question" --collection demo --no-feedback
