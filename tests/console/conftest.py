@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from docfactory.answering.v1 import answering_service_pb2 as ans_pb
 from docfactory.answering.v1 import answering_service_pb2_grpc as ans_grpc
@@ -254,6 +255,69 @@ class Stack:
                     summary = msg.summary
             assert summary is not None and summary.pending_review, summary
             return str(summary.review_id)
+
+
+@dataclass
+class ServedStack:
+    """The deployed shape: ``docfactory serve --console-port`` as an operator starts it (one
+    process: the services, the console and the dossier workers it supervises), with the
+    policy of ``settings``; same ``url`` / ``grpc_address`` / ``settings`` as :class:`Stack`."""
+
+    settings: Settings
+    grpc_address: str = ""
+    url: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServedStack:
+        import time
+
+        import httpx
+
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.grpc_address = f"127.0.0.1:{ports[0]}"
+        self.url = f"http://127.0.0.1:{ports[1]}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCFACTORY_")} | {
+            "DOCFACTORY_DATA_DIR": str(self.settings.data_dir),
+            "DOCFACTORY_POLICY_FILE": self.settings.policy_file,
+            "DOCFACTORY_WORKER_API_KEY": "key-worker",
+            "DOCFACTORY_WORKFLOWS_HEARTBEAT_SECONDS": "0.5",
+            "PYTHONPATH": str(ROOT / "services"),
+        }
+        log = open(self.settings.data_dir / "serve.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "docfactory.cli", "serve", "--port", str(ports[0]),
+             "--console-port", str(ports[1])],
+            env=env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 300
+        while True:
+            assert self.proc.poll() is None, (self.settings.data_dir / "serve.log").read_text()
+            try:  # the console answers at once; the services once their models are warm
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    with grpc.insecure_channel(self.grpc_address) as ch:
+                        r = health_pb2_grpc.HealthStub(ch).Check(
+                            health_pb2.HealthCheckRequest(), timeout=2
+                        )
+                    if r.status == health_pb2.HealthCheckResponse.SERVING:
+                        return self
+            except (httpx.HTTPError, grpc.RpcError):
+                pass
+            assert time.monotonic() < deadline, "docfactory serve --console-port did not start"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 def make_settings(tmp: Path, **extra: Any) -> Settings:

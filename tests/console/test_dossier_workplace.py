@@ -25,7 +25,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from docfactory.console import i18n
-from tests.console.conftest import IMG, Stack, make_settings, sign_in
+from tests.console.conftest import IMG, ServedStack, make_settings, sign_in
 from tests.console.test_dossier_console import FORM_TOKEN, untranslated
 
 pytestmark = pytest.mark.slow
@@ -37,17 +37,17 @@ SIGNED = i18n.ENUMS["fr"]["run_state"]["COMPLETED"]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The console tests' policy, except that any key of the tenant may upload (no
-    ``ingestion_requires_role``): the analyst has no role at all."""
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedStack]:
+    """``docfactory serve --console-port`` (the deployed shape: no other command runs the
+    dossiers) with the console tests' policy, except that any key of the tenant may upload
+    (no ``ingestion_requires_role``): the analyst has no role at all."""
     tmp = tmp_path_factory.mktemp("workplace")
     settings = make_settings(tmp)
     path = Path(settings.policy_file)
     policy = yaml.safe_load(path.read_text())
     policy["ingestion_requires_role"] = False
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
-    running = Stack(settings).start()
-    running.start_workers()
+    running = ServedStack(settings).start()
     try:
         yield running
     finally:
@@ -101,7 +101,7 @@ def _drop(page: Any, paths: list[Path]) -> None:
 
 
 def test_analyst_creates_two_reviewers_sign_the_analyst_sees_the_result(
-    stack: Stack, person: Any, files: list[Path]
+    stack: ServedStack, person: Any, files: list[Path]
 ) -> None:
     # -- the analyst (no role) creates the dossier and starts it ------------------------------
     analyst = person()
@@ -208,7 +208,7 @@ def test_analyst_creates_two_reviewers_sign_the_analyst_sees_the_result(
     _clean(analyst)
 
 
-def _client(stack: Stack, key: str, max_message_bytes: int) -> TestClient:
+def _client(stack: ServedStack, key: str, max_message_bytes: int) -> TestClient:
     from docfactory.console.app import ConsoleConfig, create_app
 
     app = create_app(ConsoleConfig(address=stack.grpc_address, max_message_bytes=max_message_bytes))
@@ -222,7 +222,7 @@ def _client(stack: Stack, key: str, max_message_bytes: int) -> TestClient:
     return client
 
 
-def test_the_form_says_what_is_wrong_never_a_500(stack: Stack, files: list[Path]) -> None:
+def test_the_form_says_what_is_wrong_never_a_500(stack: ServedStack, files: list[Path]) -> None:
     import html
 
     client = _client(stack, ANALYST, 2 * 1024 * 1024)
