@@ -317,7 +317,7 @@ async def test_internal_errors_are_audited_with_their_correlation_id(
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError(f"database said {SECRET_TEXT}")
 
-    monkeypatch.setattr(MeasurementService, "usage", broken)
+    monkeypatch.setattr(MeasurementService, "usage_and_dossiers", broken)
     err = await _refused(
         ctx,
         ctx.meas.GetUsage(meas_pb.GetUsageRequest(), metadata=md("own-sud")),

@@ -709,6 +709,13 @@ class ProcessPoolParser:
         pool = self._executor()
         try:
             return pool.submit(_child_parse, str(path), filename).result()
+        except InvalidArgument as exc:
+            if exc.reason == "PARSE_MEMORY_EXCEEDED":
+                # A child that reached its cap may be left unusable (heap arenas, a native
+                # library after a failed allocation): retire its pool, the next parse gets a
+                # fresh child (parses in flight on the retired pool finish first).
+                self._discard(pool)
+            raise
         except BrokenProcessPool as exc:
             self._discard(pool)
             raise Unavailable(
