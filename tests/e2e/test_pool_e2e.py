@@ -163,9 +163,18 @@ class ServeReplica:
             self.proc.wait(timeout=10)
 
     def cpu_seconds(self) -> float:
+        """CPU time of the replica: its process and any process it started (a serving
+        stack may generate in a child)."""
+        import psutil
+
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
 
     def chat_requests(self) -> int:
         return self.log.read_text(errors="replace").count('"POST /v1/chat/completions HTTP')
